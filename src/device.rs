@@ -1,0 +1,345 @@
+//! Devices: the CPU, or a GPU found the way wgpu users expect (the `WGPU_*` variables), the
+//! software adapter, or a `wgpu::Device` adopted from an application.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// Where a tensor lives. Cheap to clone; two GPU devices are equal when they are the same
+/// wgnn device (the same `wgpu::Device`), not merely the same adapter.
+#[derive(Clone)]
+pub enum Device {
+    /// Host memory. A full device: every operation has a CPU path.
+    Cpu,
+    /// A GPU (or software adapter) through wgpu.
+    Gpu(GpuDevice),
+}
+
+/// A handle on one wgpu device and queue. Cheap to clone.
+#[derive(Clone)]
+pub struct GpuDevice(pub(crate) Arc<GpuContext>);
+
+/// How to find and open a GPU. [`GpuOptions::from_env`] reads `WGPU_BACKEND`,
+/// `WGPU_POWER_PREF` and `WGPU_ADAPTER_NAME`.
+#[derive(Debug, Clone)]
+pub struct GpuOptions {
+    /// Backends to search (`WGPU_BACKEND`, e.g. `vulkan`, `gl`, `metal`, `dx12`).
+    pub backends: wgpu::Backends,
+    /// Power preference (`WGPU_POWER_PREF`: `low`, `high`, `none`).
+    pub power_preference: wgpu::PowerPreference,
+    /// Case-insensitive substring of the adapter name (`WGPU_ADAPTER_NAME`).
+    pub adapter_name: Option<String>,
+    /// Take only a software adapter (lavapipe / llvmpipe / WARP).
+    pub force_fallback_adapter: bool,
+    /// Limits to request; `None` asks for everything the adapter has.
+    pub limits: Option<wgpu::Limits>,
+    /// Bound on every wait for GPU work.
+    pub timeout: Duration,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            backends: wgpu::Backends::all(),
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            adapter_name: None,
+            force_fallback_adapter: false,
+            limits: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl GpuOptions {
+    /// Defaults, overridden by `WGPU_BACKEND`, `WGPU_POWER_PREF` and `WGPU_ADAPTER_NAME`.
+    pub fn from_env() -> Self {
+        let mut o = GpuOptions::default();
+        if let Some(b) = wgpu::Backends::from_env() {
+            o.backends = b;
+        }
+        if let Some(p) = wgpu::PowerPreference::from_env() {
+            o.power_preference = p;
+        }
+        o.adapter_name = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty());
+        o
+    }
+}
+
+/// One adapter as wgnn reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterSummary {
+    /// The driver's adapter name.
+    pub name: String,
+    /// Vulkan, Metal, Dx12, Gl.
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, virtual, CPU (software) or other.
+    pub device_type: wgpu::DeviceType,
+    /// Driver name and version.
+    pub driver: String,
+    /// Its limits.
+    pub limits: wgpu::Limits,
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?}, {:?})", self.name, self.backend, self.device_type)
+    }
+}
+
+const NO_ADAPTER_HINT: &str = "on Linux install a software adapter with `apt-get install mesa-vulkan-drivers` \
+     (lavapipe) or use Mesa's llvmpipe with WGPU_BACKEND=gl";
+
+fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
+    let i = a.get_info();
+    AdapterSummary {
+        name: i.name.clone(),
+        backend: i.backend,
+        device_type: i.device_type,
+        driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+        limits: a.limits(),
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu finds on these backends.
+pub fn enumerate_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+    let inst = instance(backends);
+    pollster::block_on(inst.enumerate_adapters(backends))
+        .iter()
+        .map(summarize)
+        .collect()
+}
+
+fn rank(t: wgpu::DeviceType, p: wgpu::PowerPreference) -> u32 {
+    use wgpu::DeviceType as T;
+    match (p, t) {
+        (wgpu::PowerPreference::LowPower, T::IntegratedGpu) => 0,
+        (wgpu::PowerPreference::LowPower, T::DiscreteGpu) => 1,
+        (_, T::DiscreteGpu) => 0,
+        (_, T::IntegratedGpu) => 1,
+        (_, T::VirtualGpu) => 2,
+        (_, T::Other) => 3,
+        (_, T::Cpu) => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+/// Picks an adapter by the options and says why.
+fn choose(opts: &GpuOptions) -> Result<(wgpu::Adapter, String)> {
+    let inst = instance(opts.backends);
+    let adapters = pollster::block_on(inst.enumerate_adapters(opts.backends));
+    let names: Vec<String> = adapters.iter().map(|a| summarize(a).to_string()).collect();
+    let backends = format!("{:?}", opts.backends);
+    let mut candidates: Vec<(usize, &wgpu::Adapter)> = adapters.iter().enumerate().collect();
+    let mut why = Vec::new();
+    if let Some(wanted) = &opts.adapter_name {
+        let w = wanted.to_lowercase();
+        candidates.retain(|(_, a)| a.get_info().name.to_lowercase().contains(&w));
+        if candidates.is_empty() {
+            return Err(Error::AdapterNotFound {
+                wanted: wanted.clone(),
+                source_var: "WGPU_ADAPTER_NAME".into(),
+                found: names,
+            });
+        }
+        why.push(format!("its name contains {wanted:?}"));
+    }
+    if opts.force_fallback_adapter {
+        candidates.retain(|(_, a)| a.get_info().device_type == wgpu::DeviceType::Cpu);
+        if candidates.is_empty() {
+            return Err(Error::NoAdapter {
+                backends,
+                hint: format!(
+                    "no software adapter among [{}]; {NO_ADAPTER_HINT}",
+                    names.join(", ")
+                ),
+            });
+        }
+        why.push("a software adapter was asked for".into());
+    }
+    candidates.sort_by_key(|(i, a)| {
+        let info = a.get_info();
+        (
+            rank(info.device_type, opts.power_preference),
+            backend_rank(info.backend),
+            *i,
+        )
+    });
+    let Some((_, chosen)) = candidates.first() else {
+        return Err(Error::NoAdapter {
+            backends,
+            hint: NO_ADAPTER_HINT.into(),
+        });
+    };
+    let info = chosen.get_info();
+    why.push(format!(
+        "{:?} ranks first for power preference {:?} among {} candidate(s), native APIs before GL",
+        info.device_type,
+        opts.power_preference,
+        candidates.len()
+    ));
+    Ok(((*chosen).clone(), why.join("; ")))
+}
+
+impl Device {
+    /// The default GPU: honours `WGPU_BACKEND`, `WGPU_POWER_PREF` and `WGPU_ADAPTER_NAME`.
+    pub fn gpu() -> Result<Device> {
+        Device::gpu_with(&GpuOptions::from_env())
+    }
+
+    /// The software adapter (lavapipe, llvmpipe, WARP), for headless tests. `WGPU_BACKEND` is
+    /// honoured.
+    pub fn software() -> Result<Device> {
+        Device::gpu_with(&GpuOptions {
+            force_fallback_adapter: true,
+            ..GpuOptions::from_env()
+        })
+    }
+
+    /// A GPU chosen and opened with explicit options.
+    pub fn gpu_with(opts: &GpuOptions) -> Result<Device> {
+        let (adapter, why) = choose(opts)?;
+        let desc = summarize(&adapter).to_string();
+        let limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgnn"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits,
+            experimental_features: wgpu::ExperimentalFeatures::default(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: desc,
+            message: e.to_string(),
+        })?;
+        let ctx = GpuContext::new(device, queue, why, opts.timeout, true);
+        log::info!("wgnn: using {}", ctx.describe());
+        Ok(Device::Gpu(GpuDevice(Arc::new(ctx))))
+    }
+
+    /// Adopts a device and queue that an application already owns (a renderer, say), so wgnn's
+    /// tensors and kernels live on it. wgnn leaves the device's error handler and device-lost
+    /// callback to the application; its own work still runs inside error scopes.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Device {
+        let ctx = GpuContext::new(
+            device,
+            queue,
+            "adopted from the application".into(),
+            Duration::from_secs(60),
+            false,
+        );
+        Device::Gpu(GpuDevice(Arc::new(ctx)))
+    }
+
+    /// True for `Device::Cpu`.
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+
+    /// The GPU handle, if this is a GPU.
+    pub fn as_gpu(&self) -> Option<&GpuDevice> {
+        match self {
+            Device::Gpu(g) => Some(g),
+            Device::Cpu => None,
+        }
+    }
+}
+
+impl GpuDevice {
+    /// The adapter this device runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.0.info
+    }
+    /// "name (backend, type)".
+    pub fn adapter(&self) -> String {
+        self.0.describe()
+    }
+    /// Why this adapter was chosen.
+    pub fn choice_reason(&self) -> &str {
+        &self.0.choice
+    }
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.0.limits
+    }
+    /// The underlying wgpu device (for applications that mix their own work in).
+    pub fn wgpu_device(&self) -> &wgpu::Device {
+        &self.0.device
+    }
+    /// The underlying wgpu queue.
+    pub fn wgpu_queue(&self) -> &wgpu::Queue {
+        &self.0.queue
+    }
+    /// Queue submissions wgnn has made on this device so far.
+    pub fn submission_count(&self) -> u64 {
+        self.0.submissions.load(Ordering::Relaxed)
+    }
+    /// A number that tells wgnn devices apart (`gpu:N`).
+    pub fn ordinal(&self) -> u64 {
+        self.0.id
+    }
+    /// Waits until all submitted work is done (bounded by the device's timeout).
+    pub fn synchronize(&self) -> Result<()> {
+        self.0.wait("synchronize", None)
+    }
+}
+
+impl PartialEq for GpuDevice {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for GpuDevice {}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Gpu(a), Device::Gpu(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+impl Eq for Device {}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Gpu(g) => write!(f, "gpu:{}", g.0.id),
+        }
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("Device::Cpu"),
+            Device::Gpu(g) => write!(f, "Device::Gpu(gpu:{}, {})", g.0.id, g.0.describe()),
+        }
+    }
+}
+
+impl fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GpuDevice(gpu:{}, {})", self.0.id, self.0.describe())
+    }
+}

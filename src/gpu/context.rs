@@ -1,0 +1,191 @@
+//! One GPU context: a wgpu device + queue, its adapter's description, its limits, and the
+//! guards that turn wgpu's panics into errors (error scopes, bounded waits, device-loss tracking).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Everything wgnn holds for one GPU device. Shared behind an `Arc` by every tensor on it.
+pub(crate) struct GpuContext {
+    pub id: u64,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Why the adapter was chosen (for `examples/adapters`).
+    pub choice: String,
+    /// Set by the device-lost callback (devices wgnn created) or when wgnn sees a loss.
+    pub lost: Arc<Mutex<Option<String>>>,
+    /// Number of queue submissions wgnn made on this device (tests assert batching with it).
+    pub submissions: AtomicU64,
+    /// Bound on every wait for GPU work.
+    pub timeout: Duration,
+    pub(crate) pipelines: Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
+}
+
+impl GpuContext {
+    pub fn new(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        choice: String,
+        timeout: Duration,
+        own_callbacks: bool,
+    ) -> Self {
+        let info = device.adapter_info();
+        let limits = device.limits();
+        let lost = Arc::new(Mutex::new(None));
+        if own_callbacks {
+            let flag = lost.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                if let Ok(mut g) = flag.lock() {
+                    *g = Some(format!("{reason:?}{}", if message.is_empty() { String::new() } else { format!(": {message}") }));
+                }
+            });
+            device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+                log::error!("wgpu error outside any wgnn error scope: {e}");
+            }));
+        }
+        GpuContext {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            device,
+            queue,
+            info,
+            limits,
+            choice,
+            lost,
+            submissions: AtomicU64::new(0),
+            timeout,
+            pipelines: Mutex::new(Default::default()),
+        }
+    }
+
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn mark_lost(&self, reason: &str) {
+        if let Ok(mut g) = self.lost.lock() {
+            if g.is_none() {
+                *g = Some(reason.to_string());
+            }
+        }
+    }
+
+    pub fn check_alive(&self, op: &str) -> Result<()> {
+        match self.lost_reason() {
+            Some(reason) => Err(Error::DeviceLost {
+                op: op.to_string(),
+                adapter: self.describe(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn gpu_error(&self, op: &str, e: wgpu::Error) -> Error {
+        let message = e.to_string();
+        if message.contains("lost") || message.contains("Lost") {
+            self.mark_lost(&message);
+            return Error::DeviceLost {
+                op: op.to_string(),
+                adapter: self.describe(),
+                reason: message,
+            };
+        }
+        Error::Gpu {
+            op: op.to_string(),
+            adapter: self.describe(),
+            message,
+        }
+    }
+
+    /// Runs `f` inside validation / out-of-memory / internal error scopes, so that wgpu's
+    /// default panic-on-error never fires; the first captured error becomes an `Err`.
+    pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.check_alive(op)?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let i = pollster::block_on(internal.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(i).or(o) {
+            return Err(self.gpu_error(op, e));
+        }
+        self.check_alive(op)?;
+        out
+    }
+
+    /// Submits command buffers (counted) inside an error scope and returns the submission index.
+    pub fn submit(
+        &self,
+        op: &str,
+        cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
+    ) -> Result<wgpu::SubmissionIndex> {
+        let idx = self.scoped(op, || Ok(self.queue.submit(cmds)))?;
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        Ok(idx)
+    }
+
+    /// Waits for a submission, at most `self.timeout`.
+    pub fn wait(&self, op: &str, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.check_alive(op)?;
+        let poll = wgpu::PollType::Wait {
+            submission_index: idx,
+            timeout: Some(self.timeout),
+        };
+        // wgpu panics in `poll` if the device is lost (its fatal-error path); keep that a value.
+        let r = catch_unwind(AssertUnwindSafe(|| self.device.poll(poll)));
+        match r {
+            Ok(Ok(_)) => self.check_alive(op),
+            Ok(Err(wgpu::PollError::Timeout)) => Err(Error::Timeout {
+                op: op.to_string(),
+                adapter: self.describe(),
+                seconds: self.timeout.as_secs_f64(),
+            }),
+            Ok(Err(e)) => Err(Error::Gpu {
+                op: op.to_string(),
+                adapter: self.describe(),
+                message: e.to_string(),
+            }),
+            Err(_) => {
+                self.mark_lost("wgpu reported a fatal error while waiting");
+                self.check_alive(op)
+            }
+        }
+    }
+
+    /// Checks a size against `max_buffer_size`.
+    pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::Limit {
+                what: what.to_string(),
+                requested: bytes,
+                limit_name: "max_buffer_size",
+                limit: self.limits.max_buffer_size,
+                adapter: self.describe(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Largest byte range one storage binding may cover, rounded down to 256.
+    pub fn max_binding(&self) -> u64 {
+        let lim = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        lim & !255
+    }
+}

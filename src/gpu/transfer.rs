@@ -1,0 +1,185 @@
+//! Transfers: many tensors go up in one staging copy and one submission; read-backs wait with a
+//! bound.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// Bytes a device buffer for `len` bytes occupies: copies move whole 4-byte words, and wgpu
+/// refuses zero-sized bindings.
+pub(crate) fn padded(len: u64) -> u64 {
+    len.div_ceil(4).max(1) * 4
+}
+
+pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// A storage buffer that can hold `len` bytes. Must be called inside an error scope.
+pub(crate) fn storage_buffer(ctx: &GpuContext, len: u64, label: &str) -> Result<wgpu::Buffer> {
+    ctx.check_buffer_size(&format!("{label} ({len} bytes)"), padded(len))?;
+    Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: padded(len),
+        usage: STORAGE_USAGE,
+        mapped_at_creation: false,
+    }))
+}
+
+/// Groups consecutive pieces so that each group's total (each piece padded) fits in one buffer.
+fn groups(sizes: &[u64], max: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut total = 0u64;
+    for (i, &s) in sizes.iter().enumerate() {
+        let p = padded(s);
+        if i > start && total + p > max {
+            out.push(start..i);
+            start = i;
+            total = 0;
+        }
+        total += p;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+/// Uploads every slice into a new storage buffer: one staging buffer (more only past
+/// `max_buffer_size`), one command encoder, one queue submission.
+pub(crate) fn upload_many(ctx: &GpuContext, datas: &[&[u8]]) -> Result<Vec<wgpu::Buffer>> {
+    let op = "upload";
+    let sizes: Vec<u64> = datas.iter().map(|d| d.len() as u64).collect();
+    for &s in &sizes {
+        ctx.check_buffer_size(&format!("a tensor of {s} bytes"), padded(s))?;
+    }
+    let dsts = ctx.scoped(op, || {
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgnn upload") });
+        let mut dsts = Vec::with_capacity(datas.len());
+        for g in groups(&sizes, ctx.limits.max_buffer_size) {
+            let total: u64 = sizes[g.clone()].iter().map(|&s| padded(s)).sum();
+            let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgnn staging"),
+                size: total,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            });
+            {
+                let mut view = staging
+                    .get_mapped_range_mut(..)
+                    .map_err(|e| Error::Gpu {
+                        op: op.into(),
+                        adapter: ctx.describe(),
+                        message: e.to_string(),
+                    })?;
+                let mut off = 0usize;
+                for d in &datas[g.clone()] {
+                    if !d.is_empty() {
+                        view.slice(off..off + d.len()).copy_from_slice(d);
+                    }
+                    off += padded(d.len() as u64) as usize;
+                }
+            }
+            staging.unmap();
+            let mut off = 0u64;
+            for &s in &sizes[g] {
+                let dst = storage_buffer(ctx, s, "wgnn tensor")?;
+                if s > 0 {
+                    encoder.copy_buffer_to_buffer(&staging, off, &dst, 0, padded(s));
+                }
+                off += padded(s);
+                dsts.push(dst);
+            }
+        }
+        Ok((dsts, encoder.finish()))
+    })?;
+    let (dsts, cmd) = dsts;
+    ctx.submit(op, [cmd])?;
+    Ok(dsts)
+}
+
+/// Reads device buffers back to host bytes: one read-back buffer per `max_buffer_size`, one
+/// submission, one bounded wait.
+pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
+    let op = "read back";
+    let sizes: Vec<u64> = srcs.iter().map(|s| s.1).collect();
+    let gs = groups(&sizes, ctx.limits.max_buffer_size);
+    let (readbacks, cmd) = ctx.scoped(op, || {
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgnn read back") });
+        let mut readbacks = Vec::new();
+        for g in &gs {
+            let total: u64 = sizes[g.clone()].iter().map(|&s| padded(s)).sum();
+            let rb = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgnn read-back"),
+                size: total,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut off = 0;
+            for &(src, len) in &srcs[g.clone()] {
+                if len > 0 {
+                    encoder.copy_buffer_to_buffer(src, 0, &rb, off, padded(len));
+                }
+                off += padded(len);
+            }
+            readbacks.push(rb);
+        }
+        Ok((readbacks, encoder.finish()))
+    })?;
+    let idx = ctx.submit(op, [cmd])?;
+    let results: Vec<Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>> =
+        readbacks.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+    ctx.scoped(op, || {
+        for (rb, slot) in readbacks.iter().zip(&results) {
+            let slot = slot.clone();
+            rb.map_async(wgpu::MapMode::Read, .., move |r| {
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(r);
+                }
+            });
+        }
+        Ok(())
+    })?;
+    ctx.wait(op, Some(idx))?;
+    let mut out = Vec::with_capacity(srcs.len());
+    for ((rb, slot), g) in readbacks.iter().zip(&results).zip(&gs) {
+        let state = slot.lock().ok().and_then(|s| s.clone());
+        match state {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(Error::Gpu {
+                    op: op.into(),
+                    adapter: ctx.describe(),
+                    message: format!("mapping the read-back buffer failed: {e}"),
+                })
+            }
+            None => {
+                return Err(Error::Timeout {
+                    op: format!("{op} (buffer never mapped)"),
+                    adapter: ctx.describe(),
+                    seconds: ctx.timeout.as_secs_f64(),
+                })
+            }
+        }
+        {
+            let view = rb.get_mapped_range(..).map_err(|e| Error::Gpu {
+                op: op.into(),
+                adapter: ctx.describe(),
+                message: e.to_string(),
+            })?;
+            let mut off = 0usize;
+            for &s in &sizes[g.clone()] {
+                out.push(view[off..off + s as usize].to_vec());
+                off += padded(s) as usize;
+            }
+        }
+        rb.unmap();
+    }
+    Ok(out)
+}

@@ -1,0 +1,62 @@
+//! # wgnn — PyTorch's `nn.Module` state model on wgpu
+//!
+//! A tree of typed modules that owns **parameters** (trained, saved), **persistent buffers**
+//! (not trained, saved) and **non-persistent buffers** (not trained, not saved), all of which
+//! move together to a GPU; state dicts that PyTorch reads and writes (safetensors); and WGSL
+//! kernels for the sinusoidal positional-encoding table and the broadcast add
+//! `x + pe[:, :seq_len]`, matching PyTorch's float32 table on every GPU.
+//!
+//! | PyTorch | wgnn |
+//! |---|---|
+//! | `nn.Parameter(t)` / `nn.Parameter(t, requires_grad=False)` | [`Parameter::new`] / [`Parameter::frozen`] |
+//! | `register_buffer(n, t)` / `register_buffer(n, t, persistent=False)` | [`Buffer::new`] / [`Buffer::non_persistent`] |
+//! | `class M(nn.Module)` | a struct + [`impl_module!`] (or [`Module`] by hand, or [`DynModule`]) |
+//! | `named_parameters()`, `named_buffers()`, `named_modules()`, `named_children()` | [`ModuleExt`] methods of the same names |
+//! | `get_parameter`, `get_buffer`, `get_submodule` | the same, with errors naming the missing part |
+//! | `requires_grad_(False)` | [`ModuleExt::set_requires_grad`] |
+//! | `model.to(device)` | [`ModuleExt::to_device`] (one batched upload) |
+//! | `state_dict()` / `load_state_dict(sd, strict)` | [`ModuleExt::state_dict`] / [`ModuleExt::load_state_dict`] (atomic) |
+//! | `safetensors.torch.save_file` / `load_file` | [`StateDict::save`] / [`StateDict::load`] |
+//! | `repr(model)` | [`ModuleExt::repr`], plus [`ModuleExt::summary`] |
+//! | `nn.Sequential`, `nn.ModuleList` | [`Sequential`], [`ModuleList`] |
+//!
+//! ```
+//! use wgnn::{Device, ModuleExt, PositionalEncoding, Tensor};
+//! let cpu = Device::Cpu;
+//! let pe = PositionalEncoding::new(4, 10, &cpu)?;
+//! // The table is a non-persistent buffer: a buffer, but not in the state dict.
+//! assert_eq!(pe.named_buffers()?.len(), 1);
+//! assert!(pe.state_dict()?.is_empty());
+//! let x = Tensor::from_slice(&[0f32; 2 * 3 * 4], &[2, 3, 4])?;
+//! let y = pe.forward(&x)?;
+//! assert_eq!(y.to_vec::<f32>()?[..4], [0.0, 1.0, 0.0, 1.0]); // sin 0, cos 0 at position 0
+//! # Ok::<(), wgnn::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod device;
+mod dtype;
+mod error;
+mod gpu;
+pub mod module;
+pub mod nn;
+pub mod ops;
+mod state_dict;
+mod tensor;
+
+pub use device::{enumerate_adapters, AdapterSummary, Device, GpuDevice, GpuOptions};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use module::{
+    Buffer, DynModule, Module, ModuleExt, ModuleList, Parameter, Sequential, TensorInfo, TensorKind,
+    Visitor, VisitorMut,
+};
+pub use nn::{LearnedPositionalEmbedding, PositionalEncoding};
+pub use state_dict::{LoadReport, StateDict, KINDS_METADATA_KEY};
+pub use tensor::{to_device_many, Element, Tensor};
+
+/// Re-exported so applications can name the types wgnn takes without a version clash.
+pub use wgpu;
+
+#[doc(hidden)]
+pub mod bench_support;

@@ -1,0 +1,164 @@
+//! PyTorch's module state model: a tree of typed modules that own parameters, persistent
+//! buffers and non-persistent buffers. A module only lists its fields to a visitor; names,
+//! order, look-ups, moving, state dicts and printing are all built once on top of that.
+
+mod containers;
+mod print;
+pub(crate) mod tree;
+
+pub use containers::{DynModule, ModuleList, Sequential};
+pub use tree::{ModuleExt, TensorInfo, TensorKind};
+
+use crate::tensor::Tensor;
+
+/// A trainable tensor (`nn.Parameter`). `requires_grad = false` makes it frozen: still a
+/// parameter, still in `parameters()` and the state dict — unlike a buffer.
+#[derive(Clone, Debug)]
+pub struct Parameter {
+    tensor: Tensor,
+    requires_grad: bool,
+}
+
+impl Parameter {
+    /// A trainable parameter (`requires_grad = True`).
+    pub fn new(tensor: Tensor) -> Self {
+        Parameter {
+            tensor,
+            requires_grad: true,
+        }
+    }
+    /// A frozen parameter (`nn.Parameter(t, requires_grad=False)`).
+    pub fn frozen(tensor: Tensor) -> Self {
+        Parameter {
+            tensor,
+            requires_grad: false,
+        }
+    }
+    /// The value.
+    pub fn tensor(&self) -> &Tensor {
+        &self.tensor
+    }
+    /// Whether an optimizer would train it.
+    pub fn requires_grad(&self) -> bool {
+        self.requires_grad
+    }
+    /// Freezes or unfreezes it.
+    pub fn set_requires_grad(&mut self, on: bool) {
+        self.requires_grad = on;
+    }
+    pub(crate) fn set(&mut self, t: Tensor) {
+        self.tensor = t;
+    }
+}
+
+/// A tensor that is state but not trained (`register_buffer`). Persistent buffers are saved in
+/// the state dict; non-persistent ones (`persistent=False`) are not. Both move with the module.
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    tensor: Tensor,
+    persistent: bool,
+}
+
+impl Buffer {
+    /// A persistent buffer (`register_buffer(name, t)`): saved in the state dict.
+    pub fn new(tensor: Tensor) -> Self {
+        Buffer {
+            tensor,
+            persistent: true,
+        }
+    }
+    /// A non-persistent buffer (`register_buffer(name, t, persistent=False)`): not saved.
+    pub fn non_persistent(tensor: Tensor) -> Self {
+        Buffer {
+            tensor,
+            persistent: false,
+        }
+    }
+    /// The value.
+    pub fn tensor(&self) -> &Tensor {
+        &self.tensor
+    }
+    /// Whether it goes into the state dict.
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+    pub(crate) fn set(&mut self, t: Tensor) {
+        self.tensor = t;
+    }
+}
+
+/// Receives a module's own fields, by reference.
+pub trait Visitor<'a> {
+    /// A parameter registered under `name`.
+    fn parameter(&mut self, name: &str, p: &'a Parameter);
+    /// A buffer registered under `name`.
+    fn buffer(&mut self, name: &str, b: &'a Buffer);
+    /// A child module registered under `name`.
+    fn module(&mut self, name: &str, m: &'a dyn Module);
+}
+
+/// Receives a module's own fields, mutably.
+pub trait VisitorMut {
+    /// A parameter registered under `name`.
+    fn parameter(&mut self, name: &str, p: &mut Parameter);
+    /// A buffer registered under `name`.
+    fn buffer(&mut self, name: &str, b: &mut Buffer);
+    /// A child module registered under `name`.
+    fn module(&mut self, name: &str, m: &mut dyn Module);
+}
+
+/// A module: lists its parameters, buffers and children (in declaration order) to a visitor.
+/// Everything else comes from [`ModuleExt`]. Write it by hand or with [`impl_module!`](crate::impl_module).
+pub trait Module {
+    /// The class name PyTorch would print (`"Linear"`).
+    fn type_name(&self) -> String;
+    /// What goes between the parentheses of the repr (`in_features=5, out_features=16, bias=True`).
+    fn extra_repr(&self) -> String {
+        String::new()
+    }
+    /// Lists own parameters, buffers and children.
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>);
+    /// The same, mutably.
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut);
+}
+
+/// Implements [`Module`] for a struct whose fields are named as in PyTorch.
+///
+/// ```
+/// use wgnn::{impl_module, Buffer, Device, DType, Module, ModuleExt, Parameter, Tensor};
+/// struct Scale { weight: Parameter, running: Buffer }
+/// impl_module!(Scale { parameters: [weight], buffers: [running], modules: [] });
+/// let m = Scale {
+///     weight: Parameter::new(Tensor::zeros(&[3], DType::F32, &Device::Cpu)?),
+///     running: Buffer::new(Tensor::zeros(&[3], DType::F32, &Device::Cpu)?),
+/// };
+/// assert_eq!(m.state_dict()?.keys(), ["weight", "running"]);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+#[macro_export]
+macro_rules! impl_module {
+    ($ty:ident { parameters: [$($p:ident),* $(,)?], buffers: [$($b:ident),* $(,)?], modules: [$($m:ident),* $(,)?] $(,)? }
+     $(, extra_repr = |$s:ident| $e:expr)?) => {
+        impl $crate::Module for $ty {
+            fn type_name(&self) -> String {
+                stringify!($ty).to_string()
+            }
+            $(fn extra_repr(&self) -> String {
+                let $s = self;
+                $e
+            })?
+            #[allow(unused_variables)]
+            fn visit<'a>(&'a self, v: &mut dyn $crate::Visitor<'a>) {
+                $(v.parameter(stringify!($p), &self.$p);)*
+                $(v.buffer(stringify!($b), &self.$b);)*
+                $(v.module(stringify!($m), &self.$m);)*
+            }
+            #[allow(unused_variables)]
+            fn visit_mut(&mut self, v: &mut dyn $crate::VisitorMut) {
+                $(v.parameter(stringify!($p), &mut self.$p);)*
+                $(v.buffer(stringify!($b), &mut self.$b);)*
+                $(v.module(stringify!($m), &mut self.$m);)*
+            }
+        }
+    };
+}

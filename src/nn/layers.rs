@@ -1,0 +1,121 @@
+//! State-only mirrors of `torch.nn` layers: same parameter and buffer names, shapes, dtypes and
+//! repr as PyTorch, so checkpoints load into them. Initial values are deterministic
+//! (weights zero, norms' scales one), not PyTorch's random init: load a checkpoint for real values.
+
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::impl_module;
+use crate::module::{Buffer, Parameter};
+use crate::tensor::Tensor;
+
+fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    Tensor::from_slice(&vec![v; n], shape)?.to(device)
+}
+
+/// `nn.Linear(in_features, out_features)` (with bias).
+pub struct Linear {
+    /// `[out_features, in_features]`.
+    pub weight: Parameter,
+    /// `[out_features]`.
+    pub bias: Parameter,
+}
+impl_module!(Linear { parameters: [weight, bias], buffers: [], modules: [] }, extra_repr = |s| format!(
+    "in_features={}, out_features={}, bias=True",
+    s.weight.tensor().shape()[1],
+    s.weight.tensor().shape()[0]
+));
+
+impl Linear {
+    /// Zero weight and bias on `device`.
+    pub fn new(in_features: usize, out_features: usize, device: &Device) -> Result<Self> {
+        Ok(Linear {
+            weight: Parameter::new(Tensor::zeros(&[out_features, in_features], DType::F32, device)?),
+            bias: Parameter::new(Tensor::zeros(&[out_features], DType::F32, device)?),
+        })
+    }
+}
+
+/// `nn.LayerNorm(normalized_shape)` (elementwise affine, with bias).
+pub struct LayerNorm {
+    /// Scale, ones.
+    pub weight: Parameter,
+    /// Shift, zeros.
+    pub bias: Parameter,
+    /// `eps`.
+    pub eps: f64,
+}
+impl_module!(LayerNorm { parameters: [weight, bias], buffers: [], modules: [] }, extra_repr = |s| format!(
+    "({},), eps={:e}, elementwise_affine=True, bias=True",
+    s.weight.tensor().shape()[0],
+    s.eps
+).replace("1e-5", "1e-05"));
+
+impl LayerNorm {
+    /// Over the last dimension of size `n`, `eps = 1e-5`.
+    pub fn new(n: usize, device: &Device) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: Parameter::new(full(&[n], 1.0, device)?),
+            bias: Parameter::new(Tensor::zeros(&[n], DType::F32, device)?),
+            eps: 1e-5,
+        })
+    }
+}
+
+/// `nn.BatchNorm1d(num_features)`: affine parameters plus running statistics, which are
+/// persistent buffers (saved, not trained), and the int64 `num_batches_tracked` counter.
+pub struct BatchNorm1d {
+    /// Scale.
+    pub weight: Parameter,
+    /// Shift.
+    pub bias: Parameter,
+    /// Running mean (buffer).
+    pub running_mean: Buffer,
+    /// Running variance (buffer).
+    pub running_var: Buffer,
+    /// Steps seen (int64 scalar buffer).
+    pub num_batches_tracked: Buffer,
+}
+impl_module!(BatchNorm1d {
+    parameters: [weight, bias],
+    buffers: [running_mean, running_var, num_batches_tracked],
+    modules: []
+}, extra_repr = |s| format!(
+    "{}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True",
+    s.weight.tensor().shape()[0]
+));
+
+impl BatchNorm1d {
+    /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0.
+    pub fn new(n: usize, device: &Device) -> Result<Self> {
+        Ok(BatchNorm1d {
+            weight: Parameter::new(full(&[n], 1.0, device)?),
+            bias: Parameter::new(Tensor::zeros(&[n], DType::F32, device)?),
+            running_mean: Buffer::new(Tensor::zeros(&[n], DType::F32, device)?),
+            running_var: Buffer::new(full(&[n], 1.0, device)?),
+            num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, device)?),
+        })
+    }
+}
+
+/// `nn.Dropout(p)`: no state.
+pub struct Dropout {
+    /// Drop probability.
+    pub p: f64,
+}
+impl_module!(Dropout { parameters: [], buffers: [], modules: [] }, extra_repr = |s| format!(
+    "p={:?}, inplace=False",
+    s.p
+));
+
+/// `nn.ReLU(inplace)`: no state.
+pub struct ReLU {
+    /// Printed as PyTorch prints it.
+    pub inplace: bool,
+}
+impl_module!(ReLU { parameters: [], buffers: [], modules: [] }, extra_repr = |s| if s.inplace {
+    "inplace=True".to_string()
+} else {
+    String::new()
+});

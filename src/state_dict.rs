@@ -1,0 +1,426 @@
+//! State dicts: PyTorch's ordered key → tensor map, saved and loaded as safetensors, loaded into
+//! modules strictly and atomically.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::module::tree::{commit, tensors};
+use crate::module::{Module, TensorKind};
+use crate::tensor::{convert, to_device_many, Tensor};
+
+/// The `__metadata__` key under which wgnn records each key's kind (parameter, buffer, …),
+/// which safetensors itself cannot hold. Absent in files from PyTorch; ignored when absent.
+pub const KINDS_METADATA_KEY: &str = "wgnn.kinds";
+
+/// An ordered map from dotted key to tensor: what `state_dict()` returns and what files hold.
+#[derive(Clone, Default, Debug)]
+pub struct StateDict {
+    entries: Vec<(String, Tensor)>,
+    index: HashMap<String, usize>,
+    kinds: HashMap<String, TensorKind>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// What a non-strict load left aside (a strict load fails on either).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Keys the module has but the dict lacks.
+    pub missing: Vec<String>,
+    /// Keys the dict has but the module does not take.
+    pub unexpected: Vec<String>,
+}
+
+impl StateDict {
+    /// An empty dict.
+    pub fn new() -> Self {
+        StateDict::default()
+    }
+    /// Inserts or replaces `key` (a new key goes last, as in an `OrderedDict`).
+    pub fn insert(&mut self, key: impl Into<String>, t: Tensor) {
+        let key = key.into();
+        match self.index.get(&key) {
+            Some(&i) => self.entries[i].1 = t,
+            None => {
+                self.index.insert(key.clone(), self.entries.len());
+                self.entries.push((key, t));
+            }
+        }
+    }
+    /// The tensor under `key`.
+    pub fn get(&self, key: &str) -> Option<&Tensor> {
+        self.index.get(key).map(|&i| &self.entries[i].1)
+    }
+    /// Keys in order.
+    pub fn keys(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.0.as_str()).collect()
+    }
+    /// (key, tensor) in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.entries.iter().map(|(k, t)| (k.as_str(), t))
+    }
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// What the key is in the module it came from, when known (wgnn files and `state_dict()`).
+    pub fn kind(&self, key: &str) -> Option<TensorKind> {
+        self.kinds.get(key).copied()
+    }
+    /// The file's `__metadata__` (string pairs), without wgnn's own kinds entry.
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+    /// Adds a `__metadata__` entry to be saved.
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.metadata.insert(key.into(), value.into());
+    }
+
+    /// Serialises to safetensors bytes (tensors read back from GPUs as needed).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let host: Vec<(String, DType, Vec<usize>, Vec<u8>)> = self
+            .entries
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), t.dtype(), t.shape().to_vec(), t.to_bytes()?)))
+            .collect::<Result<_>>()?;
+        let views: Vec<(String, View<'_>)> = host
+            .iter()
+            .map(|(k, d, s, b)| (k.clone(), View { dtype: *d, shape: s, data: b }))
+            .collect();
+        let mut meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        if !self.kinds.is_empty() {
+            // An ordered list: safetensors sorts tensors by dtype and name, so this is also
+            // how PyTorch's key order survives the file.
+            let kinds: Vec<[&str; 2]> = self
+                .entries
+                .iter()
+                .filter_map(|(k, _)| self.kinds.get(k).map(|v| [k.as_str(), v.as_str()]))
+                .collect();
+            let json = serde_json::to_string(&kinds).map_err(|e| Error::Format {
+                path: None,
+                message: e.to_string(),
+            })?;
+            meta.insert(KINDS_METADATA_KEY.into(), json);
+        }
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Format {
+            path: None,
+            message: e.to_string(),
+        })
+    }
+
+    /// Parses safetensors bytes. Any malformed input is an error; nothing is allocated beyond
+    /// the input's own size.
+    pub fn from_safetensors(bytes: &[u8]) -> Result<StateDict> {
+        parse(bytes, None)
+    }
+
+    /// Writes a safetensors file atomically: a temporary file in the same folder, flushed to
+    /// disk, then renamed over `path`. A crash leaves either the old file or the new one.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_safetensors()?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads a safetensors file (from PyTorch, wgnn or anything else that writes the format).
+    pub fn load(path: impl AsRef<Path>) -> Result<StateDict> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            op: "reading",
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        parse(&bytes, Some(path.display().to_string()))
+    }
+
+    /// Every tensor moved to `device` (one batched upload).
+    pub fn to_device(&self, device: &Device) -> Result<StateDict> {
+        let refs: Vec<&Tensor> = self.entries.iter().map(|e| &e.1).collect();
+        let moved = to_device_many(&refs, device)?;
+        let mut out = self.clone();
+        for (e, t) in out.entries.iter_mut().zip(moved) {
+            e.1 = t;
+        }
+        Ok(out)
+    }
+
+    /// Every floating tensor converted to `dtype`; integers and bools kept.
+    pub fn to_float_dtype(&self, dtype: DType) -> Result<StateDict> {
+        if !dtype.is_float() {
+            return Err(Error::invalid(format!("to_float_dtype takes a floating dtype, got {dtype}")));
+        }
+        let mut out = self.clone();
+        for e in out.entries.iter_mut() {
+            if e.1.dtype().is_float() {
+                e.1 = e.1.to_dtype(dtype)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl StateDict {
+    fn reorder(&mut self, order: &[String]) {
+        let mut old: HashMap<String, Tensor> = std::mem::take(&mut self.entries).into_iter().collect();
+        self.index.clear();
+        for k in order {
+            if let Some(t) = old.remove(k) {
+                self.insert(k.clone(), t);
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e: std::io::Error, p: &Path| Error::Io {
+        op: "writing",
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("cannot save to {}: not a file path", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
+        f.write_all(bytes).map_err(|e| io(e, &tmp))?;
+        f.sync_all().map_err(|e| io(e, &tmp))?;
+        std::fs::rename(&tmp, path).map_err(|e| io(e, path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+struct View<'a> {
+    dtype: DType,
+    shape: &'a [usize],
+    data: &'a [u8],
+}
+
+impl safetensors::View for View<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype.to_safetensors()
+    }
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn parse(bytes: &[u8], path: Option<String>) -> Result<StateDict> {
+    let fmt_err = |message: String| Error::Format {
+        path: path.clone(),
+        message,
+    };
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| fmt_err(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| fmt_err(e.to_string()))?;
+    let mut sd = StateDict::new();
+    // Files keep tensors sorted by dtype alignment, then name; wgnn's metadata restores the
+    // module's order below when present.
+    let mut ordered: Vec<(String, usize)> = meta
+        .tensors()
+        .iter()
+        .map(|(k, info)| (k.clone(), info.data_offsets.0))
+        .collect();
+    ordered.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    for (name, _) in ordered {
+        let view = st.tensor(&name).map_err(|e| fmt_err(format!("tensor {name:?}: {e}")))?;
+        let dtype = DType::from_safetensors(view.dtype()).ok_or_else(|| {
+            fmt_err(format!("tensor {name:?} has dtype {:?}, which wgnn does not hold", view.dtype()))
+        })?;
+        let t = Tensor::from_bytes(view.data(), view.shape(), dtype)
+            .map_err(|e| fmt_err(format!("tensor {name:?}: {e}")))?;
+        sd.insert(name, t);
+    }
+    if let Some(m) = meta.metadata() {
+        for (k, v) in m {
+            if k == KINDS_METADATA_KEY {
+                // Optional and advisory: a malformed entry is ignored, never fatal.
+                if let Ok(kinds) = serde_json::from_str::<Vec<[String; 2]>>(v) {
+                    let mut order = Vec::new();
+                    for [key, kind] in kinds {
+                        if let (Some(kind), true) = (TensorKind::parse(&kind), sd.index.contains_key(&key)) {
+                            sd.kinds.insert(key.clone(), kind);
+                            order.push(key);
+                        }
+                    }
+                    if order.len() == sd.len() {
+                        sd.reorder(&order);
+                    }
+                }
+            } else {
+                sd.metadata.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(sd)
+}
+
+/// `state_dict()` of a module: CPU copies of parameters and persistent buffers.
+pub(crate) fn from_module(m: &dyn Module) -> Result<StateDict> {
+    let slots: Vec<(String, TensorKind, &Tensor)> =
+        tensors(m)?.into_iter().filter(|s| s.1.in_state_dict()).collect();
+    let refs: Vec<&Tensor> = slots.iter().map(|s| s.2).collect();
+    let host = to_device_many(&refs, &Device::Cpu)?;
+    let mut sd = StateDict::new();
+    for ((key, kind, _), t) in slots.into_iter().zip(host) {
+        sd.kinds.insert(key.clone(), kind);
+        sd.insert(key, t);
+    }
+    Ok(sd)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn size(s: &[usize]) -> String {
+    format!(
+        "torch.Size([{}])",
+        s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn quoted(keys: &[String]) -> String {
+    keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
+}
+
+/// Validates everything, converts and moves every tensor to its slot's device, then commits.
+pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Result<LoadReport> {
+    let slots: Vec<(String, TensorKind, Tensor)> = tensors(m)?
+        .into_iter()
+        .map(|(k, kind, t)| (k, kind, t.clone()))
+        .collect();
+    let expected: HashMap<&str, usize> = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.1.in_state_dict())
+        .map(|(i, s)| (s.0.as_str(), i))
+        .collect();
+    let missing: Vec<String> = slots
+        .iter()
+        .filter(|s| s.1.in_state_dict() && sd.get(&s.0).is_none())
+        .map(|s| s.0.clone())
+        .collect();
+    let unexpected: Vec<String> = sd
+        .keys()
+        .into_iter()
+        .filter(|k| !expected.contains_key(k))
+        .map(String::from)
+        .collect();
+    let mut problems = Vec::new();
+    // Converted values, grouped later by destination device.
+    let mut ready: Vec<(String, Tensor, Device)> = Vec::new();
+    for (key, t) in sd.iter() {
+        let Some(&i) = expected.get(key) else { continue };
+        let (_, _, cur) = &slots[i];
+        let shape_ok = t.shape() == cur.shape() || (cur.shape().is_empty() && t.shape() == [1]);
+        if !shape_ok {
+            problems.push(format!(
+                "size mismatch for {key}: copying a param with shape {} from checkpoint, the shape in current model is {}.",
+                size(t.shape()),
+                size(cur.shape())
+            ));
+            continue;
+        }
+        let host = match t.to(&Device::Cpu) {
+            Ok(h) => h,
+            Err(e) => {
+                problems.push(format!("could not read {key}: {e}"));
+                continue;
+            }
+        };
+        let bytes = match host.host() {
+            Some(h) if host.dtype() != cur.dtype() => convert(h.bytes(), host.dtype(), cur.dtype()),
+            Some(h) => Ok(h.bytes().to_vec()),
+            None => Err(Error::invalid("host tensor without host data")),
+        };
+        match bytes.and_then(|b| Tensor::from_bytes(&b, cur.shape(), cur.dtype())) {
+            Ok(v) => ready.push((key.to_string(), v, cur.device())),
+            Err(e) => problems.push(format!(
+                "dtype mismatch for {key}: cannot copy {} from checkpoint into {} in current model ({e}).",
+                t.dtype(),
+                cur.dtype()
+            )),
+        }
+    }
+    let mut head = Vec::new();
+    if strict && !missing.is_empty() {
+        head.push(format!("Missing key(s) in state_dict: {}. ", quoted(&missing)));
+    }
+    if strict && !unexpected.is_empty() {
+        head.push(format!("Unexpected key(s) in state_dict: {}. ", quoted(&unexpected)));
+    }
+    if strict {
+        for u in &unexpected {
+            let best = missing
+                .iter()
+                .map(|k| (levenshtein(k, u), k))
+                .filter(|(d, k)| *d <= (k.len() / 4).max(2))
+                .min();
+            if let Some((_, k)) = best {
+                head.push(format!("Did you mean \"{k}\" for unexpected key \"{u}\"?"));
+            } else if let Some(i) = slots.iter().find(|s| s.0 == *u && !s.1.in_state_dict()) {
+                head.push(format!(
+                    "\"{u}\" is a {} of the current model: it is never loaded from a state dict.",
+                    i.1
+                ));
+            }
+        }
+    }
+    head.extend(problems);
+    if !head.is_empty() {
+        return Err(Error::LoadStateDict {
+            module: m.type_name(),
+            missing,
+            unexpected,
+            problems: head,
+        });
+    }
+    // Move to the slots' devices: one batched upload per device.
+    let mut new: HashMap<String, Tensor> = HashMap::new();
+    let mut devices: Vec<Device> = Vec::new();
+    for r in &ready {
+        if !devices.contains(&r.2) {
+            devices.push(r.2.clone());
+        }
+    }
+    for d in devices {
+        let group: Vec<&(String, Tensor, Device)> = ready.iter().filter(|r| r.2 == d).collect();
+        let refs: Vec<&Tensor> = group.iter().map(|r| &r.1).collect();
+        let moved = to_device_many(&refs, &d)?;
+        for (r, t) in group.into_iter().zip(moved) {
+            new.insert(r.0.clone(), t);
+        }
+    }
+    commit(m, new);
+    Ok(LoadReport { missing, unexpected })
+}

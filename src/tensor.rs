@@ -1,0 +1,477 @@
+//! `Tensor`: a shape, a dtype and storage — host bytes or a wgpu buffer. Storage is immutable and
+//! shared on clone; operations and loads make new tensors, so a tensor handed out (a state dict
+//! entry, say) never aliases state that changes later.
+
+use std::fmt;
+use std::sync::Arc;
+
+use half::{bf16, f16};
+
+use crate::device::{Device, GpuDevice};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::transfer;
+
+/// Host bytes kept 8-byte aligned, so they can be viewed as any element type without a copy.
+pub(crate) struct HostBytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl HostBytes {
+    pub(crate) fn zeroed(len: usize) -> Self {
+        HostBytes {
+            words: vec![0u64; len.div_ceil(8)],
+            len,
+        }
+    }
+    pub(crate) fn from_bytes(b: &[u8]) -> Self {
+        let mut h = HostBytes::zeroed(b.len());
+        h.bytes_mut().copy_from_slice(b);
+        h
+    }
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..len]
+    }
+    pub(crate) fn as_f32(&self) -> &[f32] {
+        &bytemuck::cast_slice(&self.words)[..self.len / 4]
+    }
+    pub(crate) fn as_f32_mut(&mut self) -> &mut [f32] {
+        let n = self.len / 4;
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..n]
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Storage {
+    Host(Arc<HostBytes>),
+    Gpu { buffer: wgpu::Buffer, device: GpuDevice },
+}
+
+/// An n-dimensional array on a [`Device`]. Cheap to clone (storage is shared and never mutated).
+#[derive(Clone)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    dtype: DType,
+    pub(crate) storage: Storage,
+}
+
+/// Rust types that map to a [`DType`].
+pub trait Element: bytemuck::Pod {
+    /// The dtype of this element type.
+    const DTYPE: DType;
+}
+macro_rules! element {
+    ($($t:ty => $d:ident),*) => { $(impl Element for $t { const DTYPE: DType = DType::$d; })* };
+}
+element!(f32 => F32, f64 => F64, f16 => F16, bf16 => BF16, i64 => I64, i32 => I32, i16 => I16,
+    i8 => I8, u8 => U8, u16 => U16, u32 => U32, u64 => U64);
+
+/// Element count of a shape, or an error on overflow.
+pub(crate) fn numel_of(shape: &[usize]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
+        Error::invalid(format!("shape {shape:?} has more elements than fit in memory"))
+    })
+}
+
+impl Tensor {
+    pub(crate) fn from_parts(shape: Vec<usize>, dtype: DType, storage: Storage) -> Tensor {
+        Tensor {
+            shape,
+            dtype,
+            storage,
+        }
+    }
+
+    fn check_len(shape: &[usize], dtype: DType, got_bytes: usize) -> Result<()> {
+        let n = numel_of(shape)?;
+        let expected_bytes = n.checked_mul(dtype.size()).ok_or_else(|| {
+            Error::invalid(format!("shape {shape:?} of {dtype} is larger than memory"))
+        })?;
+        if expected_bytes != got_bytes {
+            return Err(Error::DataLength {
+                shape: shape.to_vec(),
+                dtype: dtype.name(),
+                expected: n,
+                expected_bytes,
+                got_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// A CPU tensor from a slice. The slice length must equal the shape's element count.
+    pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_bytes(bytemuck::cast_slice(data), shape, T::DTYPE)
+    }
+
+    /// A CPU tensor from raw little-endian bytes of `dtype`.
+    pub fn from_bytes(bytes: &[u8], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::check_len(shape, dtype, bytes.len())?;
+        Ok(Tensor::from_parts(
+            shape.to_vec(),
+            dtype,
+            Storage::Host(Arc::new(HostBytes::from_bytes(bytes))),
+        ))
+    }
+
+    pub(crate) fn from_host(host: HostBytes, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::check_len(shape, dtype, host.len)?;
+        Ok(Tensor::from_parts(shape.to_vec(), dtype, Storage::Host(Arc::new(host))))
+    }
+
+    /// A zero-filled tensor on `device`.
+    pub fn zeros(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let n = numel_of(shape)?
+            .checked_mul(dtype.size())
+            .ok_or_else(|| Error::invalid(format!("shape {shape:?} is larger than memory")))?;
+        match device {
+            Device::Cpu => Tensor::from_host(HostBytes::zeroed(n), shape, dtype),
+            Device::Gpu(g) => {
+                // wgpu zero-initialises new buffers.
+                let buffer = g.0.scoped("zeros", || transfer::storage_buffer(&g.0, n as u64, "wgnn zeros"))?;
+                Ok(Tensor::from_parts(
+                    shape.to_vec(),
+                    dtype,
+                    Storage::Gpu {
+                        buffer,
+                        device: g.clone(),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// The shape (`[]` for a scalar).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Bytes of data (not counting device padding).
+    pub fn nbytes(&self) -> usize {
+        self.numel() * self.dtype.size()
+    }
+    /// Where the data lives.
+    pub fn device(&self) -> Device {
+        match &self.storage {
+            Storage::Host(_) => Device::Cpu,
+            Storage::Gpu { device, .. } => Device::Gpu(device.clone()),
+        }
+    }
+    /// True when on `device`.
+    pub fn is_on(&self, device: &Device) -> bool {
+        match (&self.storage, device) {
+            (Storage::Host(_), Device::Cpu) => true,
+            (Storage::Gpu { device: a, .. }, Device::Gpu(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The host bytes, when on the CPU.
+    pub(crate) fn host(&self) -> Option<&HostBytes> {
+        match &self.storage {
+            Storage::Host(h) => Some(h),
+            Storage::Gpu { .. } => None,
+        }
+    }
+
+    /// The wgpu buffer, when on a GPU (padded to a multiple of 4 bytes, at least 4).
+    pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
+        match &self.storage {
+            Storage::Gpu { buffer, .. } => Some(buffer),
+            Storage::Host(_) => None,
+        }
+    }
+
+    /// Copies the data to host bytes (reads back from the GPU, bounded wait).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        match &self.storage {
+            Storage::Host(h) => Ok(h.bytes().to_vec()),
+            Storage::Gpu { buffer, device } => {
+                let mut v = transfer::download_many(&device.0, &[(buffer, self.nbytes() as u64)])?;
+                Ok(v.pop().unwrap_or_default())
+            }
+        }
+    }
+
+    /// Copies the data into a `Vec<T>`; `T` must match the dtype (`u8` also reads `bool`).
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        let ok = T::DTYPE == self.dtype || (T::DTYPE == DType::U8 && self.dtype == DType::Bool);
+        if !ok {
+            return Err(Error::Dtype {
+                op: "to_vec".into(),
+                expected: self.dtype.name().into(),
+                got: T::DTYPE.name().into(),
+            });
+        }
+        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+    }
+
+    /// The same values on `device` (a no-op clone when already there; GPU→GPU across devices
+    /// goes through the host).
+    pub fn to(&self, device: &Device) -> Result<Tensor> {
+        let mut v = to_device_many(&[self], device)?;
+        v.pop()
+            .ok_or_else(|| Error::invalid("to_device_many returned nothing"))
+    }
+
+    /// A copy with `shape`, which must hold the same number of elements.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel_of(shape)? != self.numel() {
+            return Err(Error::shape(
+                "reshape",
+                format!(
+                    "cannot view shape {:?} ({} elements) as {shape:?}",
+                    self.shape,
+                    self.numel()
+                ),
+            ));
+        }
+        Ok(Tensor::from_parts(shape.to_vec(), self.dtype, self.storage.clone()))
+    }
+
+    /// Converts to another dtype, on the tensor's own device. Floats round to nearest even;
+    /// integers must fit the target (checked); float↔integer conversions are refused.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype {
+            return Ok(self.clone());
+        }
+        let bytes = match &self.storage {
+            Storage::Host(h) => convert(h.bytes(), self.dtype, dtype)?,
+            Storage::Gpu { .. } => convert(&self.to_bytes()?, self.dtype, dtype)?,
+        };
+        Tensor::from_bytes(&bytes, &self.shape, dtype)?.to(&self.device())
+    }
+}
+
+/// Moves many tensors to `device` at once: everything that has to go up goes in one staging
+/// copy and one submission; tensors already there are shared, not copied.
+pub fn to_device_many(tensors: &[&Tensor], device: &Device) -> Result<Vec<Tensor>> {
+    let mut out: Vec<Option<Tensor>> = vec![None; tensors.len()];
+    // Read back everything on a *different* GPU first, per source device.
+    let mut host: Vec<Option<Vec<u8>>> = vec![None; tensors.len()];
+    let mut by_src: Vec<(GpuDevice, Vec<usize>)> = Vec::new();
+    for (i, t) in tensors.iter().enumerate() {
+        if t.is_on(device) {
+            out[i] = Some((*t).clone());
+        } else if let Storage::Gpu { device: d, .. } = &t.storage {
+            match by_src.iter_mut().find(|(s, _)| s == d) {
+                Some((_, v)) => v.push(i),
+                None => by_src.push((d.clone(), vec![i])),
+            }
+        }
+    }
+    for (src, idx) in by_src {
+        let list: Vec<(&wgpu::Buffer, u64)> = idx
+            .iter()
+            .filter_map(|&i| tensors[i].wgpu_buffer().map(|b| (b, tensors[i].nbytes() as u64)))
+            .collect();
+        let bytes = transfer::download_many(&src.0, &list)?;
+        for (&i, b) in idx.iter().zip(bytes) {
+            host[i] = Some(b);
+        }
+    }
+    match device {
+        Device::Cpu => {
+            for (i, t) in tensors.iter().enumerate() {
+                if out[i].is_none() {
+                    let b = host[i].take().unwrap_or_default();
+                    out[i] = Some(Tensor::from_bytes(&b, &t.shape, t.dtype)?);
+                }
+            }
+        }
+        Device::Gpu(g) => {
+            let pending: Vec<usize> = (0..tensors.len()).filter(|&i| out[i].is_none()).collect();
+            let datas: Vec<&[u8]> = pending
+                .iter()
+                .map(|&i| match (&host[i], &tensors[i].storage) {
+                    (Some(b), _) => b.as_slice(),
+                    (None, Storage::Host(h)) => h.bytes(),
+                    (None, Storage::Gpu { .. }) => &[],
+                })
+                .collect();
+            if !pending.is_empty() {
+                let bufs = transfer::upload_many(&g.0, &datas)?;
+                for (&i, buffer) in pending.iter().zip(bufs) {
+                    out[i] = Some(Tensor::from_parts(
+                        tensors[i].shape.clone(),
+                        tensors[i].dtype,
+                        Storage::Gpu {
+                            buffer,
+                            device: g.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|t| t.ok_or_else(|| Error::invalid("a tensor was not moved")))
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    F(f64),
+    I(i128),
+    B(bool),
+}
+
+fn read(b: &[u8], d: DType, i: usize) -> Value {
+    let s = d.size();
+    let c = &b[i * s..(i + 1) * s];
+    match d {
+        DType::Bool => Value::B(c[0] != 0),
+        DType::U8 => Value::I(c[0] as i128),
+        DType::I8 => Value::I(c[0] as i8 as i128),
+        DType::I16 => Value::I(i16::from_le_bytes([c[0], c[1]]) as i128),
+        DType::U16 => Value::I(u16::from_le_bytes([c[0], c[1]]) as i128),
+        DType::I32 => Value::I(i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i128),
+        DType::U32 => Value::I(u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i128),
+        DType::I64 => Value::I(i64::from_le_bytes(bytemuck::pod_read_unaligned(c)) as i128),
+        DType::U64 => Value::I(u64::from_le_bytes(bytemuck::pod_read_unaligned(c)) as i128),
+        DType::F16 => Value::F(f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f64()),
+        DType::BF16 => Value::F(bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f64()),
+        DType::F32 => Value::F(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64),
+        DType::F64 => Value::F(f64::from_le_bytes(bytemuck::pod_read_unaligned(c))),
+    }
+}
+
+fn int_range(d: DType) -> (i128, i128) {
+    match d {
+        DType::U8 => (0, u8::MAX as i128),
+        DType::I8 => (i8::MIN as i128, i8::MAX as i128),
+        DType::I16 => (i16::MIN as i128, i16::MAX as i128),
+        DType::U16 => (0, u16::MAX as i128),
+        DType::I32 => (i32::MIN as i128, i32::MAX as i128),
+        DType::U32 => (0, u32::MAX as i128),
+        DType::I64 => (i64::MIN as i128, i64::MAX as i128),
+        DType::U64 => (0, u64::MAX as i128),
+        _ => (0, 0),
+    }
+}
+
+/// Converts raw little-endian data between dtypes. Exact where the target can hold the value;
+/// floats round to nearest even; integer overflow and float↔integer/bool are errors.
+pub(crate) fn convert(src: &[u8], from: DType, to: DType) -> Result<Vec<u8>> {
+    let n = src.len() / from.size();
+    let refuse = || Error::Dtype {
+        op: format!("converting {from} to {to}"),
+        expected: if from.is_float() {
+            "a floating-point target".into()
+        } else if from == DType::Bool {
+            "bool".into()
+        } else {
+            "an integer target".into()
+        },
+        got: to.name().into(),
+    };
+    if from.is_float() != to.is_float() || (from == DType::Bool) != (to == DType::Bool) {
+        return Err(refuse());
+    }
+    let mut out = Vec::with_capacity(n * to.size());
+    for i in 0..n {
+        match (read(src, from, i), to) {
+            (Value::F(v), DType::F16) => out.extend_from_slice(&f16::from_f64(v).to_le_bytes()),
+            (Value::F(v), DType::BF16) => out.extend_from_slice(&bf16::from_f64(v).to_le_bytes()),
+            (Value::F(v), DType::F32) => out.extend_from_slice(&(v as f32).to_le_bytes()),
+            (Value::F(v), DType::F64) => out.extend_from_slice(&v.to_le_bytes()),
+            (Value::B(v), DType::Bool) => out.push(v as u8),
+            (Value::I(v), d) => {
+                let (lo, hi) = int_range(d);
+                if v < lo || v > hi {
+                    return Err(Error::Dtype {
+                        op: format!("converting {from} to {to}"),
+                        expected: format!("values in [{lo}, {hi}]"),
+                        got: format!("{v} at element {i}"),
+                    });
+                }
+                out.extend_from_slice(&v.to_le_bytes()[..d.size()]);
+            }
+            _ => return Err(refuse()),
+        }
+    }
+    Ok(out)
+}
+
+const EDGE: usize = 3;
+const THRESHOLD: usize = 1000;
+
+fn fmt_value(v: Value) -> String {
+    match v {
+        Value::F(x) => format!("{x:.4}"),
+        Value::I(x) => x.to_string(),
+        Value::B(b) => if b { "True" } else { "False" }.to_string(),
+    }
+}
+
+fn fmt_rec(out: &mut String, b: &[u8], d: DType, shape: &[usize], offset: usize, indent: usize, summarize: bool) {
+    if shape.is_empty() {
+        out.push_str(&fmt_value(read(b, d, offset)));
+        return;
+    }
+    let n = shape[0];
+    let inner: usize = shape[1..].iter().product();
+    let idx: Vec<Option<usize>> = if summarize && n > 2 * EDGE {
+        (0..EDGE).map(Some).chain([None]).chain((n - EDGE..n).map(Some)).collect()
+    } else {
+        (0..n).map(Some).collect()
+    };
+    out.push('[');
+    for (k, i) in idx.iter().enumerate() {
+        if k > 0 {
+            if shape.len() > 1 {
+                out.push_str(&",\n".to_string());
+                out.push_str(&" ".repeat(indent + 1));
+            } else {
+                out.push_str(", ");
+            }
+        }
+        match i {
+            Some(i) => fmt_rec(out, b, d, &shape[1..], offset + i * inner, indent + 1, summarize),
+            None => out.push_str("..."),
+        }
+    }
+    out.push(']');
+}
+
+impl fmt::Display for Tensor {
+    /// PyTorch-like: values (summarised past 1000 elements), then shape, dtype and device.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::from("tensor(");
+        match self.to_bytes() {
+            Ok(b) => fmt_rec(&mut s, &b, self.dtype, &self.shape, 0, 7, self.numel() > THRESHOLD),
+            Err(e) => s.push_str(&format!("<unreadable: {e}>")),
+        }
+        write!(
+            f,
+            "{s}, shape={:?}, dtype={}, device={})",
+            self.shape,
+            self.dtype,
+            self.device()
+        )
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor {{ shape: {:?}, dtype: {}, device: {:?} }}",
+            self.shape,
+            self.dtype,
+            self.device()
+        )
+    }
+}
