@@ -1,7 +1,8 @@
 // Sinusoidal positional-encoding table, PyTorch's float32 formula:
 //   theta = f32(f32(pos) * div[k]),  pe[pos, 2k] = sin(theta),  pe[pos, 2k+1] = cos(theta)
 // `div` comes from the host (correctly rounded exp). GPU sin/cos are only specified inside
-// [-pi, pi], so this kernel reduces theta itself, exactly, and evaluates its own polynomials.
+// [-pi, pi], so this kernel reduces theta itself, exactly, and evaluates its own polynomials
+// in float-float arithmetic, so each entry is the correctly rounded value in all but rare cases.
 // One invocation writes one element of a chunk of the flattened [max_len, d_model] table.
 
 struct Params {
@@ -26,12 +27,45 @@ fn opaque(x: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(x) ^ p.zero);
 }
 
+// Float-float arithmetic: a value is hi + lo with |lo| <= ulp(hi) / 2, about 44 bits. Every
+// product below is exact (Dekker's split), so whether the compiler fuses a multiply and an add
+// into an FMA does not change any result: the table comes out the same on every GPU.
+
 // Knuth's two-sum: s + e == a + b exactly.
 fn two_sum(a: f32, b: f32) -> vec2<f32> {
     let s = opaque(a + b);
     let bb = opaque(s - a);
     let e = (a - opaque(s - bb)) + (b - bb);
     return vec2<f32>(s, e);
+}
+
+// Two-sum when |a| >= |b|.
+fn fast_two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = opaque(a + b);
+    return vec2<f32>(s, b - opaque(s - a));
+}
+
+// Dekker's two-product without FMA: p + e == a * b exactly.
+fn two_prod(a: f32, b: f32) -> vec2<f32> {
+    let p = opaque(a * b);
+    let ca = opaque(4097.0 * a);
+    let ah = ca - opaque(ca - a);
+    let al = a - ah;
+    let cb = opaque(4097.0 * b);
+    let bh = cb - opaque(cb - b);
+    let bl = b - bh;
+    let e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+    return vec2<f32>(p, e);
+}
+
+fn ff_mul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let p = two_prod(a.x, b.x);
+    return fast_two_sum(p.x, p.y + (a.x * b.y + a.y * b.x));
+}
+
+fn ff_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let s = two_sum(a.x, b.x);
+    return fast_two_sum(s.x, s.y + (a.y + b.y));
 }
 
 // pi/2 split into five 6-bit pieces and a remainder: k * C1..C5 is exact for k < 2^18.
@@ -43,10 +77,32 @@ const C5: f32 = 1.5832483768463135e-08;
 const C6: f32 = 6.07710062827671e-11;
 const TWO_OVER_PI: f32 = 0.6366197466850281;
 
-// sin and cos of theta >= 0, theta < 2^18 * pi/2.
+// Taylor coefficients (-1)^n / (2n+1)! and (-1)^n / (2n)! as float-float pairs; on
+// |r| <= pi/4 the truncation error is below 1e-13.
+const SIN_C = array<vec2<f32>, 7>(
+    vec2<f32>(1.0, 0.0),
+    vec2<f32>(-0.1666666716337204, 4.967053879312289e-09),
+    vec2<f32>(0.008333333767950535, -4.34617203337595e-10),
+    vec2<f32>(-0.00019841270113829523, 2.725596874933456e-12),
+    vec2<f32>(2.7557318844628753e-06, 3.793571224297229e-14),
+    vec2<f32>(-2.5052107943679403e-08, -4.4176230446483665e-16),
+    vec2<f32>(1.6059044372074283e-10, -5.352526511562726e-18),
+);
+const COS_C = array<vec2<f32>, 8>(
+    vec2<f32>(1.0, 0.0),
+    vec2<f32>(-0.5, 0.0),
+    vec2<f32>(0.0416666679084301, -1.2417634698280722e-09),
+    vec2<f32>(-0.0013888889225199819, 3.3631094437103215e-11),
+    vec2<f32>(2.4801587642286904e-05, -3.40699609366682e-13),
+    vec2<f32>(-2.755731998149713e-07, 7.575112209051195e-15),
+    vec2<f32>(2.0876755879584152e-09, 1.1082839147459852e-16),
+    vec2<f32>(-1.147074536050896e-11, -2.372207689231238e-19),
+);
+
+// sin and cos of theta >= 0, theta < 2^18 * pi/2, each rounded once from ~44 bits.
 fn sincos(theta: f32) -> vec2<f32> {
     let k = round(theta * TWO_OVER_PI);
-    // Cody-Waite reduction carried in two floats: hi + lo == theta - k * pi/2 to ~2^-36.
+    // Cody-Waite reduction carried in float-float: hi + lo == theta - k * pi/2 to ~2^-36.
     var hi = theta - k * C1; // exact (Sterbenz)
     var t = two_sum(hi, -(k * C2));
     hi = t.x;
@@ -61,17 +117,20 @@ fn sincos(theta: f32) -> vec2<f32> {
     hi = t.x;
     lo += t.y;
     lo -= k * C6;
-    let r = opaque(hi + lo);
-    let rl = lo - opaque(r - hi);
+    let r = fast_two_sum(hi, lo);
 
-    // Minimax polynomials on [-pi/4, pi/4] (Cephes sinf/cosf).
-    let z = r * r;
-    let s = ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1) * z * r + r;
-    let c = ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z
-        - 0.5 * z + 1.0;
-    // First-order correction for the low part of the reduced angle.
-    let sr = s + rl * c;
-    let cr = c - rl * s;
+    let z = ff_mul(r, r);
+    var ps = SIN_C[6];
+    for (var i = 5; i >= 0; i--) {
+        ps = ff_add(ff_mul(ps, z), SIN_C[i]);
+    }
+    let s2 = ff_mul(ps, r);
+    var pc = COS_C[7];
+    for (var i = 6; i >= 0; i--) {
+        pc = ff_add(ff_mul(pc, z), COS_C[i]);
+    }
+    let sr = s2.x + s2.y;
+    let cr = pc.x + pc.y;
 
     let q = u32(i32(k)) & 3u;
     switch q {

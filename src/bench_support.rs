@@ -11,7 +11,14 @@ use crate::tensor::Tensor;
 pub struct GpuAdd(PreparedAdd);
 
 /// Prepares `y = x + t[..row]` (all three on `g`).
-pub fn prepare_rows_add(g: &GpuDevice, x: &Tensor, t: &Tensor, y: &Tensor, rows: usize, row: usize) -> Result<GpuAdd> {
+pub fn prepare_rows_add(
+    g: &GpuDevice,
+    x: &Tensor,
+    t: &Tensor,
+    y: &Tensor,
+    rows: usize,
+    row: usize,
+) -> Result<GpuAdd> {
     Ok(GpuAdd(PreparedAdd::rows(g, x, t, y, rows, row)?))
 }
 
@@ -32,7 +39,9 @@ pub fn gpu_copy(g: &GpuDevice, src: &Tensor, dst: &Tensor, repeats: usize) -> Re
     let cmd = ctx.scoped("bench copy", || {
         let mut e = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench copy") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("bench copy"),
+            });
         for _ in 0..repeats {
             e.copy_buffer_to_buffer(s, 0, d, 0, size);
         }

@@ -88,11 +88,16 @@ pub struct AdapterSummary {
 
 impl fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({:?}, {:?})", self.name, self.backend, self.device_type)
+        write!(
+            f,
+            "{} ({:?}, {:?})",
+            self.name, self.backend, self.device_type
+        )
     }
 }
 
-const NO_ADAPTER_HINT: &str = "on Linux install a software adapter with `apt-get install mesa-vulkan-drivers` \
+const NO_ADAPTER_HINT: &str =
+    "on Linux install a software adapter with `apt-get install mesa-vulkan-drivers` \
      (lavapipe) or use Mesa's llvmpipe with WGPU_BACKEND=gl";
 
 fn summarize(a: &wgpu::Adapter) -> AdapterSummary {

@@ -14,7 +14,10 @@ pub enum Error {
         hint: String,
     },
     /// `WGPU_ADAPTER_NAME` (or an explicit name) matched none of the adapters.
-    #[error("no adapter name contains {wanted:?} (from {source_var}); adapters found: {}", list_or_none(found))]
+    #[error(
+        "no adapter name contains {wanted:?} (from {source_var}); adapters found: {}",
+        list_or_none(found)
+    )]
     AdapterNotFound {
         /// The name asked for.
         wanted: String,
@@ -94,7 +97,9 @@ pub enum Error {
         got: String,
     },
     /// Tensors on different devices.
-    #[error("{op}: tensors are on different devices ({a} and {b}); move one with .to(&device) first")]
+    #[error(
+        "{op}: tensors are on different devices ({a} and {b}); move one with .to(&device) first"
+    )]
     DeviceMismatch {
         /// The operation.
         op: String,
@@ -131,7 +136,10 @@ pub enum Error {
         reason: String,
     },
     /// A dotted path that leads nowhere.
-    #[error("{kind} {path:?} not found: {missing:?} does not exist in {parent:?}; it has: {}", list_or_none(available))]
+    #[error(
+        "{kind} {path:?} not found: {missing:?} does not exist in {parent:?}; it has: {}",
+        list_or_none(available)
+    )]
     NotFound {
         /// parameter, buffer or submodule.
         kind: &'static str,

@@ -48,8 +48,8 @@ pub use device::{enumerate_adapters, AdapterSummary, Device, GpuDevice, GpuOptio
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use module::{
-    Buffer, DynModule, Module, ModuleExt, ModuleList, Parameter, Sequential, TensorInfo, TensorKind,
-    Visitor, VisitorMut,
+    Buffer, DynModule, Module, ModuleExt, ModuleList, Parameter, Sequential, TensorInfo,
+    TensorKind, Visitor, VisitorMut,
 };
 pub use nn::{LearnedPositionalEmbedding, PositionalEncoding};
 pub use state_dict::{LoadReport, StateDict, KINDS_METADATA_KEY};

@@ -93,7 +93,16 @@ impl StateDict {
             .collect::<Result<_>>()?;
         let views: Vec<(String, View<'_>)> = host
             .iter()
-            .map(|(k, d, s, b)| (k.clone(), View { dtype: *d, shape: s, data: b }))
+            .map(|(k, d, s, b)| {
+                (
+                    k.clone(),
+                    View {
+                        dtype: *d,
+                        shape: s,
+                        data: b,
+                    },
+                )
+            })
             .collect();
         let mut meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         if !self.kinds.is_empty() {
@@ -155,7 +164,9 @@ impl StateDict {
     /// Every floating tensor converted to `dtype`; integers and bools kept.
     pub fn to_float_dtype(&self, dtype: DType) -> Result<StateDict> {
         if !dtype.is_float() {
-            return Err(Error::invalid(format!("to_float_dtype takes a floating dtype, got {dtype}")));
+            return Err(Error::invalid(format!(
+                "to_float_dtype takes a floating dtype, got {dtype}"
+            )));
         }
         let mut out = self.clone();
         for e in out.entries.iter_mut() {
@@ -169,7 +180,8 @@ impl StateDict {
 
 impl StateDict {
     fn reorder(&mut self, order: &[String]) {
-        let mut old: HashMap<String, Tensor> = std::mem::take(&mut self.entries).into_iter().collect();
+        let mut old: HashMap<String, Tensor> =
+            std::mem::take(&mut self.entries).into_iter().collect();
         self.index.clear();
         for k in order {
             if let Some(t) = old.remove(k) {
@@ -186,9 +198,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: p.display().to_string(),
         message: e.to_string(),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("cannot save to {}: not a file path", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        Error::invalid(format!(
+            "cannot save to {}: not a file path",
+            path.display()
+        ))
+    })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{}.tmp", std::process::id()));
@@ -231,7 +246,8 @@ fn parse(bytes: &[u8], path: Option<String>) -> Result<StateDict> {
         path: path.clone(),
         message,
     };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| fmt_err(e.to_string()))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| fmt_err(e.to_string()))?;
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| fmt_err(e.to_string()))?;
     let mut sd = StateDict::new();
     // Files keep tensors sorted by dtype alignment, then name; wgnn's metadata restores the
@@ -243,9 +259,14 @@ fn parse(bytes: &[u8], path: Option<String>) -> Result<StateDict> {
         .collect();
     ordered.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     for (name, _) in ordered {
-        let view = st.tensor(&name).map_err(|e| fmt_err(format!("tensor {name:?}: {e}")))?;
+        let view = st
+            .tensor(&name)
+            .map_err(|e| fmt_err(format!("tensor {name:?}: {e}")))?;
         let dtype = DType::from_safetensors(view.dtype()).ok_or_else(|| {
-            fmt_err(format!("tensor {name:?} has dtype {:?}, which wgnn does not hold", view.dtype()))
+            fmt_err(format!(
+                "tensor {name:?} has dtype {:?}, which wgnn does not hold",
+                view.dtype()
+            ))
         })?;
         let t = Tensor::from_bytes(view.data(), view.shape(), dtype)
             .map_err(|e| fmt_err(format!("tensor {name:?}: {e}")))?;
@@ -258,7 +279,9 @@ fn parse(bytes: &[u8], path: Option<String>) -> Result<StateDict> {
                 if let Ok(kinds) = serde_json::from_str::<Vec<[String; 2]>>(v) {
                     let mut order = Vec::new();
                     for [key, kind] in kinds {
-                        if let (Some(kind), true) = (TensorKind::parse(&kind), sd.index.contains_key(&key)) {
+                        if let (Some(kind), true) =
+                            (TensorKind::parse(&kind), sd.index.contains_key(&key))
+                        {
                             sd.kinds.insert(key.clone(), kind);
                             order.push(key);
                         }
@@ -277,8 +300,10 @@ fn parse(bytes: &[u8], path: Option<String>) -> Result<StateDict> {
 
 /// `state_dict()` of a module: CPU copies of parameters and persistent buffers.
 pub(crate) fn from_module(m: &dyn Module) -> Result<StateDict> {
-    let slots: Vec<(String, TensorKind, &Tensor)> =
-        tensors(m)?.into_iter().filter(|s| s.1.in_state_dict()).collect();
+    let slots: Vec<(String, TensorKind, &Tensor)> = tensors(m)?
+        .into_iter()
+        .filter(|s| s.1.in_state_dict())
+        .collect();
     let refs: Vec<&Tensor> = slots.iter().map(|s| s.2).collect();
     let host = to_device_many(&refs, &Device::Cpu)?;
     let mut sd = StateDict::new();
@@ -295,7 +320,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -305,12 +332,18 @@ fn levenshtein(a: &str, b: &str) -> usize {
 fn size(s: &[usize]) -> String {
     format!(
         "torch.Size([{}])",
-        s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
 fn quoted(keys: &[String]) -> String {
-    keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(|k| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Validates everything, converts and moves every tensor to its slot's device, then commits.
@@ -340,7 +373,9 @@ pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Res
     // Converted values, grouped later by destination device.
     let mut ready: Vec<(String, Tensor, Device)> = Vec::new();
     for (key, t) in sd.iter() {
-        let Some(&i) = expected.get(key) else { continue };
+        let Some(&i) = expected.get(key) else {
+            continue;
+        };
         let (_, _, cur) = &slots[i];
         let shape_ok = t.shape() == cur.shape() || (cur.shape().is_empty() && t.shape() == [1]);
         if !shape_ok {
@@ -374,10 +409,16 @@ pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Res
     }
     let mut head = Vec::new();
     if strict && !missing.is_empty() {
-        head.push(format!("Missing key(s) in state_dict: {}. ", quoted(&missing)));
+        head.push(format!(
+            "Missing key(s) in state_dict: {}. ",
+            quoted(&missing)
+        ));
     }
     if strict && !unexpected.is_empty() {
-        head.push(format!("Unexpected key(s) in state_dict: {}. ", quoted(&unexpected)));
+        head.push(format!(
+            "Unexpected key(s) in state_dict: {}. ",
+            quoted(&unexpected)
+        ));
     }
     if strict {
         for u in &unexpected {
@@ -422,5 +463,8 @@ pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Res
         }
     }
     commit(m, new);
-    Ok(LoadReport { missing, unexpected })
+    Ok(LoadReport {
+        missing,
+        unexpected,
+    })
 }

@@ -49,7 +49,10 @@ impl HostBytes {
 #[derive(Clone)]
 pub(crate) enum Storage {
     Host(Arc<HostBytes>),
-    Gpu { buffer: wgpu::Buffer, device: GpuDevice },
+    Gpu {
+        buffer: wgpu::Buffer,
+        device: GpuDevice,
+    },
 }
 
 /// An n-dimensional array on a [`Device`]. Cheap to clone (storage is shared and never mutated).
@@ -73,9 +76,14 @@ element!(f32 => F32, f64 => F64, f16 => F16, bf16 => BF16, i64 => I64, i32 => I3
 
 /// Element count of a shape, or an error on overflow.
 pub(crate) fn numel_of(shape: &[usize]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
-        Error::invalid(format!("shape {shape:?} has more elements than fit in memory"))
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "shape {shape:?} has more elements than fit in memory"
+            ))
+        })
 }
 
 impl Tensor {
@@ -121,7 +129,11 @@ impl Tensor {
 
     pub(crate) fn from_host(host: HostBytes, shape: &[usize], dtype: DType) -> Result<Tensor> {
         Tensor::check_len(shape, dtype, host.len)?;
-        Ok(Tensor::from_parts(shape.to_vec(), dtype, Storage::Host(Arc::new(host))))
+        Ok(Tensor::from_parts(
+            shape.to_vec(),
+            dtype,
+            Storage::Host(Arc::new(host)),
+        ))
     }
 
     /// A zero-filled tensor on `device`.
@@ -133,7 +145,9 @@ impl Tensor {
             Device::Cpu => Tensor::from_host(HostBytes::zeroed(n), shape, dtype),
             Device::Gpu(g) => {
                 // wgpu zero-initialises new buffers.
-                let buffer = g.0.scoped("zeros", || transfer::storage_buffer(&g.0, n as u64, "wgnn zeros"))?;
+                let buffer = g.0.scoped("zeros", || {
+                    transfer::storage_buffer(&g.0, n as u64, "wgnn zeros")
+                })?;
                 Ok(Tensor::from_parts(
                     shape.to_vec(),
                     dtype,
@@ -238,7 +252,11 @@ impl Tensor {
                 ),
             ));
         }
-        Ok(Tensor::from_parts(shape.to_vec(), self.dtype, self.storage.clone()))
+        Ok(Tensor::from_parts(
+            shape.to_vec(),
+            self.dtype,
+            self.storage.clone(),
+        ))
     }
 
     /// Converts to another dtype, on the tensor's own device. Floats round to nearest even;
@@ -275,7 +293,11 @@ pub fn to_device_many(tensors: &[&Tensor], device: &Device) -> Result<Vec<Tensor
     for (src, idx) in by_src {
         let list: Vec<(&wgpu::Buffer, u64)> = idx
             .iter()
-            .filter_map(|&i| tensors[i].wgpu_buffer().map(|b| (b, tensors[i].nbytes() as u64)))
+            .filter_map(|&i| {
+                tensors[i]
+                    .wgpu_buffer()
+                    .map(|b| (b, tensors[i].nbytes() as u64))
+            })
             .collect();
         let bytes = transfer::download_many(&src.0, &list)?;
         for (&i, b) in idx.iter().zip(bytes) {
@@ -416,7 +438,15 @@ fn fmt_value(v: Value) -> String {
     }
 }
 
-fn fmt_rec(out: &mut String, b: &[u8], d: DType, shape: &[usize], offset: usize, indent: usize, summarize: bool) {
+fn fmt_rec(
+    out: &mut String,
+    b: &[u8],
+    d: DType,
+    shape: &[usize],
+    offset: usize,
+    indent: usize,
+    summarize: bool,
+) {
     if shape.is_empty() {
         out.push_str(&fmt_value(read(b, d, offset)));
         return;
@@ -424,7 +454,11 @@ fn fmt_rec(out: &mut String, b: &[u8], d: DType, shape: &[usize], offset: usize,
     let n = shape[0];
     let inner: usize = shape[1..].iter().product();
     let idx: Vec<Option<usize>> = if summarize && n > 2 * EDGE {
-        (0..EDGE).map(Some).chain([None]).chain((n - EDGE..n).map(Some)).collect()
+        (0..EDGE)
+            .map(Some)
+            .chain([None])
+            .chain((n - EDGE..n).map(Some))
+            .collect()
     } else {
         (0..n).map(Some).collect()
     };
@@ -439,7 +473,15 @@ fn fmt_rec(out: &mut String, b: &[u8], d: DType, shape: &[usize], offset: usize,
             }
         }
         match i {
-            Some(i) => fmt_rec(out, b, d, &shape[1..], offset + i * inner, indent + 1, summarize),
+            Some(i) => fmt_rec(
+                out,
+                b,
+                d,
+                &shape[1..],
+                offset + i * inner,
+                indent + 1,
+                summarize,
+            ),
             None => out.push_str("..."),
         }
     }
@@ -451,7 +493,15 @@ impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = String::from("tensor(");
         match self.to_bytes() {
-            Ok(b) => fmt_rec(&mut s, &b, self.dtype, &self.shape, 0, 7, self.numel() > THRESHOLD),
+            Ok(b) => fmt_rec(
+                &mut s,
+                &b,
+                self.dtype,
+                &self.shape,
+                0,
+                7,
+                self.numel() > THRESHOLD,
+            ),
             Err(e) => s.push_str(&format!("<unreadable: {e}>")),
         }
         write!(

@@ -33,7 +33,9 @@ fn round_trip_every_dtype_and_edge_shape_bit_exact() {
 #[test]
 fn odd_f16_and_u8_counts_survive_the_4_byte_copy_alignment() {
     let gpu = common::gpu();
-    let h: Vec<half::f16> = (0..7).map(|i| half::f16::from_f32(i as f32 * 0.5 - 1.0)).collect();
+    let h: Vec<half::f16> = (0..7)
+        .map(|i| half::f16::from_f32(i as f32 * 0.5 - 1.0))
+        .collect();
     let t = Tensor::from_slice(&h, &[7]).unwrap().to(&gpu).unwrap();
     assert_eq!(t.to_vec::<half::f16>().unwrap(), h);
     let u: Vec<u8> = (0..13).collect();
@@ -76,7 +78,10 @@ fn data_length_mismatch_is_an_error() {
             got_bytes: 12
         }
     );
-    assert!(e.to_string().contains("shape [2, 2] holds 4 element(s)"), "{e}");
+    assert!(
+        e.to_string().contains("shape [2, 2] holds 4 element(s)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -88,19 +93,35 @@ fn to_vec_with_wrong_type_is_an_error() {
 
 #[test]
 fn display_is_summarised_with_shape_dtype_device() {
-    let t = Tensor::from_slice(&(0..2000).map(|i| i as f32).collect::<Vec<_>>(), &[2, 1000]).unwrap();
+    let t =
+        Tensor::from_slice(&(0..2000).map(|i| i as f32).collect::<Vec<_>>(), &[2, 1000]).unwrap();
     let s = t.to_string();
-    assert!(s.starts_with("tensor([[0.0000, 1.0000, 2.0000, ..., 997.0000, 998.0000, 999.0000],"), "{s}");
-    assert!(s.ends_with("shape=[2, 1000], dtype=float32, device=cpu)"), "{s}");
+    assert!(
+        s.starts_with("tensor([[0.0000, 1.0000, 2.0000, ..., 997.0000, 998.0000, 999.0000],"),
+        "{s}"
+    );
+    assert!(
+        s.ends_with("shape=[2, 1000], dtype=float32, device=cpu)"),
+        "{s}"
+    );
     let small = Tensor::from_slice(&[1i64, -2], &[2]).unwrap();
-    assert_eq!(small.to_string(), "tensor([1, -2], shape=[2], dtype=int64, device=cpu)");
-    assert_eq!(format!("{small:?}"), "Tensor { shape: [2], dtype: int64, device: Device::Cpu }");
+    assert_eq!(
+        small.to_string(),
+        "tensor([1, -2], shape=[2], dtype=int64, device=cpu)"
+    );
+    assert_eq!(
+        format!("{small:?}"),
+        "Tensor { shape: [2], dtype: int64, device: Device::Cpu }"
+    );
 }
 
 #[test]
 fn dtype_conversion_widens_floats_and_refuses_lossy_ones() {
     let h = [half::bf16::from_f32(1.5), half::bf16::from_f32(-0.0078125)];
-    let t = Tensor::from_slice(&h, &[2]).unwrap().to_dtype(DType::F32).unwrap();
+    let t = Tensor::from_slice(&h, &[2])
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
     assert_eq!(t.to_vec::<f32>().unwrap(), [1.5, -0.0078125]);
     let f = Tensor::from_slice(&[1.5f32], &[1]).unwrap();
     assert!(matches!(f.to_dtype(DType::I64), Err(Error::Dtype { .. })));

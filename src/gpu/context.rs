@@ -43,7 +43,14 @@ impl GpuContext {
             let flag = lost.clone();
             device.set_device_lost_callback(move |reason, message| {
                 if let Ok(mut g) = flag.lock() {
-                    *g = Some(format!("{reason:?}{}", if message.is_empty() { String::new() } else { format!(": {message}") }));
+                    *g = Some(format!(
+                        "{reason:?}{}",
+                        if message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {message}")
+                        }
+                    ));
                 }
             });
             device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
@@ -185,7 +192,10 @@ impl GpuContext {
 
     /// Largest byte range one storage binding may cover, rounded down to 256.
     pub fn max_binding(&self) -> u64 {
-        let lim = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let lim = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
         lim & !255
     }
 }

@@ -18,7 +18,10 @@ pub(crate) const SHADERS: &[(&str, &str)] = &[
         "broadcast_add_prefix_vec4",
         include_str!("../../shaders/broadcast_add_prefix_vec4.wgsl"),
     ),
-    ("broadcast_add", include_str!("../../shaders/broadcast_add.wgsl")),
+    (
+        "broadcast_add",
+        include_str!("../../shaders/broadcast_add.wgsl"),
+    ),
 ];
 
 /// Invocations per workgroup in every kernel (`@workgroup_size(256)`).
@@ -74,18 +77,22 @@ pub(crate) fn pipeline(ctx: &GpuContext, name: &'static str) -> Result<wgpu::Com
         .map(|(_, s)| *s)
         .ok_or_else(|| Error::invalid(format!("no kernel named {name:?}")))?;
     let p = ctx.scoped(&format!("building kernel {name}"), || {
-        let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        Ok(ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(name),
-            layout: None,
-            module: &module,
-            entry_point: Some(name),
-            compilation_options: Default::default(),
-            cache: None,
-        }))
+        let module = ctx
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        Ok(ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: Default::default(),
+                cache: None,
+            }))
     })?;
     if let Ok(mut m) = ctx.pipelines.lock() {
         m.insert(name, p.clone());
@@ -105,7 +112,12 @@ impl<'a> Range<'a> {
     /// The range covering `[start_elem, start_elem + len_elem)` of 4-byte elements, widened at
     /// the front to the 256-byte offset alignment. Returns the range and the element index of
     /// `start_elem` inside it.
-    pub fn elements(buffer: &'a wgpu::Buffer, start_elem: u64, len_elem: u64, align: u64) -> (Self, u32) {
+    pub fn elements(
+        buffer: &'a wgpu::Buffer,
+        start_elem: u64,
+        len_elem: u64,
+        align: u64,
+    ) -> (Self, u32) {
         let start = start_elem * 4;
         let offset = start / align * align;
         let end = (start + len_elem.max(1) * 4).min(buffer.size());
@@ -143,7 +155,11 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(ctx: &GpuContext, kernel: &'static str, dispatches: &[Dispatch<'_>]) -> Result<Prepared> {
+    pub fn new(
+        ctx: &GpuContext,
+        kernel: &'static str,
+        dispatches: &[Dispatch<'_>],
+    ) -> Result<Prepared> {
         let pipeline = pipeline(ctx, kernel)?;
         let stride = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(256);
         ctx.scoped(&format!("preparing kernel {kernel}"), || {
@@ -260,7 +276,10 @@ mod tests {
         let expect = [
             ("positional_encoding", std::mem::size_of::<PeParams>()),
             ("broadcast_add_prefix", std::mem::size_of::<PrefixParams>()),
-            ("broadcast_add_prefix_vec4", std::mem::size_of::<PrefixParams>()),
+            (
+                "broadcast_add_prefix_vec4",
+                std::mem::size_of::<PrefixParams>(),
+            ),
             ("broadcast_add", std::mem::size_of::<BroadcastParams>()),
         ];
         for (name, size) in expect {

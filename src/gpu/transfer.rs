@@ -58,7 +58,9 @@ pub(crate) fn upload_many(ctx: &GpuContext, datas: &[&[u8]]) -> Result<Vec<wgpu:
     let dsts = ctx.scoped(op, || {
         let mut encoder = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgnn upload") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgnn upload"),
+            });
         let mut dsts = Vec::with_capacity(datas.len());
         for g in groups(&sizes, ctx.limits.max_buffer_size) {
             let total: u64 = sizes[g.clone()].iter().map(|&s| padded(s)).sum();
@@ -69,13 +71,11 @@ pub(crate) fn upload_many(ctx: &GpuContext, datas: &[&[u8]]) -> Result<Vec<wgpu:
                 mapped_at_creation: true,
             });
             {
-                let mut view = staging
-                    .get_mapped_range_mut(..)
-                    .map_err(|e| Error::Gpu {
-                        op: op.into(),
-                        adapter: ctx.describe(),
-                        message: e.to_string(),
-                    })?;
+                let mut view = staging.get_mapped_range_mut(..).map_err(|e| Error::Gpu {
+                    op: op.into(),
+                    adapter: ctx.describe(),
+                    message: e.to_string(),
+                })?;
                 let mut off = 0usize;
                 for d in &datas[g.clone()] {
                     if !d.is_empty() {
@@ -104,14 +104,19 @@ pub(crate) fn upload_many(ctx: &GpuContext, datas: &[&[u8]]) -> Result<Vec<wgpu:
 
 /// Reads device buffers back to host bytes: one read-back buffer per `max_buffer_size`, one
 /// submission, one bounded wait.
-pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn download_many(
+    ctx: &GpuContext,
+    srcs: &[(&wgpu::Buffer, u64)],
+) -> Result<Vec<Vec<u8>>> {
     let op = "read back";
     let sizes: Vec<u64> = srcs.iter().map(|s| s.1).collect();
     let gs = groups(&sizes, ctx.limits.max_buffer_size);
     let (readbacks, cmd) = ctx.scoped(op, || {
         let mut encoder = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgnn read back") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgnn read back"),
+            });
         let mut readbacks = Vec::new();
         for g in &gs {
             let total: u64 = sizes[g.clone()].iter().map(|&s| padded(s)).sum();
@@ -133,8 +138,10 @@ pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&wgpu::Buffer, u64)]) -> 
         Ok((readbacks, encoder.finish()))
     })?;
     let idx = ctx.submit(op, [cmd])?;
-    let results: Vec<Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>> =
-        readbacks.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+    let results: Vec<Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>> = readbacks
+        .iter()
+        .map(|_| Arc::new(Mutex::new(None)))
+        .collect();
     ctx.scoped(op, || {
         for (rb, slot) in readbacks.iter().zip(&results) {
             let slot = slot.clone();

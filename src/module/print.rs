@@ -81,7 +81,15 @@ pub(crate) fn summary(m: &dyn Module) -> Result<String> {
             ]
         })
         .collect();
-    let head = ["tensor", "kind", "in state_dict", "shape", "dtype", "device", "bytes"];
+    let head = [
+        "tensor",
+        "kind",
+        "in state_dict",
+        "shape",
+        "dtype",
+        "device",
+        "bytes",
+    ];
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -101,7 +109,12 @@ pub(crate) fn summary(m: &dyn Module) -> Result<String> {
     let mut out = String::new();
     out.push_str(&line(&head.map(String::from)));
     out.push('\n');
-    out.push_str(&w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
+    out.push_str(
+        &w.iter()
+            .map(|n| "-".repeat(*n))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     out.push('\n');
     for r in &rows {
         out.push_str(&line(r));

@@ -244,7 +244,11 @@ pub(crate) fn tensors(root: &dyn Module) -> Result<Vec<(String, TensorKind, &Ten
 }
 
 fn lookup<'a>(root: &'a dyn Module, kind: &'static str, path: &str) -> Result<(Node<'a>, String)> {
-    let parts: Vec<&str> = if path.is_empty() { vec![] } else { path.split('.').collect() };
+    let parts: Vec<&str> = if path.is_empty() {
+        vec![]
+    } else {
+        path.split('.').collect()
+    };
     let (mods, last) = match kind {
         "submodule" => (&parts[..], None),
         _ => match parts.split_last() {
@@ -317,7 +321,9 @@ pub trait ModuleExt: Module {
             .into_iter()
             .flat_map(|n| {
                 let path = n.path;
-                n.buffers.into_iter().map(move |(k, b)| (join(&path, &k), b))
+                n.buffers
+                    .into_iter()
+                    .map(move |(k, b)| (join(&path, &k), b))
             })
             .collect())
     }
@@ -327,34 +333,49 @@ pub trait ModuleExt: Module {
     }
     /// `named_modules()`: the module itself as `""`, then every descendant in pre-order.
     fn named_modules(&self) -> Result<Vec<(String, &dyn Module)>> {
-        Ok(walk(self.as_dyn())?.into_iter().map(|n| (n.path, n.module)).collect())
+        Ok(walk(self.as_dyn())?
+            .into_iter()
+            .map(|n| (n.path, n.module))
+            .collect())
     }
     /// `named_children()`: direct children only.
     fn named_children(&self) -> Result<Vec<(String, &dyn Module)>> {
         let mut nodes = walk(self.as_dyn())?;
-        Ok(if nodes.is_empty() { vec![] } else { nodes.swap_remove(0).children })
+        Ok(if nodes.is_empty() {
+            vec![]
+        } else {
+            nodes.swap_remove(0).children
+        })
     }
     /// `get_parameter("a.b.weight")`.
     fn get_parameter(&self, path: &str) -> Result<&Parameter> {
         let (node, name) = lookup(self.as_dyn(), "parameter", path)?;
-        node.params.iter().find(|p| p.0 == name).map(|p| p.1).ok_or_else(|| Error::NotFound {
-            kind: "parameter",
-            path: path.into(),
-            missing: name,
-            parent: node.path.clone(),
-            available: node.params.iter().map(|p| p.0.clone()).collect(),
-        })
+        node.params
+            .iter()
+            .find(|p| p.0 == name)
+            .map(|p| p.1)
+            .ok_or_else(|| Error::NotFound {
+                kind: "parameter",
+                path: path.into(),
+                missing: name,
+                parent: node.path.clone(),
+                available: node.params.iter().map(|p| p.0.clone()).collect(),
+            })
     }
     /// `get_buffer("bn.running_mean")`.
     fn get_buffer(&self, path: &str) -> Result<&Buffer> {
         let (node, name) = lookup(self.as_dyn(), "buffer", path)?;
-        node.buffers.iter().find(|b| b.0 == name).map(|b| b.1).ok_or_else(|| Error::NotFound {
-            kind: "buffer",
-            path: path.into(),
-            missing: name,
-            parent: node.path.clone(),
-            available: node.buffers.iter().map(|b| b.0.clone()).collect(),
-        })
+        node.buffers
+            .iter()
+            .find(|b| b.0 == name)
+            .map(|b| b.1)
+            .ok_or_else(|| Error::NotFound {
+                kind: "buffer",
+                path: path.into(),
+                missing: name,
+                parent: node.path.clone(),
+                available: node.buffers.iter().map(|b| b.0.clone()).collect(),
+            })
     }
     /// `get_submodule("encoder.layers.0")`; `""` is the module itself.
     fn get_submodule(&self, path: &str) -> Result<&dyn Module> {

@@ -15,29 +15,42 @@ fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
 }
 
 /// `nn.Linear(in_features, out_features)` (with bias).
+#[derive(Debug)]
 pub struct Linear {
     /// `[out_features, in_features]`.
     pub weight: Parameter,
     /// `[out_features]`.
     pub bias: Parameter,
 }
-impl_module!(Linear { parameters: [weight, bias], buffers: [], modules: [] }, extra_repr = |s| format!(
-    "in_features={}, out_features={}, bias=True",
-    s.weight.tensor().shape()[1],
-    s.weight.tensor().shape()[0]
-));
+impl_module!(
+    Linear {
+        parameters: [weight, bias],
+        buffers: [],
+        modules: []
+    },
+    extra_repr = |s| format!(
+        "in_features={}, out_features={}, bias=True",
+        s.weight.tensor().shape()[1],
+        s.weight.tensor().shape()[0]
+    )
+);
 
 impl Linear {
     /// Zero weight and bias on `device`.
     pub fn new(in_features: usize, out_features: usize, device: &Device) -> Result<Self> {
         Ok(Linear {
-            weight: Parameter::new(Tensor::zeros(&[out_features, in_features], DType::F32, device)?),
+            weight: Parameter::new(Tensor::zeros(
+                &[out_features, in_features],
+                DType::F32,
+                device,
+            )?),
             bias: Parameter::new(Tensor::zeros(&[out_features], DType::F32, device)?),
         })
     }
 }
 
 /// `nn.LayerNorm(normalized_shape)` (elementwise affine, with bias).
+#[derive(Debug)]
 pub struct LayerNorm {
     /// Scale, ones.
     pub weight: Parameter,
@@ -46,11 +59,19 @@ pub struct LayerNorm {
     /// `eps`.
     pub eps: f64,
 }
-impl_module!(LayerNorm { parameters: [weight, bias], buffers: [], modules: [] }, extra_repr = |s| format!(
-    "({},), eps={:e}, elementwise_affine=True, bias=True",
-    s.weight.tensor().shape()[0],
-    s.eps
-).replace("1e-5", "1e-05"));
+impl_module!(
+    LayerNorm {
+        parameters: [weight, bias],
+        buffers: [],
+        modules: []
+    },
+    extra_repr = |s| format!(
+        "({},), eps={:e}, elementwise_affine=True, bias=True",
+        s.weight.tensor().shape()[0],
+        s.eps
+    )
+    .replace("1e-5", "1e-05")
+);
 
 impl LayerNorm {
     /// Over the last dimension of size `n`, `eps = 1e-5`.
@@ -65,6 +86,7 @@ impl LayerNorm {
 
 /// `nn.BatchNorm1d(num_features)`: affine parameters plus running statistics, which are
 /// persistent buffers (saved, not trained), and the int64 `num_batches_tracked` counter.
+#[derive(Debug)]
 pub struct BatchNorm1d {
     /// Scale.
     pub weight: Parameter,
@@ -77,14 +99,17 @@ pub struct BatchNorm1d {
     /// Steps seen (int64 scalar buffer).
     pub num_batches_tracked: Buffer,
 }
-impl_module!(BatchNorm1d {
-    parameters: [weight, bias],
-    buffers: [running_mean, running_var, num_batches_tracked],
-    modules: []
-}, extra_repr = |s| format!(
-    "{}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True",
-    s.weight.tensor().shape()[0]
-));
+impl_module!(
+    BatchNorm1d {
+        parameters: [weight, bias],
+        buffers: [running_mean, running_var, num_batches_tracked],
+        modules: []
+    },
+    extra_repr = |s| format!(
+        "{}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True",
+        s.weight.tensor().shape()[0]
+    )
+);
 
 impl BatchNorm1d {
     /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0.
@@ -100,22 +125,35 @@ impl BatchNorm1d {
 }
 
 /// `nn.Dropout(p)`: no state.
+#[derive(Debug)]
 pub struct Dropout {
     /// Drop probability.
     pub p: f64,
 }
-impl_module!(Dropout { parameters: [], buffers: [], modules: [] }, extra_repr = |s| format!(
-    "p={:?}, inplace=False",
-    s.p
-));
+impl_module!(
+    Dropout {
+        parameters: [],
+        buffers: [],
+        modules: []
+    },
+    extra_repr = |s| format!("p={:?}, inplace=False", s.p)
+);
 
 /// `nn.ReLU(inplace)`: no state.
+#[derive(Debug)]
 pub struct ReLU {
     /// Printed as PyTorch prints it.
     pub inplace: bool,
 }
-impl_module!(ReLU { parameters: [], buffers: [], modules: [] }, extra_repr = |s| if s.inplace {
-    "inplace=True".to_string()
-} else {
-    String::new()
-});
+impl_module!(
+    ReLU {
+        parameters: [],
+        buffers: [],
+        modules: []
+    },
+    extra_repr = |s| if s.inplace {
+        "inplace=True".to_string()
+    } else {
+        String::new()
+    }
+);

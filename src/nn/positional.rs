@@ -13,13 +13,18 @@ use crate::tensor::Tensor;
 /// table, registered as a buffer — non-persistent by default (`persistent=False`: it moves with
 /// the module but is never saved, because it is a pure function of `d_model` and `max_len`).
 /// Built on a GPU, the table is generated there by a kernel, never uploaded.
+#[derive(Debug)]
 pub struct PositionalEncoding {
     /// The table.
     pub pe: Buffer,
     d_model: usize,
     max_len: usize,
 }
-impl_module!(PositionalEncoding { parameters: [], buffers: [pe], modules: [] });
+impl_module!(PositionalEncoding {
+    parameters: [],
+    buffers: [pe],
+    modules: []
+});
 
 impl PositionalEncoding {
     /// The table with `persistent=False`, generated on `device`.
@@ -29,7 +34,12 @@ impl PositionalEncoding {
 
     /// The table registered as a persistent buffer (saved in the state dict), as some
     /// checkpoints have it.
-    pub fn with_persistence(d_model: usize, max_len: usize, persistent: bool, device: &Device) -> Result<Self> {
+    pub fn with_persistence(
+        d_model: usize,
+        max_len: usize,
+        persistent: bool,
+        device: &Device,
+    ) -> Result<Self> {
         let table = positional_table(max_len, d_model, device)?.reshape(&[1, max_len, d_model])?;
         Ok(PositionalEncoding {
             pe: if persistent {
@@ -59,11 +69,16 @@ impl PositionalEncoding {
 
 /// The trainable counterpart: `nn.Parameter` of shape `[1, max_len, d_model]`, same forward.
 /// Initialised to zeros (PyTorch draws `randn * 0.02`); load a checkpoint for real values.
+#[derive(Debug)]
 pub struct LearnedPositionalEmbedding {
     /// The table (trainable).
     pub pe: Parameter,
 }
-impl_module!(LearnedPositionalEmbedding { parameters: [pe], buffers: [], modules: [] });
+impl_module!(LearnedPositionalEmbedding {
+    parameters: [pe],
+    buffers: [],
+    modules: []
+});
 
 impl LearnedPositionalEmbedding {
     /// A zero table on `device`.

@@ -3,7 +3,7 @@
 use crate::device::{Device, GpuDevice};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{grid, BroadcastParams, Dispatch, Prepared, PrefixParams, Range};
+use crate::gpu::kernels::{grid, BroadcastParams, Dispatch, PrefixParams, Prepared, Range};
 use crate::gpu::{transfer, GpuContext};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Storage, Tensor};
@@ -14,7 +14,9 @@ fn check_f32(op: &str, t: &Tensor, which: &str) -> Result<()> {
     if t.dtype() != DType::F32 {
         return Err(Error::Dtype {
             op: format!("{op} ({which})"),
-            expected: "float32 (the kernels compute in float32; convert with .to_dtype(DType::F32))".into(),
+            expected:
+                "float32 (the kernels compute in float32; convert with .to_dtype(DType::F32))"
+                    .into(),
             got: t.dtype().name().into(),
         });
     }
@@ -38,8 +40,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -85,7 +95,10 @@ fn plan(x: &[usize], b: &[usize], out: &[usize]) -> Result<Plan> {
     if out.len() > MAX_RANK {
         return Err(Error::shape(
             "broadcast_add",
-            format!("rank {} is more than the {MAX_RANK} dimensions supported", out.len()),
+            format!(
+                "rank {} is more than the {MAX_RANK} dimensions supported",
+                out.len()
+            ),
         ));
     }
     let strides = |s: &[usize]| {
@@ -131,16 +144,31 @@ pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
     if x.shape().len() != 3 {
         return Err(Error::shape(
             op,
-            format!("x must be [batch, seq_len, d_model], got shape {:?} (rank {})", x.shape(), x.shape().len()),
+            format!(
+                "x must be [batch, seq_len, d_model], got shape {:?} (rank {})",
+                x.shape(),
+                x.shape().len()
+            ),
         ));
     }
     let (max_len, d) = match table.shape() {
         [1, l, d] | [l, d] => (*l, *d),
-        s => return Err(Error::shape(op, format!("the table must be [1, max_len, d_model], got {s:?}"))),
+        s => {
+            return Err(Error::shape(
+                op,
+                format!("the table must be [1, max_len, d_model], got {s:?}"),
+            ))
+        }
     };
     let (seq, dx) = (x.shape()[1], x.shape()[2]);
     if dx != d {
-        return Err(Error::shape(op, format!("x has d_model {dx} (shape {:?}) but the table has d_model {d}", x.shape())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "x has d_model {dx} (shape {:?}) but the table has d_model {d}",
+                x.shape()
+            ),
+        ));
     }
     if seq > max_len {
         return Err(Error::shape(
@@ -165,7 +193,9 @@ fn run(device: &Device, x: &Tensor, b: &Tensor, out: &[usize], p: Plan) -> Resul
         Device::Cpu => cpu(x, b, out, &p),
         Device::Gpu(g) => {
             let n: usize = out.iter().product();
-            let y = g.0.scoped("broadcast_add", || transfer::storage_buffer(&g.0, n as u64 * 4, "wgnn add output"))?;
+            let y = g.0.scoped("broadcast_add", || {
+                transfer::storage_buffer(&g.0, n as u64 * 4, "wgnn add output")
+            })?;
             let (xb, bb) = match (x.wgpu_buffer(), b.wgpu_buffer()) {
                 (Some(xb), Some(bb)) => (xb, bb),
                 _ => return Err(Error::invalid("broadcast_add: GPU tensor without a buffer")),
@@ -187,28 +217,32 @@ fn run(device: &Device, x: &Tensor, b: &Tensor, out: &[usize], p: Plan) -> Resul
 
 fn cpu(x: &Tensor, b: &Tensor, out: &[usize], p: &Plan) -> Result<Tensor> {
     let (Some(xh), Some(bh)) = (x.host(), b.host()) else {
-        return Err(Error::invalid("broadcast_add: CPU tensor without host data"));
+        return Err(Error::invalid(
+            "broadcast_add: CPU tensor without host data",
+        ));
     };
     let n: usize = out.iter().product();
     let mut y = HostBytes::zeroed(n * 4);
     let (xs, bs) = (xh.as_f32(), bh.as_f32());
     match *p {
         Plan::Prefix { row, .. } => add_rows_into(xs, &bs[..row], y.as_f32_mut()),
-        Plan::General { shape, xs: xst, bs: bst } => {
-            par_chunks(y.as_f32_mut(), |start, chunk| {
-                for (j, v) in chunk.iter_mut().enumerate() {
-                    let mut o = start + j;
-                    let (mut xi, mut bi) = (0, 0);
-                    for d in (0..MAX_RANK).rev() {
-                        let c = o % shape[d];
-                        o /= shape[d];
-                        xi += c * xst[d];
-                        bi += c * bst[d];
-                    }
-                    *v = xs[xi] + bs[bi];
+        Plan::General {
+            shape,
+            xs: xst,
+            bs: bst,
+        } => par_chunks(y.as_f32_mut(), |start, chunk| {
+            for (j, v) in chunk.iter_mut().enumerate() {
+                let mut o = start + j;
+                let (mut xi, mut bi) = (0, 0);
+                for d in (0..MAX_RANK).rev() {
+                    let c = o % shape[d];
+                    o /= shape[d];
+                    xi += c * xst[d];
+                    bi += c * bst[d];
                 }
-            })
-        }
+                *v = xs[xi] + bs[bi];
+            }
+        }),
     }
     Tensor::from_host(y, out, DType::F32)
 }
@@ -240,7 +274,13 @@ pub(crate) struct PreparedAdd {
 }
 
 impl PreparedAdd {
-    fn new(g: &GpuDevice, x: &wgpu::Buffer, b: &wgpu::Buffer, y: &wgpu::Buffer, p: &Plan) -> Result<Self> {
+    fn new(
+        g: &GpuDevice,
+        x: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        p: &Plan,
+    ) -> Result<Self> {
         let ctx = &g.0;
         let (kernel, dispatches) = match *p {
             Plan::Prefix { rows, row } => prefix_dispatches(ctx, x, b, y, rows, row)?,
@@ -253,9 +293,18 @@ impl PreparedAdd {
     }
 
     /// Builds the row-broadcast add `y = x + t[..row]` for the bench.
-    pub(crate) fn rows(g: &GpuDevice, x: &Tensor, t: &Tensor, y: &Tensor, rows: usize, row: usize) -> Result<Self> {
+    pub(crate) fn rows(
+        g: &GpuDevice,
+        x: &Tensor,
+        t: &Tensor,
+        y: &Tensor,
+        rows: usize,
+        row: usize,
+    ) -> Result<Self> {
         match (x.wgpu_buffer(), t.wgpu_buffer(), y.wgpu_buffer()) {
-            (Some(xb), Some(tb), Some(yb)) => PreparedAdd::new(g, xb, tb, yb, &Plan::Prefix { rows, row }),
+            (Some(xb), Some(tb), Some(yb)) => {
+                PreparedAdd::new(g, xb, tb, yb, &Plan::Prefix { rows, row })
+            }
             _ => Err(Error::invalid("PreparedAdd::rows needs GPU tensors")),
         }
     }
@@ -282,7 +331,9 @@ fn prefix_dispatches<'a>(
     let max_bind_units = ((ctx.max_binding() - align) / 4 / unit).max(1);
     let i_chunk = row_units.min(max_dim * 256).min(max_bind_units).max(1);
     let b_chunk = if i_chunk == row_units {
-        (rows as u64).min(max_dim).min((max_bind_units / row_units.max(1)).max(1))
+        (rows as u64)
+            .min(max_dim)
+            .min((max_bind_units / row_units.max(1)).max(1))
     } else {
         1
     };
@@ -335,7 +386,10 @@ fn general_dispatches<'a>(
     for (buf, name) in [(x, "x"), (b, "b")] {
         if buf.size() > ctx.max_binding() {
             return Err(Error::Limit {
-                what: format!("input {name} of a general broadcast_add ({} bytes)", buf.size()),
+                what: format!(
+                    "input {name} of a general broadcast_add ({} bytes)",
+                    buf.size()
+                ),
                 requested: buf.size(),
                 limit_name: "max_storage_buffer_binding_size",
                 limit: ctx.max_binding(),

@@ -34,14 +34,20 @@ pub fn reference_value(div: &[f32], pos: usize, col: usize) -> f32 {
 
 fn check(max_len: usize, d_model: usize) -> Result<usize> {
     if d_model == 0 {
-        return Err(Error::invalid("positional encoding: d_model must be at least 1, got 0"));
+        return Err(Error::invalid(
+            "positional encoding: d_model must be at least 1, got 0",
+        ));
     }
     if max_len == 0 {
-        return Err(Error::invalid("positional encoding: max_len must be at least 1, got 0"));
+        return Err(Error::invalid(
+            "positional encoding: max_len must be at least 1, got 0",
+        ));
     }
-    max_len
-        .checked_mul(d_model)
-        .ok_or_else(|| Error::invalid(format!("positional encoding: max_len {max_len} × d_model {d_model} overflows")))
+    max_len.checked_mul(d_model).ok_or_else(|| {
+        Error::invalid(format!(
+            "positional encoding: max_len {max_len} × d_model {d_model} overflows"
+        ))
+    })
 }
 
 /// The `[max_len, d_model]` table on `device`: computed on the host for `Device::Cpu`, generated
@@ -74,7 +80,12 @@ pub fn positional_table(max_len: usize, d_model: usize, device: &Device) -> Resu
     }
 }
 
-fn table_gpu(ctx: &GpuContext, max_len: usize, d_model: usize, div: &[f32]) -> Result<wgpu::Buffer> {
+fn table_gpu(
+    ctx: &GpuContext,
+    max_len: usize,
+    d_model: usize,
+    div: &[f32],
+) -> Result<wgpu::Buffer> {
     if max_len - 1 > MAX_GPU_POSITION {
         return Err(Error::Limit {
             what: format!("a GPU positional table with max_len {max_len}"),
@@ -95,8 +106,12 @@ fn table_gpu(ctx: &GpuContext, max_len: usize, d_model: usize, div: &[f32]) -> R
         });
     }
     let mut up = transfer::upload_many(ctx, &[bytemuck::cast_slice(div)])?;
-    let div_buf = up.pop().ok_or_else(|| Error::invalid("upload returned nothing"))?;
-    let out = ctx.scoped("positional table", || transfer::storage_buffer(ctx, n * 4, "wgnn positional table"))?;
+    let div_buf = up
+        .pop()
+        .ok_or_else(|| Error::invalid("upload returned nothing"))?;
+    let out = ctx.scoped("positional table", || {
+        transfer::storage_buffer(ctx, n * 4, "wgnn positional table")
+    })?;
     let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
     // Each chunk must fit one binding (with room for the alignment slack) and one 2-D grid.
     let max_chunk = ((ctx.max_binding() - align) / 4)

@@ -33,7 +33,9 @@ pub fn gpu_with_limits(f: impl FnOnce(&mut wgpu::Limits)) -> Device {
 
 /// `tests/fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Deterministic pseudo-random f32s in [-1, 1) (xorshift).
