@@ -21,6 +21,8 @@ pub(crate) struct GpuContext {
     pub choice: String,
     /// Set by the device-lost callback (devices wgnn created) or when wgnn sees a loss.
     pub lost: Arc<Mutex<Option<String>>>,
+    /// Whether wgnn owns the device-lost callback (devices it created, not adopted ones).
+    owns_callbacks: bool,
     /// Number of queue submissions wgnn made on this device (tests assert batching with it).
     pub submissions: AtomicU64,
     /// Bound on every wait for GPU work.
@@ -65,6 +67,7 @@ impl GpuContext {
             limits,
             choice,
             lost,
+            owns_callbacks: own_callbacks,
             submissions: AtomicU64::new(0),
             timeout,
             pipelines: Mutex::new(Default::default()),
@@ -92,6 +95,11 @@ impl GpuContext {
     }
 
     pub fn check_alive(&self, op: &str) -> Result<()> {
+        if self.owns_callbacks && self.lost_reason().is_none() {
+            // A non-blocking poll delivers a pending device-lost callback (a destroyed device
+            // reports nothing else: WebGPU makes work on a lost device silently do nothing).
+            let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
+        }
         match self.lost_reason() {
             Some(reason) => Err(Error::DeviceLost {
                 op: op.to_string(),
@@ -131,6 +139,15 @@ impl GpuContext {
         let i = pollster::block_on(internal.pop());
         let o = pollster::block_on(oom.pop());
         if let Some(e) = v.or(i).or(o) {
+            // An error may be the first sign of a lost device: let its callback arrive.
+            if self.owns_callbacks {
+                let poll = wgpu::PollType::Wait {
+                    submission_index: None,
+                    timeout: Some(Duration::from_secs(1)),
+                };
+                let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(poll)));
+            }
+            self.check_alive(op)?;
             return Err(self.gpu_error(op, e));
         }
         self.check_alive(op)?;
