@@ -106,7 +106,7 @@ impl_module!(
         modules: []
     },
     extra_repr = |s| format!(
-        "{}, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True",
+        "{}, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True",
         s.weight.tensor().shape()[0]
     )
 );

@@ -1,6 +1,8 @@
 //! The test device. GPU tests never skip: with no adapter they fail and say how to get one.
 #![allow(dead_code)]
 
+pub mod models;
+
 use std::path::PathBuf;
 
 use wgnn::Device;
