@@ -1,0 +1,194 @@
+//! The figures of DESIGN.md "Performance", measured side by side in one run: every figure is a
+//! median after a warm-up, reported next to its baseline on the same device, as a ratio.
+//!
+//! cargo run --release --example bench -- [--quick] [--json]
+
+use std::time::Instant;
+
+use wgnn::bench_support::{cpu_add_rows, cpu_copy, gpu_copy, prepare_rows_add};
+use wgnn::ops::positional_table;
+use wgnn::{Buffer, DType, Device, DynModule, GpuDevice, ModuleExt, PositionalEncoding, Tensor};
+
+struct Figure {
+    name: &'static str,
+    what: String,
+    value: f64,
+    unit: &'static str,
+    baseline_name: &'static str,
+    baseline: f64,
+    /// value / baseline for rates, baseline / value for times: above 1 is better than baseline.
+    ratio: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of `f` over `runs` runs, after one warm-up run.
+fn time(runs: usize, mut f: impl FnMut() -> wgnn::Result<()>) -> wgnn::Result<f64> {
+    f()?;
+    let mut v = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(v))
+}
+
+/// How many repetitions per submission make one submission last about 50 ms.
+fn repeats_for(one: f64) -> usize {
+    ((0.05 / one.max(1e-6)) as usize).clamp(1, 200)
+}
+
+fn gpu_add_vs_copy(g: &GpuDevice, gpu: &Device, mib: usize, runs: usize) -> wgnn::Result<Figure> {
+    let (d, seq) = (512usize, 256usize);
+    let batch = (mib << 20) / 4 / (seq * d);
+    let n = batch * seq * d;
+    let x = Tensor::zeros(&[batch, seq, d], DType::F32, gpu)?;
+    let y = Tensor::zeros(&[batch, seq, d], DType::F32, gpu)?;
+    let table = positional_table(seq, d, gpu)?;
+    let add = prepare_rows_add(g, &x, &table, &y, batch, seq * d)?;
+    let r = repeats_for(time(1, || add.run(1))?);
+    let t_add = time(runs, || add.run(r))? / r as f64;
+    let t_copy = time(runs, || gpu_copy(g, &x, &y, r))? / r as f64;
+    let add_bytes = (2 * n + seq * d) as f64 * 4.0;
+    let copy_bytes = 2.0 * n as f64 * 4.0;
+    let (a, c) = (add_bytes / t_add / 1e9, copy_bytes / t_copy / 1e9);
+    Ok(Figure {
+        name: "gpu_add",
+        what: format!("x[{batch},{seq},{d}] + pe[:, :{seq}] ({} MiB in, {} MiB out), {r} per submission", mib, mib),
+        value: a,
+        unit: "GB/s",
+        baseline_name: "copy_buffer_to_buffer, same bytes",
+        baseline: c,
+        ratio: a / c,
+    })
+}
+
+fn cpu_add_vs_memcpy(mib: usize, runs: usize) -> wgnn::Result<Figure> {
+    let (d, seq) = (512usize, 256usize);
+    let n = (mib << 20) / 4 / (seq * d) * seq * d;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let t: Vec<f32> = (0..seq * d).map(|i| i as f32).collect();
+    let mut y = vec![0f32; n];
+    let t_add = time(runs, || {
+        cpu_add_rows(&x, &t, &mut y);
+        Ok(())
+    })?;
+    let t_copy = time(runs, || {
+        cpu_copy(&x, &mut y);
+        Ok(())
+    })?;
+    let (a, c) = ((2 * n + seq * d) as f64 * 4.0 / t_add / 1e9, 2.0 * n as f64 * 4.0 / t_copy / 1e9);
+    Ok(Figure {
+        name: "cpu_add",
+        what: format!("{mib} MiB + table rows, {} threads", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)),
+        value: a,
+        unit: "GB/s",
+        baseline_name: "memcpy, same threads and bytes",
+        baseline: c,
+        ratio: a / c,
+    })
+}
+
+fn table_gpu_vs_cpu_upload(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Figure> {
+    let (d, len) = (512, 5000);
+    let t_gpu = time(runs, || {
+        let _pe = PositionalEncoding::new(d, len, gpu)?;
+        g.synchronize()
+    })?;
+    let t_cpu = time(runs, || {
+        let _t = positional_table(len, d, &Device::Cpu)?.to(gpu)?;
+        g.synchronize()
+    })?;
+    Ok(Figure {
+        name: "table",
+        what: format!("PositionalEncoding({d}, {len}) generated on the GPU"),
+        value: t_gpu * 1e3,
+        unit: "ms",
+        baseline_name: "generated on the CPU + uploaded",
+        baseline: t_cpu * 1e3,
+        ratio: t_cpu / t_gpu,
+    })
+}
+
+fn tree_vs_one_upload(g: &GpuDevice, gpu: &Device, mib: usize, runs: usize) -> wgnn::Result<Figure> {
+    let count = 1000;
+    let each = (mib << 20) / 4 / count;
+    let tensors: Vec<Tensor> = (0..count)
+        .map(|i| Tensor::from_slice(&vec![i as f32; each], &[each]))
+        .collect::<wgnn::Result<_>>()?;
+    let one = Tensor::from_slice(&vec![1f32; each * count], &[each * count])?;
+    let t_tree = time(runs, || {
+        let mut m = DynModule::new("Tree");
+        for (i, t) in tensors.iter().enumerate() {
+            m.register_buffer(format!("b{i}"), Buffer::new(t.clone()));
+        }
+        m.to_device(gpu)?;
+        g.synchronize()
+    })?;
+    let t_one = time(runs, || {
+        let _t = one.to(gpu)?;
+        g.synchronize()
+    })?;
+    Ok(Figure {
+        name: "to_device",
+        what: format!("to_device of a tree of {count} tensors, {mib} MiB in all"),
+        value: t_tree * 1e3,
+        unit: "ms",
+        baseline_name: "one upload of the same bytes",
+        baseline: t_one * 1e3,
+        ratio: t_one / t_tree,
+    })
+}
+
+fn main() -> wgnn::Result<()> {
+    env_logger::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for a in &args {
+        if !["--quick", "--json"].contains(&a.as_str()) {
+            eprintln!("error: unknown flag {a:?}; usage: bench [--quick] [--json]");
+            std::process::exit(2);
+        }
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().any(|a| a == "--json");
+    // Full size: 256 MiB moved per add (128 in, 128 out), out of every cache.
+    let (mib, runs) = if quick { (16, 3) } else { (128, 7) };
+    let gpu = Device::gpu()?;
+    let Some(g) = gpu.as_gpu().cloned() else {
+        return Err(wgnn::Error::InvalidArgument("no GPU".into()));
+    };
+    let figures = vec![
+        gpu_add_vs_copy(&g, &gpu, mib, runs)?,
+        cpu_add_vs_memcpy(mib, runs)?,
+        table_gpu_vs_cpu_upload(&g, &gpu, runs)?,
+        tree_vs_one_upload(&g, &gpu, mib / 2, runs)?,
+    ];
+    if json {
+        let v: Vec<serde_json::Value> = figures
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name, "what": f.what, "value": f.value, "unit": f.unit,
+                    "baseline": f.baseline_name, "baseline_value": f.baseline, "ratio": f.ratio,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({ "adapter": g.adapter(), "quick": quick, "runs": runs, "figures": v });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("adapter: {}   ({} runs each, medians after a warm-up{})", g.adapter(), runs, if quick { ", --quick sizes" } else { "" });
+    println!("{:<10} {:>12}   {:<36} {:>12}   {:>6}   what", "figure", "value", "baseline", "", "ratio");
+    for f in &figures {
+        println!(
+            "{:<10} {:>7.2} {:<4}   {:<36} {:>7.2} {:<4}   {:>6.3}   {}",
+            f.name, f.value, f.unit, f.baseline_name, f.baseline, f.unit, f.ratio, f.what
+        );
+    }
+    println!("ratio: rate / baseline rate, or baseline time / time: above 1 beats the baseline");
+    Ok(())
+}

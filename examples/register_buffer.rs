@@ -1,0 +1,105 @@
+//! "What does `register_buffer` do, and how is it different from a parameter with
+//! `requires_grad=False`?" — answered by running code.
+//!
+//! cargo run --release --example register_buffer
+
+use wgnn::nn::BatchNorm1d;
+use wgnn::{impl_module, Buffer, DType, Device, ModuleExt, Parameter, StateDict, Tensor};
+
+/// One of each kind, plus a child with running statistics.
+struct Demo {
+    trainable: Parameter,
+    frozen: Parameter,
+    running: Buffer,
+    scratch: Buffer,
+    bn: BatchNorm1d,
+}
+impl_module!(Demo { parameters: [trainable, frozen], buffers: [running, scratch], modules: [bn] });
+
+fn full(v: f32) -> wgnn::Result<Tensor> {
+    Tensor::from_slice(&[v; 3], &[3])
+}
+
+impl Demo {
+    fn new(fill: f32) -> wgnn::Result<Self> {
+        Ok(Demo {
+            trainable: Parameter::new(full(fill)?),                // nn.Parameter(t)
+            frozen: Parameter::frozen(full(fill + 1.0)?),          // nn.Parameter(t, requires_grad=False)
+            running: Buffer::new(full(fill + 2.0)?),               // register_buffer("running", t)
+            scratch: Buffer::non_persistent(full(fill + 3.0)?),    // register_buffer("scratch", t, persistent=False)
+            bn: BatchNorm1d::new(3, &Device::Cpu)?,                // running_mean / running_var / num_batches_tracked
+        })
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "-"
+    }
+}
+
+fn main() -> wgnn::Result<()> {
+    env_logger::init();
+    let mut m = Demo::new(1.0)?;
+    println!("{}\n", m.repr());
+
+    let before: Vec<(String, String)> = m.tensor_infos()?.into_iter().map(|i| (i.path, i.device.to_string())).collect();
+    let gpu = Device::gpu()?;
+    println!("moving the whole module to {gpu} ({}) in one upload...", gpu.as_gpu().map(|g| g.adapter()).unwrap_or_default());
+    m.to_device(&gpu)?;
+
+    let params: Vec<String> = m.named_parameters()?.into_iter().map(|p| p.0).collect();
+    let buffers: Vec<String> = m.named_buffers()?.into_iter().map(|b| b.0).collect();
+    let sd = m.state_dict()?;
+    println!(
+        "\n{:<24} {:<22} {:>12} {:>9} {:>12} {:>8} {:>6}",
+        "tensor", "kind", "parameters()", "buffers()", "state_dict()", "before", "after"
+    );
+    for (info, (_, dev_before)) in m.tensor_infos()?.iter().zip(&before) {
+        println!(
+            "{:<24} {:<22} {:>12} {:>9} {:>12} {:>8} {:>6}",
+            info.path,
+            info.kind.to_string(),
+            yes(params.contains(&info.path)),
+            yes(buffers.contains(&info.path)),
+            yes(sd.get(&info.path).is_some()),
+            dev_before,
+            info.device.to_string()
+        );
+    }
+    println!(
+        "\nA frozen parameter is still a parameter: an optimizer sees it (and skips it), it is saved.\n\
+         A buffer is never a parameter: no optimizer sees it. Persistent buffers are saved;\n\
+         non-persistent ones are not. All of them move with the module."
+    );
+
+    let path = std::env::temp_dir().join(format!("wgnn-register-buffer-{}.safetensors", std::process::id()));
+    sd.save(&path)?;
+    let file = StateDict::load(&path)?;
+    println!("\nsaved {} keys to {}: {:?}", file.len(), path.display(), file.keys());
+    let mut fresh = Demo::new(10.0)?;
+    fresh.load_state_dict(&file, true)?;
+    println!("loaded them into a fresh Demo (built with other values):");
+    for info in fresh.tensor_infos()? {
+        let t = if info.kind.is_parameter() {
+            fresh.get_parameter(&info.path)?.tensor()
+        } else {
+            fresh.get_buffer(&info.path)?.tensor()
+        };
+        let value = match t.dtype() {
+            DType::F32 => format!("{:?}", t.to_vec::<f32>()?),
+            DType::I64 => format!("{:?}", t.to_vec::<i64>()?),
+            _ => t.to_string(),
+        };
+        let came = if file.get(&info.path).is_some() {
+            "came back from the file"
+        } else {
+            "NOT in the file: keeps the fresh module's own value"
+        };
+        println!("  {:<24} = {value:<18} {came}", info.path);
+    }
+    std::fs::remove_file(&path).ok();
+    Ok(())
+}
