@@ -31,7 +31,11 @@ fn main() {
         );
     }
     match Device::gpu() {
-        Ok(Device::Gpu(g)) => println!("\nDevice::gpu() picks: {}\n  because: {}", g.adapter(), g.choice_reason()),
+        Ok(Device::Gpu(g)) => println!(
+            "\nDevice::gpu() picks: {}\n  because: {}",
+            g.adapter(),
+            g.choice_reason()
+        ),
         Ok(Device::Cpu) => println!("\nDevice::gpu() returned the CPU"),
         Err(e) => {
             println!("\nDevice::gpu() fails: {e}");

@@ -58,7 +58,10 @@ fn gpu_add_vs_copy(g: &GpuDevice, gpu: &Device, mib: usize, runs: usize) -> wgnn
     let (a, c) = (add_bytes / t_add / 1e9, copy_bytes / t_copy / 1e9);
     Ok(Figure {
         name: "gpu_add",
-        what: format!("x[{batch},{seq},{d}] + pe[:, :{seq}] ({} MiB in, {} MiB out), {r} per submission", mib, mib),
+        what: format!(
+            "x[{batch},{seq},{d}] + pe[:, :{seq}] ({} MiB in, {} MiB out), {r} per submission",
+            mib, mib
+        ),
         value: a,
         unit: "GB/s",
         baseline_name: "copy_buffer_to_buffer, same bytes",
@@ -81,10 +84,18 @@ fn cpu_add_vs_memcpy(mib: usize, runs: usize) -> wgnn::Result<Figure> {
         cpu_copy(&x, &mut y);
         Ok(())
     })?;
-    let (a, c) = ((2 * n + seq * d) as f64 * 4.0 / t_add / 1e9, 2.0 * n as f64 * 4.0 / t_copy / 1e9);
+    let (a, c) = (
+        (2 * n + seq * d) as f64 * 4.0 / t_add / 1e9,
+        2.0 * n as f64 * 4.0 / t_copy / 1e9,
+    );
     Ok(Figure {
         name: "cpu_add",
-        what: format!("{mib} MiB + table rows, {} threads", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)),
+        what: format!(
+            "{mib} MiB + table rows, {} threads",
+            std::thread::available_parallelism()
+                .map(|p| p.get())
+                .unwrap_or(1)
+        ),
         value: a,
         unit: "GB/s",
         baseline_name: "memcpy, same threads and bytes",
@@ -114,7 +125,12 @@ fn table_gpu_vs_cpu_upload(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Re
     })
 }
 
-fn tree_vs_one_upload(g: &GpuDevice, gpu: &Device, mib: usize, runs: usize) -> wgnn::Result<Figure> {
+fn tree_vs_one_upload(
+    g: &GpuDevice,
+    gpu: &Device,
+    mib: usize,
+    runs: usize,
+) -> wgnn::Result<Figure> {
     let count = 1000;
     let each = (mib << 20) / 4 / count;
     let tensors: Vec<Tensor> = (0..count)
@@ -181,8 +197,16 @@ fn main() -> wgnn::Result<()> {
         println!("{out}");
         return Ok(());
     }
-    println!("adapter: {}   ({} runs each, medians after a warm-up{})", g.adapter(), runs, if quick { ", --quick sizes" } else { "" });
-    println!("{:<10} {:>12}   {:<36} {:>12}   {:>6}   what", "figure", "value", "baseline", "", "ratio");
+    println!(
+        "adapter: {}   ({} runs each, medians after a warm-up{})",
+        g.adapter(),
+        runs,
+        if quick { ", --quick sizes" } else { "" }
+    );
+    println!(
+        "{:<10} {:>12}   {:<36} {:>12}   {:>6}   what",
+        "figure", "value", "baseline", "", "ratio"
+    );
     for f in &figures {
         println!(
             "{:<10} {:>7.2} {:<4}   {:<36} {:>7.2} {:<4}   {:>6.3}   {}",

@@ -19,13 +19,24 @@ fn inspect(path: &str) -> wgnn::Result<()> {
     let sd = StateDict::load(path)?;
     println!("{path}: {} tensor(s)", sd.len());
     let w = sd.keys().iter().map(|k| k.len()).max().unwrap_or(3).max(3);
-    println!("{:<w$}  {:<8}  {:<18}  {:>10}  kind", "key", "dtype", "shape", "bytes");
+    println!(
+        "{:<w$}  {:<8}  {:<18}  {:>10}  kind",
+        "key", "dtype", "shape", "bytes"
+    );
     let (mut total, mut elems) = (0, 0);
     for (k, t) in sd.iter() {
         total += t.nbytes();
         elems += t.numel();
-        let kind = sd.kind(k).map(|k| k.to_string()).unwrap_or_else(|| "-".into());
-        println!("{k:<w$}  {:<8}  {:<18}  {:>10}  {kind}", t.dtype().name(), format!("{:?}", t.shape()), t.nbytes());
+        let kind = sd
+            .kind(k)
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{k:<w$}  {:<8}  {:<18}  {:>10}  {kind}",
+            t.dtype().name(),
+            format!("{:?}", t.shape()),
+            t.nbytes()
+        );
     }
     println!("total: {elems} elements, {} ({total} bytes)", human(total));
     for (k, v) in sd.metadata() {
@@ -37,11 +48,18 @@ fn inspect(path: &str) -> wgnn::Result<()> {
 fn convert(input: &str, output: &str, dtype: &str) -> wgnn::Result<()> {
     let dtype = match DType::parse(dtype) {
         Some(d) if d.is_float() => d,
-        _ => return Err(wgnn::Error::InvalidArgument(format!("--dtype takes f32, f16 or bf16, got {dtype:?}"))),
+        _ => {
+            return Err(wgnn::Error::InvalidArgument(format!(
+                "--dtype takes f32, f16 or bf16, got {dtype:?}"
+            )))
+        }
     };
     let sd = StateDict::load(input)?.to_float_dtype(dtype)?;
     sd.save(output)?; // atomic: a failure leaves no partial OUT
-    println!("wrote {output}: {} tensor(s), floating ones as {dtype}, integers kept", sd.len());
+    println!(
+        "wrote {output}: {} tensor(s), floating ones as {dtype}, integers kept",
+        sd.len()
+    );
     Ok(())
 }
 

@@ -42,9 +42,14 @@ fn parse() -> Result<Args, String> {
             "--batch" => a.batch = num("--batch")?,
             "--seq" => a.seq = num("--seq")?,
             "--device" => {
-                a.device = it.next().ok_or("--device needs a value: cpu, gpu or software")?;
+                a.device = it
+                    .next()
+                    .ok_or("--device needs a value: cpu, gpu or software")?;
                 if !["cpu", "gpu", "software"].contains(&a.device.as_str()) {
-                    return Err(format!("--device takes cpu, gpu or software, got {:?}", a.device));
+                    return Err(format!(
+                        "--device takes cpu, gpu or software, got {:?}",
+                        a.device
+                    ));
                 }
             }
             "--save" => a.save = Some(it.next().ok_or("--save needs a file name")?),
@@ -74,7 +79,11 @@ fn run(a: Args) -> wgnn::Result<()> {
         _ => Device::gpu()?,
     };
     match &device {
-        Device::Gpu(g) => println!("adapter: {}\n  chosen because: {}", g.adapter(), g.choice_reason()),
+        Device::Gpu(g) => println!(
+            "adapter: {}\n  chosen because: {}",
+            g.adapter(),
+            g.choice_reason()
+        ),
         Device::Cpu => println!("device: cpu (multi-threaded host path)"),
     }
 
@@ -84,7 +93,12 @@ fn run(a: Args) -> wgnn::Result<()> {
         g.synchronize()?;
     }
     let build = t0.elapsed().as_secs_f64();
-    println!("\nPositionalEncoding(d_model={}, max_len={}) built in {}", a.d_model, a.max_len, ms(build));
+    println!(
+        "\nPositionalEncoding(d_model={}, max_len={}) built in {}",
+        a.d_model,
+        a.max_len,
+        ms(build)
+    );
     println!("{}\n", pe.summary()?);
     println!(
         "state_dict keys: {:?}  <- the table is a non-persistent buffer: it moves with the module, it is never saved",
@@ -107,7 +121,9 @@ fn run(a: Args) -> wgnn::Result<()> {
 
     // Forward pass, checked against the CPU path.
     let n = a.batch * a.seq * a.d_model;
-    let xs: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let xs: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     let x_cpu = Tensor::from_slice(&xs, &[a.batch, a.seq, a.d_model])?;
     let t0 = Instant::now();
     let x = x_cpu.to(&device)?;
@@ -131,7 +147,11 @@ fn run(a: Args) -> wgnn::Result<()> {
     let readback = t0.elapsed().as_secs_f64();
     let cpu_pe = PositionalEncoding::new(a.d_model, a.max_len, &Device::Cpu)?;
     let want = cpu_pe.forward(&x_cpu)?.to_vec::<f32>()?;
-    let same = got.iter().zip(&want).filter(|(p, q)| p.to_bits() == q.to_bits()).count();
+    let same = got
+        .iter()
+        .zip(&want)
+        .filter(|(p, q)| p.to_bits() == q.to_bits())
+        .count();
     println!(
         "forward: x {:?} + pe[:, :{}] on {device}: {same} of {n} outputs bit-identical to the CPU path",
         [a.batch, a.seq, a.d_model], a.seq
@@ -155,7 +175,10 @@ fn run(a: Args) -> wgnn::Result<()> {
         let mut sd = StateDict::new();
         sd.insert("pe", pe.pe.tensor().reshape(&[a.max_len, a.d_model])?);
         sd.save(&path)?;
-        println!("saved the table to {path} (key \"pe\", [{}, {}], float32)", a.max_len, a.d_model);
+        println!(
+            "saved the table to {path} (key \"pe\", [{}, {}], float32)",
+            a.max_len, a.d_model
+        );
     }
     Ok(())
 }

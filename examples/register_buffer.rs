@@ -14,7 +14,11 @@ struct Demo {
     scratch: Buffer,
     bn: BatchNorm1d,
 }
-impl_module!(Demo { parameters: [trainable, frozen], buffers: [running, scratch], modules: [bn] });
+impl_module!(Demo {
+    parameters: [trainable, frozen],
+    buffers: [running, scratch],
+    modules: [bn]
+});
 
 fn full(v: f32) -> wgnn::Result<Tensor> {
     Tensor::from_slice(&[v; 3], &[3])
@@ -23,11 +27,11 @@ fn full(v: f32) -> wgnn::Result<Tensor> {
 impl Demo {
     fn new(fill: f32) -> wgnn::Result<Self> {
         Ok(Demo {
-            trainable: Parameter::new(full(fill)?),                // nn.Parameter(t)
-            frozen: Parameter::frozen(full(fill + 1.0)?),          // nn.Parameter(t, requires_grad=False)
-            running: Buffer::new(full(fill + 2.0)?),               // register_buffer("running", t)
-            scratch: Buffer::non_persistent(full(fill + 3.0)?),    // register_buffer("scratch", t, persistent=False)
-            bn: BatchNorm1d::new(3, &Device::Cpu)?,                // running_mean / running_var / num_batches_tracked
+            trainable: Parameter::new(full(fill)?), // nn.Parameter(t)
+            frozen: Parameter::frozen(full(fill + 1.0)?), // nn.Parameter(t, requires_grad=False)
+            running: Buffer::new(full(fill + 2.0)?), // register_buffer("running", t)
+            scratch: Buffer::non_persistent(full(fill + 3.0)?), // register_buffer("scratch", t, persistent=False)
+            bn: BatchNorm1d::new(3, &Device::Cpu)?, // running_mean / running_var / num_batches_tracked
         })
     }
 }
@@ -45,9 +49,16 @@ fn main() -> wgnn::Result<()> {
     let mut m = Demo::new(1.0)?;
     println!("{}\n", m.repr());
 
-    let before: Vec<(String, String)> = m.tensor_infos()?.into_iter().map(|i| (i.path, i.device.to_string())).collect();
+    let before: Vec<(String, String)> = m
+        .tensor_infos()?
+        .into_iter()
+        .map(|i| (i.path, i.device.to_string()))
+        .collect();
     let gpu = Device::gpu()?;
-    println!("moving the whole module to {gpu} ({}) in one upload...", gpu.as_gpu().map(|g| g.adapter()).unwrap_or_default());
+    println!(
+        "moving the whole module to {gpu} ({}) in one upload...",
+        gpu.as_gpu().map(|g| g.adapter()).unwrap_or_default()
+    );
     m.to_device(&gpu)?;
 
     let params: Vec<String> = m.named_parameters()?.into_iter().map(|p| p.0).collect();
@@ -75,10 +86,18 @@ fn main() -> wgnn::Result<()> {
          non-persistent ones are not. All of them move with the module."
     );
 
-    let path = std::env::temp_dir().join(format!("wgnn-register-buffer-{}.safetensors", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "wgnn-register-buffer-{}.safetensors",
+        std::process::id()
+    ));
     sd.save(&path)?;
     let file = StateDict::load(&path)?;
-    println!("\nsaved {} keys to {}: {:?}", file.len(), path.display(), file.keys());
+    println!(
+        "\nsaved {} keys to {}: {:?}",
+        file.len(),
+        path.display(),
+        file.keys()
+    );
     let mut fresh = Demo::new(10.0)?;
     fresh.load_state_dict(&file, true)?;
     println!("loaded them into a fresh Demo (built with other values):");

@@ -466,7 +466,7 @@ fn fmt_rec(
     for (k, i) in idx.iter().enumerate() {
         if k > 0 {
             if shape.len() > 1 {
-                out.push_str(&",\n".to_string());
+                out.push_str(",\n");
                 out.push_str(&" ".repeat(indent + 1));
             } else {
                 out.push_str(", ");

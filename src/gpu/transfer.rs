@@ -138,7 +138,8 @@ pub(crate) fn download_many(
         Ok((readbacks, encoder.finish()))
     })?;
     let idx = ctx.submit(op, [cmd])?;
-    let results: Vec<Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>> = readbacks
+    type MapSlot = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
+    let results: Vec<MapSlot> = readbacks
         .iter()
         .map(|_| Arc::new(Mutex::new(None)))
         .collect();

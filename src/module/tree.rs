@@ -184,7 +184,7 @@ impl VisitorMut for WalkMut<'_> {
         (self.f)(&join(&self.prefix, name), Slot::Buffer(b));
     }
     fn module(&mut self, name: &str, m: &mut dyn Module) {
-        let saved = std::mem::replace(&mut self.prefix, String::new());
+        let saved = std::mem::take(&mut self.prefix);
         self.prefix = join(&saved, name);
         m.visit_mut(self);
         self.prefix = saved;

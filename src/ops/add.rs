@@ -88,7 +88,7 @@ fn plan(x: &[usize], b: &[usize], out: &[usize]) -> Result<Plan> {
         let row: usize = bs.iter().product();
         let total: usize = x.iter().product();
         return Ok(Plan::Prefix {
-            rows: if row == 0 { 0 } else { total / row },
+            rows: total.checked_div(row).unwrap_or(0),
             row,
         });
     }
@@ -323,7 +323,7 @@ fn prefix_dispatches<'a>(
     rows: usize,
     row: usize,
 ) -> Result<(&'static str, Vec<Dispatch<'a>>)> {
-    let vec4 = row % 4 == 0;
+    let vec4 = row.is_multiple_of(4);
     let unit = if vec4 { 4u64 } else { 1 };
     let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
     let row_units = row as u64 / unit;

@@ -29,7 +29,11 @@ pub fn div_term(d_model: usize) -> Vec<f32> {
 pub fn reference_value(div: &[f32], pos: usize, col: usize) -> f32 {
     let theta = pos as f32 * div[col / 2];
     let t = theta as f64;
-    (if col % 2 == 0 { t.sin() } else { t.cos() }) as f32
+    (if col.is_multiple_of(2) {
+        t.sin()
+    } else {
+        t.cos()
+    }) as f32
 }
 
 fn check(max_len: usize, d_model: usize) -> Result<usize> {
