@@ -196,7 +196,7 @@ fn path_suffix(p: &Option<String>) -> String {
     p.as_ref().map(|p| format!(" in {p}")).unwrap_or_default()
 }
 
-/// `Result` with wgnn's [`Error`].
+/// `Result` with wgnn's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
