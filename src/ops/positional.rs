@@ -92,7 +92,9 @@ fn table_gpu(
 ) -> Result<wgpu::Buffer> {
     if max_len - 1 > MAX_GPU_POSITION {
         return Err(Error::Limit {
-            what: format!("a GPU positional table with max_len {max_len}"),
+            what: format!(
+                "a GPU positional table with max_len {max_len} (build it on Device::Cpu and move it with .to(), which is exact)"
+            ),
             requested: max_len as u64,
             limit_name: "MAX_GPU_POSITION + 1 (exact f32 angle reduction)",
             limit: MAX_GPU_POSITION as u64 + 1,
