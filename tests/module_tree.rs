@@ -300,7 +300,7 @@ fn moving_a_tree_of_1000_tensors_is_one_submission() {
                 m.register_buffer(name, Buffer::new(t));
             }
         }
-        list.push(m);
+        list = list.push(m);
     }
     let mut root = DynModule::new("Root");
     root.add_module("blocks", list);

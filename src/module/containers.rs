@@ -3,104 +3,69 @@
 
 use super::{Buffer, Module, Parameter, Visitor, VisitorMut};
 
-/// `nn.Sequential`: children named by index.
-#[derive(Default)]
-pub struct Sequential {
-    items: Vec<Box<dyn Module>>,
+/// Defines a container whose children are named by their index ("0", "1", …).
+macro_rules! indexed_container {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        pub struct $name {
+            items: Vec<Box<dyn Module>>,
+        }
+
+        impl $name {
+            /// An empty container.
+            pub fn new() -> Self {
+                Self::default()
+            }
+            /// Appends a child (named by its index), builder style.
+            pub fn push(mut self, m: impl Module + 'static) -> Self {
+                self.items.push(Box::new(m));
+                self
+            }
+            /// Appends a boxed child.
+            pub fn append(&mut self, m: Box<dyn Module>) {
+                self.items.push(m);
+            }
+            /// Number of children.
+            pub fn len(&self) -> usize {
+                self.items.len()
+            }
+            /// True when it has no children.
+            pub fn is_empty(&self) -> bool {
+                self.items.is_empty()
+            }
+            /// Child `i`.
+            pub fn get(&self, i: usize) -> Option<&dyn Module> {
+                self.items.get(i).map(|b| b.as_ref())
+            }
+        }
+
+        impl Module for $name {
+            fn type_name(&self) -> String {
+                stringify!($name).into()
+            }
+            fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+                for (i, m) in self.items.iter().enumerate() {
+                    v.module(&i.to_string(), m.as_ref());
+                }
+            }
+            fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+                for (i, m) in self.items.iter_mut().enumerate() {
+                    v.module(&i.to_string(), m.as_mut());
+                }
+            }
+        }
+    };
 }
 
-impl Sequential {
-    /// An empty sequence.
-    pub fn new() -> Self {
-        Sequential::default()
-    }
-    /// Appends a child (named by its index).
-    pub fn push(mut self, m: impl Module + 'static) -> Self {
-        self.items.push(Box::new(m));
-        self
-    }
-    /// Appends a boxed child.
-    pub fn push_boxed(&mut self, m: Box<dyn Module>) {
-        self.items.push(m);
-    }
-    /// Number of children.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-    /// True when it has no children.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-    /// Child `i`.
-    pub fn get(&self, i: usize) -> Option<&dyn Module> {
-        self.items.get(i).map(|b| b.as_ref())
-    }
-}
-
-fn visit_items<'a>(items: &'a [Box<dyn Module>], v: &mut dyn Visitor<'a>) {
-    for (i, m) in items.iter().enumerate() {
-        v.module(&i.to_string(), m.as_ref());
-    }
-}
-
-fn visit_items_mut(items: &mut [Box<dyn Module>], v: &mut dyn VisitorMut) {
-    for (i, m) in items.iter_mut().enumerate() {
-        v.module(&i.to_string(), m.as_mut());
-    }
-}
-
-impl Module for Sequential {
-    fn type_name(&self) -> String {
-        "Sequential".into()
-    }
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        visit_items(&self.items, v)
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        visit_items_mut(&mut self.items, v)
-    }
-}
-
-/// `nn.ModuleList`: like [`Sequential`], printed as `ModuleList`.
-#[derive(Default)]
-pub struct ModuleList {
-    items: Vec<Box<dyn Module>>,
-}
-
-impl ModuleList {
-    /// An empty list.
-    pub fn new() -> Self {
-        ModuleList::default()
-    }
-    /// Appends a child (named by its index).
-    pub fn push(&mut self, m: impl Module + 'static) {
-        self.items.push(Box::new(m));
-    }
-    /// Number of children.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-    /// True when it has no children.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-    /// Child `i`.
-    pub fn get(&self, i: usize) -> Option<&dyn Module> {
-        self.items.get(i).map(|b| b.as_ref())
-    }
-}
-
-impl Module for ModuleList {
-    fn type_name(&self) -> String {
-        "ModuleList".into()
-    }
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        visit_items(&self.items, v)
-    }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        visit_items_mut(&mut self.items, v)
-    }
-}
+indexed_container!(
+    /// `nn.Sequential`: children named by index.
+    Sequential
+);
+indexed_container!(
+    /// `nn.ModuleList`: children named by index, printed as `ModuleList`.
+    ModuleList
+);
 
 /// A module whose parameters, buffers and children are registered at run time, under any name —
 /// PyTorch's `register_parameter` / `register_buffer` / `add_module` on a plain `nn.Module`.
