@@ -3,17 +3,18 @@
 // `div` comes from the host (correctly rounded exp). GPU sin/cos are only specified inside
 // [-pi, pi], so this kernel reduces theta itself, exactly, and evaluates its own polynomials
 // in float-float arithmetic, so each entry is the correctly rounded value in all but rare cases.
-// One invocation writes one element of a chunk of the flattened [max_len, d_model] table.
+// One invocation computes one (position, k) pair and writes pe[pos, 2k] and pe[pos, 2k+1];
+// a dispatch covers a chunk of whole rows of the [max_len, d_model] table.
 
 struct Params {
     d_model: u32,
-    start: u32,     // flat table index of this chunk's first element
-    count: u32,     // elements in this chunk
-    out_base: u32,  // where `start` lands inside the bound output range
+    pairs: u32,     // ceil(d_model / 2): invocations per table row
+    count: u32,     // invocations in this chunk (rows * pairs)
+    row0: u32,      // position of the chunk's first row
+    out_base: u32,  // where row0 starts inside the bound output range
     row_width: u32, // invocations per dispatch row (workgroups in x * 256)
     zero: u32,      // always 0, but unknown to the compiler: see `opaque`
-    _pad0: u32,
-    _pad1: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -147,10 +148,14 @@ fn positional_encoding(@builtin(global_invocation_id) gid: vec3<u32>) {
     if local >= p.count {
         return;
     }
-    let i = p.start + local;
-    let pos = i / p.d_model;
-    let col = i - pos * p.d_model;
-    let theta = opaque(f32(pos) * div_term[col >> 1u]);
+    let r = local / p.pairs;
+    let k = local - r * p.pairs;
+    let theta = opaque(f32(p.row0 + r) * div_term[k]);
     let sc = sincos(theta);
-    pe[p.out_base + local] = select(sc.y, sc.x, (col & 1u) == 0u);
+    let o = p.out_base + r * p.d_model + 2u * k;
+    pe[o] = sc.x;
+    // Odd d_model: the last column is a sin with no cos beside it.
+    if 2u * k + 1u < p.d_model {
+        pe[o + 1u] = sc.y;
+    }
 }

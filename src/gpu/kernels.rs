@@ -32,12 +32,13 @@ pub(crate) const WORKGROUP: u32 = 256;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct PeParams {
     pub d_model: u32,
-    pub start: u32,
+    pub pairs: u32,
     pub count: u32,
+    pub row0: u32,
     pub out_base: u32,
     pub row_width: u32,
     pub zero: u32,
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 const _: () = assert!(std::mem::size_of::<PeParams>() == 32);
 

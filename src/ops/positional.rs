@@ -119,31 +119,43 @@ fn table_gpu(
         transfer::storage_buffer(ctx, n * 4, "wgnn positional table")
     })?;
     let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
-    // Each chunk must fit one binding (with room for the alignment slack) and one 2-D grid.
-    let max_chunk = ((ctx.max_binding() - align) / 4)
-        .min(ctx.limits.max_compute_workgroups_per_dimension as u64 * 256 * 1024)
-        .max(1);
+    let (d, pairs) = (d_model as u64, d_model.div_ceil(2) as u64);
+    // Each chunk is whole rows that fit one binding (with room for the alignment slack) and
+    // one 2-D grid.
+    let max_rows = ((ctx.max_binding() - align) / 4 / d)
+        .min(ctx.limits.max_compute_workgroups_per_dimension as u64 * 256 * 1024 / pairs);
+    if max_rows == 0 {
+        return Err(Error::Limit {
+            what: format!("one row of a positional table with d_model {d_model}"),
+            requested: d * 4,
+            limit_name: "max_storage_buffer_binding_size",
+            limit: ctx.max_binding(),
+            adapter: ctx.describe(),
+        });
+    }
     let mut dispatches = Vec::new();
-    let mut start = 0u64;
-    while start < n {
-        let count = max_chunk.min(n - start);
+    let mut row0 = 0u64;
+    while row0 < max_len as u64 {
+        let rows = max_rows.min(max_len as u64 - row0);
+        let count = rows * pairs;
         let (gx, gy, row_width) = grid(ctx, count)?;
-        let (range, base) = Range::elements(&out, start, count, align);
+        let (range, base) = Range::elements(&out, row0 * d, rows * d, align);
         let params = PeParams {
             d_model: d_model as u32,
-            start: start as u32,
+            pairs: pairs as u32,
             count: count as u32,
+            row0: row0 as u32,
             out_base: base,
             row_width,
             zero: 0,
-            _pad: [0; 2],
+            _pad: 0,
         };
         dispatches.push(Dispatch {
             params: bytemuck::bytes_of(&params).to_vec(),
             storage: vec![Range::whole(&div_buf), range],
             groups: [gx, gy, 1],
         });
-        start += count;
+        row0 += rows;
     }
     Prepared::new(ctx, "positional_encoding", &dispatches)?.run(ctx, "positional table", 1)?;
     Ok(out)
