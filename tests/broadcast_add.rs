@@ -132,16 +132,30 @@ fn small_limits_force_every_kind_of_split() {
         ),
         "{e}"
     );
-    // The table kernel splits the same way.
-    let table = wgnn::ops::positional_table(300, 10, &gpu)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let want = wgnn::ops::positional_table(300, 10, &Device::Cpu)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    assert!(same_bits(&table, &want));
+    // The table kernel splits by rows the same way (odd width too).
+    for d in [10, 7] {
+        let table = wgnn::ops::positional_table(300, d, &gpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let want = wgnn::ops::positional_table(300, d, &Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(same_bits(&table, &want), "d_model {d}");
+    }
+    // A row wider than a binding cannot be split: the error names the limit.
+    let e = wgnn::ops::positional_table(2, 2000, &gpu).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::Limit {
+                limit_name: "max_storage_buffer_binding_size",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
