@@ -232,8 +232,14 @@ impl Prepared {
         }
     }
 
-    /// Records `repeats` copies of the work, submits once, and waits (bounded).
-    pub fn run(&self, ctx: &GpuContext, op: &str, repeats: usize) -> Result<()> {
+    /// Records `repeats` copies of the work and submits them once, without waiting: the queue
+    /// orders later work (and read-backs, which wait) after it.
+    pub fn submit(
+        &self,
+        ctx: &GpuContext,
+        op: &str,
+        repeats: usize,
+    ) -> Result<wgpu::SubmissionIndex> {
         let cmd = ctx.scoped(op, || {
             let mut encoder = ctx
                 .device
@@ -243,7 +249,12 @@ impl Prepared {
             }
             Ok(encoder.finish())
         })?;
-        let idx = ctx.submit(op, [cmd])?;
+        ctx.submit(op, [cmd])
+    }
+
+    /// [`Prepared::submit`], then a bounded wait for it to finish.
+    pub fn run(&self, ctx: &GpuContext, op: &str, repeats: usize) -> Result<()> {
+        let idx = self.submit(ctx, op, repeats)?;
         ctx.wait(op, Some(idx))
     }
 }

@@ -201,7 +201,7 @@ fn run(device: &Device, x: &Tensor, b: &Tensor, out: &[usize], p: Plan) -> Resul
                 _ => return Err(Error::invalid("broadcast_add: GPU tensor without a buffer")),
             };
             if n > 0 {
-                PreparedAdd::new(g, xb, bb, &y, &p)?.run(1)?;
+                PreparedAdd::new(g, xb, bb, &y, &p)?.submit()?;
             }
             Ok(Tensor::from_parts(
                 out.to_vec(),
@@ -307,6 +307,13 @@ impl PreparedAdd {
             }
             _ => Err(Error::invalid("PreparedAdd::rows needs GPU tensors")),
         }
+    }
+
+    /// Submits the add once; does not wait.
+    fn submit(&self) -> Result<()> {
+        self.prepared
+            .submit(&self.ctx.0, "broadcast_add", 1)
+            .map(|_| ())
     }
 
     /// Runs the add `repeats` times in one submission and waits.

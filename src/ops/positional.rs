@@ -157,6 +157,6 @@ fn table_gpu(
         });
         row0 += rows;
     }
-    Prepared::new(ctx, "positional_encoding", &dispatches)?.run(ctx, "positional table", 1)?;
+    Prepared::new(ctx, "positional_encoding", &dispatches)?.submit(ctx, "positional table", 1)?;
     Ok(out)
 }
