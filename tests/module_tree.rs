@@ -4,7 +4,7 @@
 mod common;
 
 use common::models::{learned, zeros, FrozenVsBuffer, TinyEncoder};
-use serde_json::Value;
+use serde_json::{json, Value};
 use wgnn::{
     Buffer, DType, Device, DynModule, Error, Module, ModuleExt, ModuleList, Parameter, Tensor,
     TensorKind,
@@ -17,100 +17,57 @@ fn manifest(file: &str) -> Value {
     m["files"][file].clone()
 }
 
-fn shape(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect()
-}
-
-/// Asserts that wgnn reports exactly what PyTorch reported, in the same order.
+/// Asserts that wgnn reports exactly what PyTorch reported, in the same order. Our side is
+/// written in the manifest's own JSON shape (`[name, shape, flag or dtype]`) and compared whole.
 fn assert_like_pytorch(m: &dyn Module, file: &str) {
     let want = manifest(file);
-    let params: Vec<(String, Vec<usize>, bool)> = m
+    let params: Vec<Value> = m
         .named_parameters()
         .unwrap()
         .into_iter()
-        .map(|(n, p)| (n, p.tensor().shape().to_vec(), p.requires_grad()))
+        .map(|(n, p)| json!([n, p.tensor().shape(), p.requires_grad()]))
         .collect();
-    let want_params: Vec<(String, Vec<usize>, bool)> = want["named_parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p[0].as_str().unwrap().to_string(),
-                shape(&p[1]),
-                p[2].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(params, want_params, "{file}: named_parameters");
+    assert_eq!(
+        Value::from(params),
+        want["named_parameters"],
+        "{file}: named_parameters"
+    );
 
-    let buffers: Vec<(String, Vec<usize>, String)> = m
+    let buffers: Vec<Value> = m
         .named_buffers()
         .unwrap()
         .into_iter()
-        .map(|(n, b)| {
-            (
-                n,
-                b.tensor().shape().to_vec(),
-                b.tensor().dtype().to_string(),
-            )
-        })
+        .map(|(n, b)| json!([n, b.tensor().shape(), b.tensor().dtype().name()]))
         .collect();
-    let want_buffers: Vec<(String, Vec<usize>, String)> = want["named_buffers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b[0].as_str().unwrap().to_string(),
-                shape(&b[1]),
-                b[2].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(buffers, want_buffers, "{file}: named_buffers");
+    assert_eq!(
+        Value::from(buffers),
+        want["named_buffers"],
+        "{file}: named_buffers"
+    );
 
-    let modules: Vec<(String, String)> = m
+    let modules: Vec<Value> = m
         .named_modules()
         .unwrap()
         .into_iter()
-        .map(|(n, m)| (n, m.type_name()))
+        .map(|(n, m)| json!([n, m.type_name()]))
         .collect();
-    let want_modules: Vec<(String, String)> = want["named_modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| {
-            (
-                x[0].as_str().unwrap().to_string(),
-                x[1].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(modules, want_modules, "{file}: named_modules");
+    assert_eq!(
+        Value::from(modules),
+        want["named_modules"],
+        "{file}: named_modules"
+    );
 
-    let sd = m.state_dict().unwrap();
-    let keys: Vec<(String, Vec<usize>, String)> = sd
-        .iter()
-        .map(|(k, t)| (k.to_string(), t.shape().to_vec(), t.dtype().to_string()))
-        .collect();
-    let want_sd: Vec<(String, Vec<usize>, String)> = want["state_dict"]
-        .as_array()
+    let keys: Vec<Value> = m
+        .state_dict()
         .unwrap()
         .iter()
-        .map(|x| {
-            (
-                x[0].as_str().unwrap().to_string(),
-                shape(&x[1]),
-                x[2].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|(k, t)| json!([k, t.shape(), t.dtype().name()]))
         .collect();
-    assert_eq!(keys, want_sd, "{file}: state_dict keys");
+    assert_eq!(
+        Value::from(keys),
+        want["state_dict"],
+        "{file}: state_dict keys"
+    );
 
     assert_eq!(m.repr(), want["repr"].as_str().unwrap(), "{file}: repr");
 }
