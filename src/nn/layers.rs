@@ -9,6 +9,20 @@ use crate::impl_module;
 use crate::module::{Buffer, Parameter};
 use crate::tensor::Tensor;
 
+/// A float as Python's `repr` writes it: `0.1`, `0.0`, `1e-05`, `1e+20`.
+fn py_float(v: f64) -> String {
+    let a = v.abs();
+    if v != 0.0 && v.is_finite() && !(1e-4..1e16).contains(&a) {
+        // Shortest round-trip digits in scientific form, exponent with a sign and two digits.
+        let s = format!("{v:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+        format!("{mantissa}e{sign}{digits:0>2}")
+    } else {
+        format!("{v:?}")
+    }
+}
+
 fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     Tensor::from_slice(&vec![v; n], shape)?.to(device)
@@ -66,11 +80,10 @@ impl_module!(
         modules: []
     },
     extra_repr = |s| format!(
-        "({},), eps={:e}, elementwise_affine=True, bias=True",
+        "({},), eps={}, elementwise_affine=True, bias=True",
         s.weight.tensor().shape()[0],
-        s.eps
+        py_float(s.eps)
     )
-    .replace("1e-5", "1e-05")
 );
 
 impl LayerNorm {
@@ -136,7 +149,7 @@ impl_module!(
         buffers: [],
         modules: []
     },
-    extra_repr = |s| format!("p={:?}, inplace=False", s.p)
+    extra_repr = |s| format!("p={}, inplace=False", py_float(s.p))
 );
 
 /// `nn.ReLU(inplace)`: no state.
@@ -157,3 +170,21 @@ impl_module!(
         String::new()
     }
 );
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn floats_print_like_python_repr() {
+        let cases = [
+            (1e-5, "1e-05"),
+            (1e-6, "1e-06"),
+            (0.0, "0.0"),
+            (0.1, "0.1"),
+            (1e-3, "0.001"),
+            (2.5e20, "2.5e+20"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(super::py_float(v), want);
+        }
+    }
+}
