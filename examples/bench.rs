@@ -160,6 +160,64 @@ fn tree_vs_one_upload(
     })
 }
 
+/// Microseconds per tiny op: a `[1,1,4]` positional forward (then synchronize), and a chain of
+/// 32 of them (one synchronize), next to an empty submit + wait on the same device.
+fn op_overhead(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Vec<Figure>> {
+    let pe = PositionalEncoding::new(4, 8, gpu)?;
+    let x = Tensor::from_slice(&[0.5f32; 4], &[1, 1, 4])?.to(gpu)?;
+    let reps = 200;
+    let t_empty = time(runs, || {
+        for _ in 0..reps {
+            let idx = g.wgpu_queue().submit([]);
+            g.wgpu_device()
+                .poll(wgnn::wgpu::PollType::Wait {
+                    submission_index: Some(idx),
+                    timeout: None,
+                })
+                .map_err(|e| wgnn::Error::InvalidArgument(e.to_string()))?;
+        }
+        Ok(())
+    })? / reps as f64;
+    let t_one = time(runs, || {
+        for _ in 0..reps {
+            let _y = pe.forward(&x)?;
+            g.synchronize()?;
+        }
+        Ok(())
+    })? / reps as f64;
+    let chain = 32;
+    let t_chain = time(runs, || {
+        for _ in 0..reps / 10 {
+            let mut y = x.clone();
+            for _ in 0..chain {
+                y = pe.forward(&y)?;
+            }
+            g.synchronize()?;
+        }
+        Ok(())
+    })? / (reps / 10) as f64;
+    Ok(vec![
+        Figure {
+            name: "op_1",
+            what: "PositionalEncoding forward of x[1,1,4], then synchronize".into(),
+            value: t_one * 1e6,
+            unit: "us",
+            baseline_name: "empty submit + wait",
+            baseline: t_empty * 1e6,
+            ratio: t_empty / t_one,
+        },
+        Figure {
+            name: "op_32",
+            what: format!("a chain of {chain} such forwards, then one synchronize"),
+            value: t_chain * 1e6,
+            unit: "us",
+            baseline_name: "empty submit + wait",
+            baseline: t_empty * 1e6,
+            ratio: t_empty / t_chain,
+        },
+    ])
+}
+
 fn main() -> wgnn::Result<()> {
     env_logger::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -177,12 +235,13 @@ fn main() -> wgnn::Result<()> {
     let Some(g) = gpu.as_gpu().cloned() else {
         return Err(wgnn::Error::InvalidArgument("no GPU".into()));
     };
-    let figures = vec![
+    let mut figures = op_overhead(&g, &gpu, runs)?;
+    figures.extend([
         gpu_add_vs_copy(&g, &gpu, mib, runs)?,
         cpu_add_vs_memcpy(mib, runs)?,
         table_gpu_vs_cpu_upload(&g, &gpu, runs)?,
         tree_vs_one_upload(&g, &gpu, mib / 2, runs)?,
-    ];
+    ]);
     if json {
         let v: Vec<serde_json::Value> = figures
             .iter()
