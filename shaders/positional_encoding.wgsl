@@ -2,7 +2,10 @@
 //   theta = f32(f32(pos) * div[k]),  pe[pos, 2k] = sin(theta),  pe[pos, 2k+1] = cos(theta)
 // `div` comes from the host (correctly rounded exp). GPU sin/cos are only specified inside
 // [-pi, pi], so this kernel reduces theta itself, exactly, and evaluates its own polynomials
-// in float-float arithmetic, so each entry is the correctly rounded value in all but rare cases.
+// in float-float arithmetic (about 44 bits). Rounding that to f32 gives the correctly rounded
+// value unless the exact value lies within the float-float error of a midpoint between two
+// f32s (about 1 entry in 30,000): such a pair is appended to `hard`, and the host writes its
+// correctly rounded values (Ziv's strategy; the bound below is checked by tests/kernel_model.rs).
 // One invocation computes one (position, k) pair and writes pe[pos, 2k] and pe[pos, 2k+1];
 // a dispatch covers a chunk of whole rows of the [max_len, d_model] table.
 
@@ -14,12 +17,14 @@ struct Params {
     out_base: u32,  // where row0 starts inside the bound output range
     row_width: u32, // invocations per dispatch row (workgroups in x * 256)
     zero: u32,      // always 0, but unknown to the compiler: see `opaque`
-    _pad: u32,
+    capacity: u32,  // entries `hard` has room for after its counter
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> div_term: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pe: array<f32>;
+// hard[0]: how many pairs need the host; hard[1..]: their indices pos * pairs + k.
+@group(0) @binding(3) var<storage, read_write> hard: array<atomic<u32>>;
 
 // Returns x unchanged, through an operation the compiler cannot see through. It keeps the
 // pos * div multiply rounded to f32 (never fused into what follows) and keeps the two-sum
@@ -69,13 +74,17 @@ fn ff_add(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return fast_two_sum(s.x, s.y + (a.y + b.y));
 }
 
-// pi/2 split into five 6-bit pieces and a remainder: k * C1..C5 is exact for k < 2^18.
+// pi/2 split into seven 6-bit pieces and an f32 remainder: k * C1..C7 is exact for k < 2^18,
+// and k * C8 is off by at most 2^-24 of itself, so the reduced angle is good to ~2^-48 for
+// every k (a single f32 remainder after five pieces left an error growing with k).
 const C1: f32 = 1.5625;
 const C2: f32 = 0.008056640625;
 const C3: f32 = 0.00023651123046875;
 const C4: f32 = 3.159046173095703e-06;
 const C5: f32 = 1.5832483768463135e-08;
-const C6: f32 = 6.07710062827671e-11;
+const C6: f32 = 6.002665031701326e-11;
+const C7: f32 = 7.389644451905042e-13;
+const C8: f32 = 5.390302953474238e-15;
 const TWO_OVER_PI: f32 = 0.6366197466850281;
 
 // Taylor coefficients (-1)^n / (2n+1)! and (-1)^n / (2n)! as float-float pairs; on
@@ -100,24 +109,46 @@ const COS_C = array<vec2<f32>, 8>(
     vec2<f32>(-1.147074536050896e-11, -2.372207689231238e-19),
 );
 
-// sin and cos of theta >= 0, theta < 2^18 * pi/2, each rounded once from ~44 bits.
-fn sincos(theta: f32) -> vec2<f32> {
+// Whether rounding v.x + v.y to f32 may differ from rounding a value within `err` of it: true
+// when v lies within err of the midpoint between its f32 rounding and the neighbour on its side.
+fn uncertain(v: vec2<f32>, err: f32) -> bool {
+    let c = opaque(v.x + v.y);
+    let d = (v.x - c) + v.y; // v - c: v.x - c is exact (Sterbenz)
+    let a = abs(c);
+    if a == 0.0 {
+        return false; // only at theta = 0, where the value is exact
+    }
+    let up = bitcast<f32>(bitcast<u32>(a) + 1u) - a;
+    let down = a - bitcast<f32>(bitcast<u32>(a) - 1u);
+    let gap = select(down, up, (d >= 0.0) == (c >= 0.0));
+    return abs(abs(d) - 0.5 * gap) <= err;
+}
+
+// Error of the float-float sin/cos before its f32 rounding: 2^-41 of the value plus 2^-50,
+// eight times the largest error tests/kernel_model.rs measures (2^-44.6 relative where
+// |value| > 0.01, 2^-53.1 absolute below), with and without FMA contraction.
+const REL_ERR: f32 = 4.547473508864641e-13;
+const ABS_ERR: f32 = 8.881784197001252e-16;
+
+struct SinCos {
+    s: vec2<f32>, // sin(theta), before its final rounding
+    c: vec2<f32>,
+    hard: bool,   // true when either may round the wrong way
+}
+
+// sin and cos of theta >= 0, theta < 2^18 * pi/2, each from ~44 bits.
+fn sincos(theta: f32) -> SinCos {
     let k = round(theta * TWO_OVER_PI);
-    // Cody-Waite reduction carried in float-float: hi + lo == theta - k * pi/2 to ~2^-36.
+    // Cody-Waite reduction carried in float-float: hi + lo == theta - k * pi/2 to ~2^-48.
     var hi = theta - k * C1; // exact (Sterbenz)
-    var t = two_sum(hi, -(k * C2));
-    hi = t.x;
-    var lo = t.y;
-    t = two_sum(hi, -(k * C3));
-    hi = t.x;
-    lo += t.y;
-    t = two_sum(hi, -(k * C4));
-    hi = t.x;
-    lo += t.y;
-    t = two_sum(hi, -(k * C5));
-    hi = t.x;
-    lo += t.y;
-    lo -= k * C6;
+    var lo = 0.0;
+    let pieces = array<f32, 6>(C2, C3, C4, C5, C6, C7);
+    for (var i = 0; i < 6; i++) {
+        let t = two_sum(hi, -(k * pieces[i]));
+        hi = t.x;
+        lo += t.y;
+    }
+    lo -= k * C8;
     let r = fast_two_sum(hi, lo);
 
     let z = ff_mul(r, r);
@@ -130,15 +161,14 @@ fn sincos(theta: f32) -> vec2<f32> {
     for (var i = 6; i >= 0; i--) {
         pc = ff_add(ff_mul(pc, z), COS_C[i]);
     }
-    let sr = s2.x + s2.y;
-    let cr = pc.x + pc.y;
-
+    let hard = uncertain(s2, ABS_ERR + REL_ERR * abs(s2.x))
+        || uncertain(pc, ABS_ERR + REL_ERR * abs(pc.x));
     let q = u32(i32(k)) & 3u;
     switch q {
-        case 0u: { return vec2<f32>(sr, cr); }
-        case 1u: { return vec2<f32>(cr, -sr); }
-        case 2u: { return vec2<f32>(-sr, -cr); }
-        default: { return vec2<f32>(-cr, sr); }
+        case 0u: { return SinCos(s2, pc, hard); }
+        case 1u: { return SinCos(pc, -s2, hard); }
+        case 2u: { return SinCos(-s2, -pc, hard); }
+        default: { return SinCos(-pc, s2, hard); }
     }
 }
 
@@ -153,9 +183,15 @@ fn positional_encoding(@builtin(global_invocation_id) gid: vec3<u32>) {
     let theta = opaque(f32(p.row0 + r) * div_term[k]);
     let sc = sincos(theta);
     let o = p.out_base + r * p.d_model + 2u * k;
-    pe[o] = sc.x;
+    pe[o] = sc.s.x + sc.s.y;
     // Odd d_model: the last column is a sin with no cos beside it.
     if 2u * k + 1u < p.d_model {
-        pe[o + 1u] = sc.y;
+        pe[o + 1u] = sc.c.x + sc.c.y;
+    }
+    if sc.hard {
+        let slot = atomicAdd(&hard[0], 1u);
+        if slot < p.capacity {
+            atomicStore(&hard[slot + 1u], (p.row0 + r) * p.pairs + k);
+        }
     }
 }

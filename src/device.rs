@@ -301,10 +301,55 @@ impl GpuDevice {
     pub fn ordinal(&self) -> u64 {
         self.0.id
     }
-    /// Waits until all submitted work is done (bounded by the device's timeout).
+    /// Submits the ops recorded so far without waiting. Ops are recorded into one command
+    /// encoder and submitted together when their results are read back, before an upload, on
+    /// `flush`/`synchronize`, or every 256 dispatches; call this to start the GPU on them early.
+    pub fn flush(&self) -> Result<()> {
+        self.0.flush("flush")
+    }
+    /// Submits the ops recorded so far and waits until all work is done (bounded by the
+    /// device's timeout).
     pub fn synchronize(&self) -> Result<()> {
+        self.0.flush("synchronize")?;
         self.0.wait("synchronize", None)
     }
+    /// Counters of the per-device caches: how much setup the ops did and reused.
+    pub fn stats(&self) -> GpuStats {
+        let (bind_groups_created, recorded) = {
+            let p = self.0.pending();
+            (p.groups_created, !p.is_empty())
+        };
+        let (pool_hits, pool_bytes) = {
+            let p = self.0.pool();
+            (p.hits, p.bytes())
+        };
+        GpuStats {
+            submissions: self.submission_count(),
+            pipelines_built: self.0.kernels.builds(),
+            bind_groups_created,
+            pool_hits,
+            pool_bytes,
+            work_pending: recorded,
+        }
+    }
+}
+
+/// What [`GpuDevice::stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GpuStats {
+    /// Queue submissions wgnn made.
+    pub submissions: u64,
+    /// Compute pipelines built (each kernel once per device).
+    pub pipelines_built: u64,
+    /// Bind groups created (repeated ops on the same buffers reuse theirs).
+    pub bind_groups_created: u64,
+    /// Op outputs served from the buffer pool instead of a new allocation.
+    pub pool_hits: u64,
+    /// Bytes of free buffers the pool holds for reuse.
+    pub pool_bytes: u64,
+    /// Whether recorded ops wait for a submission.
+    pub work_pending: bool,
 }
 
 impl PartialEq for GpuDevice {

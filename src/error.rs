@@ -3,7 +3,9 @@
 use thiserror::Error;
 
 /// Everything that can go wrong in wgnn. Comparable with `==` so tests can assert on errors.
+/// New variants may be added: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No GPU adapter could be found at all.
     #[error("no GPU adapter found (backends: {backends}); {hint}")]
@@ -35,13 +37,15 @@ pub enum Error {
         message: String,
     },
     /// A GPU operation was rejected by wgpu (validation, out of memory, internal error).
-    #[error("GPU error during {op} on {adapter}: {message}")]
+    #[error("GPU {kind} error during {op} on {adapter}: {message}")]
     Gpu {
         /// What wgnn was doing.
         op: String,
         /// The adapter it ran on.
         adapter: String,
-        /// wgpu's message.
+        /// Which kind of wgpu error (the error scope that caught it).
+        kind: GpuErrorKind,
+        /// wgpu's message, its sources included.
         message: String,
     },
     /// The GPU device was lost or destroyed.
@@ -125,6 +129,18 @@ pub enum Error {
     /// An argument out of range.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A host allocation the size asked for could not get (checked before allocating, never an
+    /// abort).
+    #[error("{what} needs {bytes} bytes of host memory, which could not be allocated")]
+    OutOfMemory {
+        /// What was being allocated.
+        what: String,
+        /// How many bytes.
+        bytes: u128,
+    },
+    /// A broken invariant inside wgnn: a bug, please report it with the message.
+    #[error("internal error in wgnn (a bug): {0}")]
+    Internal(String),
     /// A module, parameter or buffer name that PyTorch would refuse.
     #[error("invalid name {name:?} in module {module:?}: {reason}")]
     InvalidName {
@@ -165,14 +181,15 @@ pub enum Error {
         problems: Vec<String>,
     },
     /// A file could not be read or written.
-    #[error("{op} {path}: {message}")]
+    #[error("{op} {path}: {source}")]
     Io {
-        /// read or write.
+        /// reading or writing.
         op: &'static str,
         /// The file.
         path: String,
-        /// The OS error.
-        message: String,
+        /// The OS error (its [`std::io::ErrorKind`] through [`IoSource::kind`]).
+        #[source]
+        source: IoSource,
     },
     /// A malformed safetensors file or buffer.
     #[error("invalid safetensors data{}: {message}", path_suffix(path))]
@@ -182,6 +199,70 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+}
+
+/// Which wgpu error scope caught a GPU error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuErrorKind {
+    /// A validation error (a wgnn bug, or a limit wgnn did not check).
+    Validation,
+    /// The device ran out of memory.
+    OutOfMemory,
+    /// An internal driver or wgpu error.
+    Internal,
+    /// Something else wgpu reported (a failed poll or map).
+    Other,
+}
+
+impl std::fmt::Display for GpuErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GpuErrorKind::Validation => "validation",
+            GpuErrorKind::OutOfMemory => "out-of-memory",
+            GpuErrorKind::Internal => "internal",
+            GpuErrorKind::Other => "wgpu",
+        })
+    }
+}
+
+impl GpuErrorKind {
+    pub(crate) fn of(e: &wgpu::Error) -> Self {
+        match e {
+            wgpu::Error::Validation { .. } => GpuErrorKind::Validation,
+            wgpu::Error::OutOfMemory { .. } => GpuErrorKind::OutOfMemory,
+            wgpu::Error::Internal { .. } => GpuErrorKind::Internal,
+        }
+    }
+}
+
+/// An OS error kept as the source of [`Error::Io`]: shared so the error stays `Clone`, compared
+/// by kind and message so tests can `assert_eq!` on errors.
+#[derive(Debug, Clone)]
+pub struct IoSource(pub std::sync::Arc<std::io::Error>);
+
+impl IoSource {
+    /// The OS error's kind (`NotFound`, `PermissionDenied`, …).
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.0.kind()
+    }
+}
+
+impl PartialEq for IoSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl std::fmt::Display for IoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for IoSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
 }
 
 fn list_or_none(v: &[String]) -> String {
@@ -208,5 +289,34 @@ impl Error {
     }
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())
+    }
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+    pub(crate) fn io(op: &'static str, path: &std::path::Path, e: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.display().to_string(),
+            source: IoSource(std::sync::Arc::new(e)),
+        }
+    }
+    /// The message with its sources (wgpu nests the useful part in them).
+    pub(crate) fn gpu(op: &str, adapter: String, e: &wgpu::Error) -> Self {
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            let m = s.to_string();
+            if !message.contains(&m) {
+                message.push_str(": ");
+                message.push_str(&m);
+            }
+            src = s.source();
+        }
+        Error::Gpu {
+            op: op.to_string(),
+            adapter,
+            kind: GpuErrorKind::of(e),
+            message,
+        }
     }
 }

@@ -44,9 +44,9 @@ pub mod ops;
 mod state_dict;
 mod tensor;
 
-pub use device::{enumerate_adapters, AdapterSummary, Device, GpuDevice, GpuOptions};
+pub use device::{enumerate_adapters, AdapterSummary, Device, GpuDevice, GpuOptions, GpuStats};
 pub use dtype::DType;
-pub use error::{Error, Result};
+pub use error::{Error, GpuErrorKind, IoSource, Result};
 pub use module::{
     Buffer, DynModule, Module, ModuleExt, ModuleList, Parameter, Sequential, TensorInfo,
     TensorKind, Visitor, VisitorMut,
@@ -57,6 +57,3 @@ pub use tensor::{to_device_many, Element, Tensor};
 
 /// Re-exported so applications can name the types wgnn takes without a version clash.
 pub use wgpu;
-
-#[doc(hidden)]
-pub mod bench_support;

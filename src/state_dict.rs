@@ -142,11 +142,7 @@ impl StateDict {
     /// Reads a safetensors file (from PyTorch, wgnn or anything else that writes the format).
     pub fn load(path: impl AsRef<Path>) -> Result<StateDict> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            op: "reading",
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
         parse(&bytes, Some(path.display().to_string()))
     }
 
@@ -191,28 +187,42 @@ impl StateDict {
     }
 }
 
-/// Writes `bytes` to `path` via a temporary file and a rename.
+static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes `bytes` to `path` via a temporary file in the same folder and a rename. The
+/// temporary name is short (so any valid target name works) and unique per process, thread
+/// and call, and created exclusively, so concurrent saves to one path never share it: the
+/// target is always a whole file, the last rename's.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error, p: &Path| Error::Io {
-        op: "writing",
-        path: p.display().to_string(),
-        message: e.to_string(),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        Error::invalid(format!(
+    if path.file_name().is_none() {
+        return Err(Error::invalid(format!(
             "cannot save to {}: not a file path",
             path.display()
-        ))
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let (tmp, mut f) = loop {
+        let n = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".wgnn-{}-{n}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("writing", &tmp, e)),
+        }
+    };
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
-        f.write_all(bytes).map_err(|e| io(e, &tmp))?;
-        f.sync_all().map_err(|e| io(e, &tmp))?;
-        std::fs::rename(&tmp, path).map_err(|e| io(e, path))
+        f.write_all(bytes)
+            .map_err(|e| Error::io("writing", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("writing", &tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io("writing", path, e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -10,6 +10,7 @@ use half::{bf16, f16};
 use crate::device::{Device, GpuDevice};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gpu::pool::GpuBuffer;
 use crate::gpu::transfer;
 
 /// Host bytes kept 8-byte aligned, so they can be viewed as any element type without a copy.
@@ -19,16 +20,18 @@ pub(crate) struct HostBytes {
 }
 
 impl HostBytes {
-    pub(crate) fn zeroed(len: usize) -> Self {
-        HostBytes {
-            words: vec![0u64; len.div_ceil(8)],
+    /// `len` zero bytes, or an error naming the size when the host cannot provide them (never
+    /// an abort).
+    pub(crate) fn zeroed(len: usize) -> Result<Self> {
+        Ok(HostBytes {
+            words: try_zeroed_vec(len.div_ceil(8), "a tensor")?,
             len,
-        }
+        })
     }
-    pub(crate) fn from_bytes(b: &[u8]) -> Self {
-        let mut h = HostBytes::zeroed(b.len());
+    pub(crate) fn from_bytes(b: &[u8]) -> Result<Self> {
+        let mut h = HostBytes::zeroed(b.len())?;
         h.bytes_mut().copy_from_slice(b);
-        h
+        Ok(h)
     }
     pub(crate) fn bytes(&self) -> &[u8] {
         &bytemuck::cast_slice(&self.words)[..self.len]
@@ -46,11 +49,28 @@ impl HostBytes {
     }
 }
 
+/// A zero-filled `Vec` of `n` elements, allocated fallibly: an impossible size is an error
+/// naming `what`, not an abort.
+pub(crate) fn try_zeroed_vec<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
+    let bytes = (n as u128) * std::mem::size_of::<T>() as u128;
+    let oom = || Error::OutOfMemory {
+        what: what.to_string(),
+        bytes,
+    };
+    if bytes > isize::MAX as u128 {
+        return Err(oom());
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| oom())?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
 #[derive(Clone)]
 pub(crate) enum Storage {
     Host(Arc<HostBytes>),
     Gpu {
-        buffer: wgpu::Buffer,
+        buffer: Arc<GpuBuffer>,
         device: GpuDevice,
     },
 }
@@ -123,8 +143,25 @@ impl Tensor {
         Ok(Tensor::from_parts(
             shape.to_vec(),
             dtype,
-            Storage::Host(Arc::new(HostBytes::from_bytes(bytes))),
+            Storage::Host(Arc::new(HostBytes::from_bytes(bytes)?)),
         ))
+    }
+
+    /// A tensor over an op's output buffer on `device`.
+    pub(crate) fn from_gpu(
+        buffer: GpuBuffer,
+        shape: Vec<usize>,
+        dtype: DType,
+        device: &GpuDevice,
+    ) -> Tensor {
+        Tensor::from_parts(
+            shape,
+            dtype,
+            Storage::Gpu {
+                buffer: Arc::new(buffer),
+                device: device.clone(),
+            },
+        )
     }
 
     pub(crate) fn from_host(host: HostBytes, shape: &[usize], dtype: DType) -> Result<Tensor> {
@@ -142,20 +179,12 @@ impl Tensor {
             .checked_mul(dtype.size())
             .ok_or_else(|| Error::invalid(format!("shape {shape:?} is larger than memory")))?;
         match device {
-            Device::Cpu => Tensor::from_host(HostBytes::zeroed(n), shape, dtype),
+            Device::Cpu => Tensor::from_host(HostBytes::zeroed(n)?, shape, dtype),
             Device::Gpu(g) => {
-                // wgpu zero-initialises new buffers.
-                let buffer = g.0.scoped("zeros", || {
-                    transfer::storage_buffer(&g.0, n as u64, "wgnn zeros")
-                })?;
-                Ok(Tensor::from_parts(
-                    shape.to_vec(),
-                    dtype,
-                    Storage::Gpu {
-                        buffer,
-                        device: g.clone(),
-                    },
-                ))
+                // wgpu zero-initialises new buffers (pooled ones are not: not used here).
+                let buffer =
+                    g.0.scoped("zeros", || GpuBuffer::fresh(&g.0, n as u64, "wgnn zeros"))?;
+                Ok(Tensor::from_gpu(buffer, shape.to_vec(), dtype, g))
             }
         }
     }
@@ -200,8 +229,25 @@ impl Tensor {
         }
     }
 
-    /// The wgpu buffer, when on a GPU (padded to a multiple of 4 bytes, at least 4).
+    /// The wgpu buffer, when on a GPU, for applications that use it in their own wgpu work.
+    /// Ops wgnn recorded but has not submitted yet are submitted first, so work the caller
+    /// submits afterwards sees the values. The tensor's bytes start at offset 0; the buffer may
+    /// be larger than [`Tensor::nbytes`] (it is padded to 4 bytes, and op outputs come from a
+    /// pool in size classes).
     pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
+        match &self.storage {
+            Storage::Gpu { buffer, device } => {
+                if let Err(e) = device.0.flush("wgpu_buffer") {
+                    log::error!("wgnn: submitting recorded work failed: {e}");
+                }
+                Some(buffer.buffer())
+            }
+            Storage::Host(_) => None,
+        }
+    }
+
+    /// The device buffer, when on a GPU (no flush: for wgnn's own ops, which record in order).
+    pub(crate) fn gpu_buffer(&self) -> Option<&GpuBuffer> {
         match &self.storage {
             Storage::Gpu { buffer, .. } => Some(buffer),
             Storage::Host(_) => None,
@@ -214,7 +260,8 @@ impl Tensor {
             Storage::Host(h) => Ok(h.bytes().to_vec()),
             Storage::Gpu { buffer, device } => {
                 let mut v = transfer::download_many(&device.0, &[(buffer, self.nbytes() as u64)])?;
-                Ok(v.pop().unwrap_or_default())
+                v.pop()
+                    .ok_or_else(|| Error::internal("read-back returned nothing"))
             }
         }
     }
@@ -237,7 +284,7 @@ impl Tensor {
     pub fn to(&self, device: &Device) -> Result<Tensor> {
         let mut v = to_device_many(&[self], device)?;
         v.pop()
-            .ok_or_else(|| Error::invalid("to_device_many returned nothing"))
+            .ok_or_else(|| Error::internal("to_device_many returned nothing"))
     }
 
     /// A copy with `shape`, which must hold the same number of elements.
@@ -291,11 +338,11 @@ pub fn to_device_many(tensors: &[&Tensor], device: &Device) -> Result<Vec<Tensor
         }
     }
     for (src, idx) in by_src {
-        let list: Vec<(&wgpu::Buffer, u64)> = idx
+        let list: Vec<(&GpuBuffer, u64)> = idx
             .iter()
             .filter_map(|&i| {
                 tensors[i]
-                    .wgpu_buffer()
+                    .gpu_buffer()
                     .map(|b| (b, tensors[i].nbytes() as u64))
             })
             .collect();
@@ -326,20 +373,18 @@ pub fn to_device_many(tensors: &[&Tensor], device: &Device) -> Result<Vec<Tensor
             if !pending.is_empty() {
                 let bufs = transfer::upload_many(&g.0, &datas)?;
                 for (&i, buffer) in pending.iter().zip(bufs) {
-                    out[i] = Some(Tensor::from_parts(
+                    out[i] = Some(Tensor::from_gpu(
+                        buffer,
                         tensors[i].shape.clone(),
                         tensors[i].dtype,
-                        Storage::Gpu {
-                            buffer,
-                            device: g.clone(),
-                        },
+                        g,
                     ));
                 }
             }
         }
     }
     out.into_iter()
-        .map(|t| t.ok_or_else(|| Error::invalid("a tensor was not moved")))
+        .map(|t| t.ok_or_else(|| Error::internal("a tensor was not moved")))
         .collect()
 }
 

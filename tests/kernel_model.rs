@@ -10,13 +10,15 @@
 
 use std::hint::black_box as opaque;
 
-const C: [f32; 6] = [
+const C: [f32; 8] = [
     1.5625,
     0.008056640625,
     0.00023651123046875,
     3.159046173095703e-06,
     1.5832483768463135e-08,
-    6.07710062827671e-11,
+    6.002665031701326e-11,
+    7.389644451905042e-13,
+    5.390302953474238e-15,
 ];
 const TWO_OVER_PI: f32 = 0.6366197466850281;
 const SIN_C: [(f32, f32); 7] = [
@@ -85,16 +87,17 @@ impl Arith {
         let (s, e) = self.two_sum(a.0, b.0);
         self.fast_two_sum(s, e + (a.1 + b.1))
     }
-    fn sincos(self, theta: f32) -> (f32, f32) {
+    /// The float-float sin and cos before their final rounding, and the reduction's k.
+    fn sincos_ff(self, theta: f32) -> ((f32, f32), (f32, f32), f32) {
         let k = (theta * TWO_OVER_PI).round_ties_even();
         let mut hi = self.mad(-k, C[0], theta);
         let mut lo = 0.0;
-        for c in &C[1..5] {
+        for c in &C[1..7] {
             let (h, l) = self.two_sum(hi, -(opaque(k * c)));
             hi = h;
             lo += l;
         }
-        lo = self.mad(-k, C[5], lo);
+        lo = self.mad(-k, C[7], lo);
         let r = self.fast_two_sum(hi, lo);
         let z = self.mul(r, r);
         let mut ps = SIN_C[6];
@@ -106,6 +109,10 @@ impl Arith {
         for c in COS_C[..7].iter().rev() {
             pc = self.add(self.mul(pc, z), *c);
         }
+        (s, pc, k)
+    }
+    fn sincos(self, theta: f32) -> (f32, f32) {
+        let (s, pc, k) = self.sincos_ff(theta);
         let (sr, cr) = (s.0 + s.1, pc.0 + pc.1);
         match (k as i32) & 3 {
             0 => (sr, cr),
@@ -116,25 +123,119 @@ impl Arith {
     }
 }
 
+const REL_ERR: f32 = 4.547473508864641e-13;
+const ABS_ERR: f32 = 8.881784197001252e-16;
+
+/// The shader's `uncertain`: may rounding `v` to f32 differ from rounding a value within `err`?
+fn uncertain(v: (f32, f32), err: f32) -> bool {
+    let c = opaque(v.0 + v.1);
+    let d = (v.0 - c) + v.1;
+    let a = c.abs();
+    if a == 0.0 {
+        return false;
+    }
+    let up = f32::from_bits(a.to_bits() + 1) - a;
+    let down = a - f32::from_bits(a.to_bits() - 1);
+    let gap = if (d >= 0.0) == (c >= 0.0) { up } else { down };
+    (d.abs() - 0.5 * gap).abs() <= err
+}
+
+impl Arith {
+    /// What the kernel writes (sin, cos) and whether it hands the pair to the host.
+    fn entry(self, theta: f32) -> (f32, f32, bool) {
+        let (s, c, _) = self.sincos_ff(theta);
+        let hard = uncertain(s, ABS_ERR + REL_ERR * s.0.abs())
+            || uncertain(c, ABS_ERR + REL_ERR * c.0.abs());
+        let (sv, cv) = self.sincos(theta);
+        (sv, cv, hard)
+    }
+}
+
+/// Runs the kernel model over `positions` of the `d`-wide table; returns (entries that differ
+/// from the reference although the kernel was sure, pairs handed to the host, pairs).
+fn sweep(d: usize, positions: &[usize], fused: bool) -> (usize, usize, usize) {
+    let div = wgnn::ops::div_term(d).unwrap();
+    let a = Arith { fused };
+    let (mut wrong, mut hard, mut pairs) = (0, 0, 0);
+    for &pos in positions {
+        for (k, &dv) in div.iter().enumerate() {
+            let theta = pos as f32 * dv;
+            let (s, c, h) = a.entry(theta);
+            pairs += 1;
+            if h {
+                hard += 1;
+                continue;
+            }
+            let (rs, rc) = ((theta as f64).sin() as f32, (theta as f64).cos() as f32);
+            wrong += usize::from(s.to_bits() != rs.to_bits());
+            wrong += usize::from(2 * k + 1 < d && c.to_bits() != rc.to_bits());
+        }
+    }
+    (wrong, hard, pairs)
+}
+
+/// Every width from 1 to 1100 (and 1500) at a spread of 97 positions up to 4999, plus whole
+/// 5000-row tables at the widths where the float-float path alone misrounded (999, 1000, 1500)
+/// and the README's widths; with and without FMA contraction: no entry the kernel is sure of
+/// differs from the reference, and few are handed to the host.
 #[test]
-fn the_table_is_the_same_with_and_without_fma_contraction() {
-    for d in [64usize, 512, 1024] {
-        let div = wgnn::ops::div_term(d);
+fn the_kernel_is_right_whenever_it_is_sure_with_and_without_fma() {
+    let spread: Vec<usize> = (0..97).map(|i| (i * 4999) / 96).collect();
+    let all: Vec<usize> = (0..5000).collect();
+    let mut jobs: Vec<(usize, &[usize])> =
+        (1..=1100).chain([1500]).map(|d| (d, &spread[..])).collect();
+    jobs.extend([64, 512, 999, 1000, 1024, 1500].map(|d| (d, &all[..])));
+    let total = std::sync::Mutex::new((0usize, 0usize, 0usize));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+        {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(d, pos)) = jobs.get(i) else { break };
+                for fused in [false, true] {
+                    let (w, h, p) = sweep(d, pos, fused);
+                    assert_eq!(w, 0, "d_model {d}, fused = {fused}: {w} entries wrong although the kernel was sure");
+                    let mut t = total.lock().unwrap();
+                    t.0 += w;
+                    t.1 += h;
+                    t.2 += p;
+                }
+            });
+        }
+    });
+    let (_, hard, pairs) = *total.lock().unwrap();
+    eprintln!(
+        "{pairs} (pos, k) pairs modelled: {hard} handed to the host (1 in {})",
+        pairs / hard.max(1)
+    );
+    assert!(
+        hard > 0,
+        "the sweep must meet hard cases, or it proves nothing"
+    );
+    assert!(
+        hard * 20_000 < pairs,
+        "too many pairs handed to the host: {hard} of {pairs}"
+    );
+}
+
+/// The entries found misrounded by trying the library (d_model 1000: pe[940, 19] and
+/// pe[4788, 38]; the old reduction's error grew with k) are right now, or handed to the host.
+#[test]
+fn the_known_misrounded_entries_are_flagged() {
+    let div = wgnn::ops::div_term(1000).unwrap();
+    for (pos, col) in [(940usize, 19usize), (4788, 38)] {
+        let theta = pos as f32 * div[col / 2];
         for fused in [false, true] {
             let a = Arith { fused };
-            let mut differ = 0;
-            for pos in 0..5000 {
-                for (k, &dv) in div.iter().enumerate() {
-                    let theta = pos as f32 * dv;
-                    let (s, c) = a.sincos(theta);
-                    let (rs, rc) = ((theta as f64).sin() as f32, (theta as f64).cos() as f32);
-                    differ += usize::from(s.to_bits() != rs.to_bits());
-                    differ += usize::from(2 * k + 1 < d && c.to_bits() != rc.to_bits());
-                }
-            }
-            assert_eq!(
-                differ, 0,
-                "d_model {d}, fused = {fused}: {differ} entries differ from the reference"
+            let (s, c, hard) = a.entry(theta);
+            let got = if col % 2 == 0 { s } else { c };
+            let want = wgnn::ops::reference_value(&div, pos, col).unwrap();
+            assert!(
+                hard || got.to_bits() == want.to_bits(),
+                "pe[{pos},{col}], fused = {fused}: {got:e} but the reference is {want:e}"
             );
         }
     }
@@ -143,7 +244,7 @@ fn the_table_is_the_same_with_and_without_fma_contraction() {
 #[test]
 fn the_model_notices_a_naive_polynomial() {
     // The same check on a plain f32 Cephes polynomial finds differences, so it can fail.
-    let div = wgnn::ops::div_term(64);
+    let div = wgnn::ops::div_term(64).unwrap();
     let mut differ = 0;
     for pos in 0..500 {
         for &dv in &div {
@@ -157,4 +258,45 @@ fn the_model_notices_a_naive_polynomial() {
         }
     }
     assert!(differ > 0);
+}
+
+#[test]
+#[ignore]
+fn calibrate() {
+    // max |(hi + lo) - f64| split into a relative and an absolute part
+    let mut worst_rel = 0f64;
+    let mut worst_abs = 0f64;
+    for d in [64usize, 512, 999, 1000, 1024] {
+        let div = wgnn::ops::div_term(d).unwrap();
+        for fused in [false, true] {
+            let a = Arith { fused };
+            for pos in (0..5000).step_by(3) {
+                for &dv in div.iter() {
+                    let theta = pos as f32 * dv;
+                    let (s, c, k) = a.sincos_ff(theta);
+                    let (s, c) = (s.0 as f64 + s.1 as f64, c.0 as f64 + c.1 as f64);
+                    let (sv, cv) = match (k as i32) & 3 {
+                        0 => (s, c),
+                        1 => (c, -s),
+                        2 => (-s, -c),
+                        _ => (-c, s),
+                    };
+                    let th = theta as f64;
+                    for (got, t) in [(sv, th.sin()), (cv, th.cos())] {
+                        let e = (got - t).abs();
+                        if t.abs() > 1e-2 {
+                            worst_rel = worst_rel.max(e / t.abs());
+                        } else {
+                            worst_abs = worst_abs.max(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "worst rel {worst_rel:e} = 2^{:.1}, worst abs/(1+k) {worst_abs:e} = 2^{:.1}",
+        worst_rel.log2(),
+        worst_abs.log2()
+    );
 }

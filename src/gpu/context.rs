@@ -1,12 +1,17 @@
-//! One GPU context: a wgpu device + queue, its adapter's description, its limits, and the
-//! guards that turn wgpu's panics into errors (error scopes, bounded waits, device-loss tracking).
+//! One GPU context: a wgpu device + queue, its adapter's description, its limits, the guards
+//! that turn wgpu's panics into errors (error scopes, bounded waits, device-loss tracking), and
+//! the per-device caches every op shares (kernels, bind groups, uniforms, output buffers, the
+//! pending command encoder).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuErrorKind, Result};
+use crate::gpu::kernels::KernelCache;
+use crate::gpu::launch::Pending;
+use crate::gpu::pool::Pool;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -19,7 +24,7 @@ pub(crate) struct GpuContext {
     pub limits: wgpu::Limits,
     /// Why the adapter was chosen (for `examples/adapters`).
     pub choice: String,
-    /// Set by the device-lost callback (devices wgnn created) or when wgnn sees a loss.
+    /// Set by the device-lost callback (devices wgnn created).
     pub lost: Arc<Mutex<Option<String>>>,
     /// Whether wgnn owns the device-lost callback (devices it created, not adopted ones).
     owns_callbacks: bool,
@@ -27,7 +32,12 @@ pub(crate) struct GpuContext {
     pub submissions: AtomicU64,
     /// Bound on every wait for GPU work.
     pub timeout: Duration,
-    pub(crate) pipelines: Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
+    /// Pipelines and bind-group layouts, built once per kernel.
+    pub(crate) kernels: KernelCache,
+    /// The command encoder ops record into, the uniform ring and the bind-group cache.
+    pub(crate) pending: Mutex<Pending>,
+    /// Output buffers returned by dropped tensors, by size class.
+    pub(crate) pool: Mutex<Pool>,
 }
 
 impl GpuContext {
@@ -70,7 +80,9 @@ impl GpuContext {
             owns_callbacks: own_callbacks,
             submissions: AtomicU64::new(0),
             timeout,
-            pipelines: Mutex::new(Default::default()),
+            kernels: KernelCache::default(),
+            pending: Mutex::new(Pending::default()),
+            pool: Mutex::new(Pool::default()),
         }
     }
 
@@ -94,12 +106,8 @@ impl GpuContext {
         }
     }
 
-    pub fn check_alive(&self, op: &str) -> Result<()> {
-        if self.owns_callbacks && self.lost_reason().is_none() {
-            // A non-blocking poll delivers a pending device-lost callback (a destroyed device
-            // reports nothing else: WebGPU makes work on a lost device silently do nothing).
-            let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
-        }
+    /// An error if the device is known to be lost (no polling: cheap enough for every op).
+    fn lost_error(&self, op: &str) -> Result<()> {
         match self.lost_reason() {
             Some(reason) => Err(Error::DeviceLost {
                 op: op.to_string(),
@@ -110,34 +118,48 @@ impl GpuContext {
         }
     }
 
-    fn gpu_error(&self, op: &str, e: wgpu::Error) -> Error {
-        let message = e.to_string();
-        if message.contains("lost") || message.contains("Lost") {
-            self.mark_lost(&message);
-            return Error::DeviceLost {
-                op: op.to_string(),
-                adapter: self.describe(),
-                reason: message,
-            };
+    /// Polls once so that a pending device-lost callback runs (a destroyed device reports
+    /// nothing else: WebGPU makes work on a lost device silently do nothing), then checks.
+    pub fn check_alive(&self, op: &str) -> Result<()> {
+        if self.owns_callbacks && self.lost_reason().is_none() {
+            let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
         }
-        Error::Gpu {
-            op: op.to_string(),
-            adapter: self.describe(),
-            message,
-        }
+        self.lost_error(op)
+    }
+
+    /// The pending-work lock. A panic while it was held (there are none by design) would
+    /// poison it; the state inside stays usable, so take it anyway.
+    pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` inside validation / out-of-memory / internal error scopes, so that wgpu's
-    /// default panic-on-error never fires; the first captured error becomes an `Err`.
+    /// default panic-on-error never fires; the first captured error becomes an `Err`. One call
+    /// per public operation. A device known to be lost fails before anything runs; an error is
+    /// told apart from a loss by wgpu's device-lost callback, never by its message.
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        self.check_alive(op)?;
+        self.lost_error(op)?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let out = f();
+        let out = catch_unwind(AssertUnwindSafe(f));
         let v = pollster::block_on(validation.pop());
         let i = pollster::block_on(internal.pop());
         let o = pollster::block_on(oom.pop());
+        let out = match out {
+            Ok(out) => out,
+            Err(_) => {
+                // wgpu panics on a few fatal paths (a lost device among them).
+                self.mark_lost("wgpu panicked during the operation");
+                return self
+                    .check_alive(op)
+                    .and(Err(Error::internal(format!("wgpu panicked during {op}"))));
+            }
+        };
         if let Some(e) = v.or(i).or(o) {
             // An error may be the first sign of a lost device: let its callback arrive.
             if self.owns_callbacks {
@@ -148,24 +170,42 @@ impl GpuContext {
                 let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(poll)));
             }
             self.check_alive(op)?;
-            return Err(self.gpu_error(op, e));
+            return Err(Error::gpu(op, self.describe(), &e));
         }
-        self.check_alive(op)?;
         out
     }
 
-    /// Submits command buffers (counted) inside an error scope and returns the submission index.
+    /// Submits the pending encoder (ops recorded since the last submission) followed by
+    /// `cmds`, in one counted submission. Must be called inside an error scope.
+    pub fn submit_unscoped(
+        &self,
+        cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
+    ) -> wgpu::SubmissionIndex {
+        let pending = self.pending().take_encoder();
+        let pending = pending.map(|e| e.finish());
+        let idx = self.queue.submit(pending.into_iter().chain(cmds));
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        idx
+    }
+
+    /// [`GpuContext::submit_unscoped`] inside its own error scope.
     pub fn submit(
         &self,
         op: &str,
         cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
     ) -> Result<wgpu::SubmissionIndex> {
-        let idx = self.scoped(op, || Ok(self.queue.submit(cmds)))?;
-        self.submissions.fetch_add(1, Ordering::Relaxed);
-        Ok(idx)
+        self.scoped(op, || Ok(self.submit_unscoped(cmds)))
     }
 
-    /// Waits for a submission, at most `self.timeout`.
+    /// Submits recorded ops, if any, without waiting.
+    pub fn flush(&self, op: &str) -> Result<()> {
+        if self.pending().is_empty() {
+            return Ok(());
+        }
+        self.submit(op, []).map(|_| ())
+    }
+
+    /// Waits for a submission (every submission when `None`), at most `self.timeout`.
     pub fn wait(&self, op: &str, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.check_alive(op)?;
         let poll = wgpu::PollType::Wait {
@@ -181,11 +221,15 @@ impl GpuContext {
                 adapter: self.describe(),
                 seconds: self.timeout.as_secs_f64(),
             }),
-            Ok(Err(e)) => Err(Error::Gpu {
-                op: op.to_string(),
-                adapter: self.describe(),
-                message: e.to_string(),
-            }),
+            Ok(Err(e)) => {
+                self.check_alive(op)?;
+                Err(Error::Gpu {
+                    op: op.to_string(),
+                    adapter: self.describe(),
+                    kind: GpuErrorKind::Other,
+                    message: e.to_string(),
+                })
+            }
             Err(_) => {
                 self.mark_lost("wgpu reported a fatal error while waiting");
                 self.check_alive(op)
@@ -214,5 +258,10 @@ impl GpuContext {
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size);
         lim & !255
+    }
+
+    /// The offset alignment of storage bindings.
+    pub fn storage_align(&self) -> u64 {
+        (self.limits.min_storage_buffer_offset_alignment as u64).max(16)
     }
 }

@@ -1,31 +1,79 @@
-//! The kernel cache: the only place that includes `shaders/`. One WGSL file per kernel; the file
-//! stem is the entry point and the kernel's name. Pipelines are built once per device.
+//! The kernel table: the only place that includes `shaders/`. One WGSL file per kernel; the file
+//! stem is the entry point and the kernel's name. Each kernel is a variant of [`Kernel`] that
+//! carries its own params struct, so a kernel cannot be launched with another kernel's params and
+//! a misspelt kernel is a compile error. Pipelines are built once per device, even when threads
+//! race for the same one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 
-/// Every kernel: (name = file stem = entry point, WGSL source).
-pub(crate) const SHADERS: &[(&str, &str)] = &[
-    (
-        "positional_encoding",
-        include_str!("../../shaders/positional_encoding.wgsl"),
-    ),
-    (
-        "broadcast_add_prefix",
-        include_str!("../../shaders/broadcast_add_prefix.wgsl"),
-    ),
-    (
-        "broadcast_add_prefix_vec4",
-        include_str!("../../shaders/broadcast_add_prefix_vec4.wgsl"),
-    ),
-    (
-        "broadcast_add",
-        include_str!("../../shaders/broadcast_add.wgsl"),
-    ),
-];
+/// How a kernel uses one of its storage bindings (`@binding(1)`, `@binding(2)`, …; binding 0
+/// is always the `Params` uniform).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
 
-/// Invocations per workgroup in every kernel (`@workgroup_size(256)`).
-pub(crate) const WORKGROUP: u32 = 256;
+macro_rules! kernels {
+    ($( $(#[$doc:meta])* $variant:ident($params:ty) = $file:literal [$($access:ident),* $(,)?] ),* $(,)?) => {
+        /// A kernel launch: which kernel, with its params.
+        #[derive(Clone, Copy)]
+        pub(crate) enum Kernel { $($(#[$doc])* $variant($params)),* }
+
+        /// A kernel's identity (the pipeline cache's key).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub(crate) enum KernelId { $($variant),* }
+
+        impl KernelId {
+            /// Every kernel.
+            pub const ALL: &'static [KernelId] = &[$(KernelId::$variant),*];
+            /// File stem = entry point = kernel name.
+            pub fn name(self) -> &'static str {
+                match self { $(KernelId::$variant => $file),* }
+            }
+            /// The WGSL source.
+            pub fn source(self) -> &'static str {
+                match self {
+                    $(KernelId::$variant => include_str!(concat!("../../shaders/", $file, ".wgsl"))),*
+                }
+            }
+            /// Bytes of the params struct (checked against naga's layout in a test).
+            pub fn params_size(self) -> usize {
+                match self { $(KernelId::$variant => std::mem::size_of::<$params>()),* }
+            }
+            /// The storage bindings, in binding order from 1.
+            pub fn storage(self) -> &'static [Access] {
+                match self { $(KernelId::$variant => &[$(Access::$access),*]),* }
+            }
+        }
+
+        impl Kernel {
+            pub fn id(&self) -> KernelId {
+                match self { $(Kernel::$variant(_) => KernelId::$variant),* }
+            }
+            pub fn params(&self) -> &[u8] {
+                match self { $(Kernel::$variant(p) => bytemuck::bytes_of(p)),* }
+            }
+        }
+    };
+}
+
+kernels! {
+    /// The sinusoidal table, a chunk of whole rows.
+    PositionalEncoding(PeParams) = "positional_encoding" [Read, ReadWrite, ReadWrite],
+    /// `y[b, i] = x[b, i] + t[i]`, scalar.
+    BroadcastAddPrefix(PrefixParams) = "broadcast_add_prefix" [Read, Read, ReadWrite],
+    /// The same in vec4.
+    BroadcastAddPrefixVec4(PrefixParams) = "broadcast_add_prefix_vec4" [Read, Read, ReadWrite],
+    /// General strided broadcasting, rank ≤ 8.
+    BroadcastAdd(BroadcastParams) = "broadcast_add" [Read, Read, ReadWrite],
+}
 
 /// Host mirror of `positional_encoding.wgsl`'s `Params`.
 #[repr(C)]
@@ -38,7 +86,8 @@ pub(crate) struct PeParams {
     pub out_base: u32,
     pub row_width: u32,
     pub zero: u32,
-    pub _pad: u32,
+    /// Capacity of the list of entries the host must compute (see the shader).
+    pub capacity: u32,
 }
 const _: () = assert!(std::mem::size_of::<PeParams>() == 32);
 
@@ -67,244 +116,182 @@ pub(crate) struct BroadcastParams {
 }
 const _: () = assert!(std::mem::size_of::<BroadcastParams>() == 112);
 
-/// The compute pipeline for `name`, built on first use and cached on the device.
-pub(crate) fn pipeline(ctx: &GpuContext, name: &'static str) -> Result<wgpu::ComputePipeline> {
-    if let Some(p) = ctx.pipelines.lock().ok().and_then(|m| m.get(name).cloned()) {
-        return Ok(p);
-    }
-    let source = SHADERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
-        .ok_or_else(|| Error::invalid(format!("no kernel named {name:?}")))?;
-    let p = ctx.scoped(&format!("building kernel {name}"), || {
-        let module = ctx
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-        Ok(ctx
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: None,
-                module: &module,
-                entry_point: Some(name),
-                compilation_options: Default::default(),
-                cache: None,
-            }))
-    })?;
-    if let Ok(mut m) = ctx.pipelines.lock() {
-        m.insert(name, p.clone());
-    }
-    Ok(p)
+/// A built kernel: its pipeline and the explicit layout of its bind group (binding 0 is the
+/// params uniform, bound at a dynamic offset into the device's uniform ring).
+pub(crate) struct Built {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
 }
 
-/// A byte range of a buffer to bind as storage.
-#[derive(Clone, Copy)]
-pub(crate) struct Range<'a> {
-    pub buffer: &'a wgpu::Buffer,
-    pub offset: u64,
-    pub size: u64,
+/// Pipelines by kernel, each behind its own lock so two threads asking for the same kernel
+/// build it once, and different kernels build in parallel.
+pub(crate) struct KernelCache {
+    slots: Vec<Mutex<Option<Arc<Built>>>>,
+    builds: AtomicU64,
 }
 
-impl<'a> Range<'a> {
-    /// The range covering `[start_elem, start_elem + len_elem)` of 4-byte elements, widened at
-    /// the front to the 256-byte offset alignment. Returns the range and the element index of
-    /// `start_elem` inside it.
-    pub fn elements(
-        buffer: &'a wgpu::Buffer,
-        start_elem: u64,
-        len_elem: u64,
-        align: u64,
-    ) -> (Self, u32) {
-        let start = start_elem * 4;
-        let offset = start / align * align;
-        let end = (start + len_elem.max(1) * 4).min(buffer.size());
-        (
-            Range {
-                buffer,
-                offset,
-                size: end - offset,
+impl Default for KernelCache {
+    fn default() -> Self {
+        KernelCache {
+            slots: KernelId::ALL.iter().map(|_| Mutex::new(None)).collect(),
+            builds: AtomicU64::new(0),
+        }
+    }
+}
+
+impl KernelCache {
+    /// Pipelines built so far on this device.
+    pub fn builds(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    /// The built kernel, building it on first use. Must be called inside an error scope.
+    pub fn get(&self, ctx: &GpuContext, id: KernelId) -> Result<Arc<Built>> {
+        let index = KernelId::ALL
+            .iter()
+            .position(|k| *k == id)
+            .ok_or_else(|| Error::internal(format!("kernel {id:?} missing from the table")))?;
+        let slot = self
+            .slots
+            .get(index)
+            .ok_or_else(|| Error::internal(format!("no cache slot for kernel {id:?}")))?;
+        let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = guard.as_ref() {
+            return Ok(b.clone());
+        }
+        let built = Arc::new(build(ctx, id));
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        *guard = Some(built.clone());
+        Ok(built)
+    }
+}
+
+fn build(ctx: &GpuContext, id: KernelId) -> Built {
+    let name = id.name();
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: wgpu::BufferSize::new(id.params_size() as u64),
+        },
+        count: None,
+    }];
+    for (i, a) in id.storage().iter().enumerate() {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: *a == Access::Read,
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
             },
-            ((start - offset) / 4) as u32,
-        )
-    }
-    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
-        Range {
-            buffer,
-            offset: 0,
-            size: buffer.size(),
-        }
-    }
-}
-
-/// One dispatch to prepare: its uniform parameters, its storage bindings (in binding order
-/// 1, 2, …) and its workgroup counts.
-pub(crate) struct Dispatch<'a> {
-    pub params: Vec<u8>,
-    pub storage: Vec<Range<'a>>,
-    pub groups: [u32; 3],
-}
-
-/// Dispatches with their bind groups built once: encode them as often as wanted.
-pub(crate) struct Prepared {
-    pipeline: wgpu::ComputePipeline,
-    groups: Vec<(wgpu::BindGroup, [u32; 3])>,
-    _uniforms: wgpu::Buffer,
-}
-
-impl Prepared {
-    pub fn new(
-        ctx: &GpuContext,
-        kernel: &'static str,
-        dispatches: &[Dispatch<'_>],
-    ) -> Result<Prepared> {
-        let pipeline = pipeline(ctx, kernel)?;
-        let stride = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(256);
-        ctx.scoped(&format!("preparing kernel {kernel}"), || {
-            let size = stride * dispatches.len().max(1) as u64;
-            let uniforms = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgnn params"),
-                size,
-                usage: wgpu::BufferUsages::UNIFORM,
-                mapped_at_creation: true,
-            });
-            {
-                let mut view = uniforms.get_mapped_range_mut(..).map_err(|e| Error::Gpu {
-                    op: format!("preparing kernel {kernel}"),
-                    adapter: ctx.describe(),
-                    message: e.to_string(),
-                })?;
-                for (i, d) in dispatches.iter().enumerate() {
-                    let o = i * stride as usize;
-                    view.slice(o..o + d.params.len()).copy_from_slice(&d.params);
-                }
-            }
-            uniforms.unmap();
-            let layout = pipeline.get_bind_group_layout(0);
-            let mut groups = Vec::with_capacity(dispatches.len());
-            for (i, d) in dispatches.iter().enumerate() {
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: i as u64 * stride,
-                        size: wgpu::BufferSize::new(d.params.len() as u64),
-                    }),
-                }];
-                for (j, r) in d.storage.iter().enumerate() {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: j as u32 + 1,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: r.buffer,
-                            offset: r.offset,
-                            size: wgpu::BufferSize::new(r.size),
-                        }),
-                    });
-                }
-                let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(kernel),
-                    layout: &layout,
-                    entries: &entries,
-                });
-                groups.push((bg, d.groups));
-            }
-            Ok(Prepared {
-                pipeline: pipeline.clone(),
-                groups,
-                _uniforms: uniforms,
-            })
-        })
-    }
-
-    /// Records every dispatch into one compute pass.
-    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("wgnn"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&self.pipeline);
-        for (bg, g) in &self.groups {
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(g[0], g[1], g[2]);
-        }
-    }
-
-    /// Records `repeats` copies of the work and submits them once, without waiting: the queue
-    /// orders later work (and read-backs, which wait) after it.
-    pub fn submit(
-        &self,
-        ctx: &GpuContext,
-        op: &str,
-        repeats: usize,
-    ) -> Result<wgpu::SubmissionIndex> {
-        let cmd = ctx.scoped(op, || {
-            let mut encoder = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-            for _ in 0..repeats {
-                self.encode(&mut encoder);
-            }
-            Ok(encoder.finish())
-        })?;
-        ctx.submit(op, [cmd])
-    }
-
-    /// [`Prepared::submit`], then a bounded wait for it to finish.
-    pub fn run(&self, ctx: &GpuContext, op: &str, repeats: usize) -> Result<()> {
-        let idx = self.submit(ctx, op, repeats)?;
-        ctx.wait(op, Some(idx))
-    }
-}
-
-/// Splits `n` invocations into a 2-D grid of 256-wide workgroups within the per-dimension limit:
-/// returns (groups x, groups y, invocations per row).
-pub(crate) fn grid(ctx: &GpuContext, n: u64) -> Result<(u32, u32, u32)> {
-    let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
-    let groups = n.div_ceil(WORKGROUP as u64).max(1);
-    let gx = groups.min(max);
-    let gy = groups.div_ceil(gx);
-    if gy > max {
-        return Err(Error::Limit {
-            what: format!("a dispatch of {n} invocations"),
-            requested: n,
-            limit_name: "max_compute_workgroups_per_dimension (squared, times 256)",
-            limit: max * max * WORKGROUP as u64,
-            adapter: ctx.describe(),
+            count: None,
         });
     }
-    Ok((gx as u32, gy as u32, (gx * WORKGROUP as u64) as u32))
+    let layout = ctx
+        .device
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries: &entries,
+        });
+    let pipeline_layout = ctx
+        .device
+        .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(id.source().into()),
+        });
+    let pipeline = ctx
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(name),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    Built { pipeline, layout }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(id: KernelId) -> naga::Module {
+        naga::front::wgsl::parse_str(id.source())
+            .unwrap_or_else(|e| panic!("{}: {}", id.name(), e.emit_to_string(id.source())))
+    }
+
     /// The host structs must have the size naga computes for the WGSL `Params` structs.
     #[test]
     fn params_match_wgsl_layout() {
-        let expect = [
-            ("positional_encoding", std::mem::size_of::<PeParams>()),
-            ("broadcast_add_prefix", std::mem::size_of::<PrefixParams>()),
-            (
-                "broadcast_add_prefix_vec4",
-                std::mem::size_of::<PrefixParams>(),
-            ),
-            ("broadcast_add", std::mem::size_of::<BroadcastParams>()),
-        ];
-        for (name, size) in expect {
-            let src = SHADERS.iter().find(|s| s.0 == name).unwrap().1;
-            let module = naga::front::wgsl::parse_str(src).unwrap();
+        for &id in KernelId::ALL {
+            let module = parse(id);
             let mut layouter = naga::proc::Layouter::default();
             layouter.update(module.to_ctx()).unwrap();
             let (handle, _) = module
                 .types
                 .iter()
                 .find(|(_, t)| t.name.as_deref() == Some("Params"))
-                .unwrap();
-            assert_eq!(layouter[handle].size as usize, size, "Params of {name}");
+                .unwrap_or_else(|| panic!("{} has no Params struct", id.name()));
+            assert_eq!(
+                layouter[handle].size as usize,
+                id.params_size(),
+                "Params of {}",
+                id.name()
+            );
         }
+    }
+
+    /// The declared bindings (uniform at 0, then storage with the declared access) are the
+    /// shader's, so the explicit bind-group layouts match.
+    #[test]
+    fn declared_bindings_match_the_shaders() {
+        for &id in KernelId::ALL {
+            let module = parse(id);
+            let mut found: Vec<(u32, naga::AddressSpace)> = module
+                .global_variables
+                .iter()
+                .filter_map(|(_, g)| g.binding.as_ref().map(|b| (b.binding, g.space)))
+                .collect();
+            found.sort_by_key(|f| f.0);
+            let mut want = vec![(0, naga::AddressSpace::Uniform)];
+            for (i, a) in id.storage().iter().enumerate() {
+                let access = match a {
+                    Access::Read => naga::StorageAccess::LOAD,
+                    Access::ReadWrite => naga::StorageAccess::LOAD | naga::StorageAccess::STORE,
+                };
+                want.push((i as u32 + 1, naga::AddressSpace::Storage { access }));
+            }
+            assert_eq!(found, want, "bindings of {}", id.name());
+        }
+    }
+
+    /// Every file in `shaders/` is a kernel of the table (a shader cannot be forgotten).
+    #[test]
+    fn every_shader_file_is_in_the_table() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                (p.extension()? == "wgsl").then(|| p.file_stem()?.to_str().map(String::from))?
+            })
+            .collect();
+        files.sort();
+        let mut table: Vec<String> = KernelId::ALL.iter().map(|k| k.name().into()).collect();
+        table.sort();
+        assert_eq!(files, table);
     }
 }

@@ -1,8 +1,12 @@
-//! GPU plumbing: the context, the kernel cache (the only place that includes `shaders/`) and
-//! transfers. Nothing here is public API; [`crate::Device`] and [`crate::Tensor`] are.
+//! GPU plumbing: the context, the kernel table (the only place that includes `shaders/`), the
+//! launch recorder, the buffer pool, work splitting and transfers. Nothing here is public API;
+//! [`crate::Device`] and [`crate::Tensor`] are.
 
 mod context;
 pub(crate) mod kernels;
+pub(crate) mod launch;
+pub(crate) mod pool;
+pub(crate) mod split;
 pub(crate) mod transfer;
 
 pub(crate) use context::GpuContext;

@@ -3,7 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuErrorKind, Result};
+use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 
 /// Bytes a device buffer for `len` bytes occupies: copies move whole 4-byte words, and wgpu
@@ -15,17 +16,6 @@ pub(crate) fn padded(len: u64) -> u64 {
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
-
-/// A storage buffer that can hold `len` bytes. Must be called inside an error scope.
-pub(crate) fn storage_buffer(ctx: &GpuContext, len: u64, label: &str) -> Result<wgpu::Buffer> {
-    ctx.check_buffer_size(&format!("{label} ({len} bytes)"), padded(len))?;
-    Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: padded(len),
-        usage: STORAGE_USAGE,
-        mapped_at_creation: false,
-    }))
-}
 
 /// Groups consecutive pieces so that each group's total (each piece padded) fits in one buffer.
 fn groups(sizes: &[u64], max: u64) -> Vec<std::ops::Range<usize>> {
@@ -47,9 +37,18 @@ fn groups(sizes: &[u64], max: u64) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+fn map_error(op: &str, ctx: &GpuContext, e: impl std::fmt::Display) -> Error {
+    Error::Gpu {
+        op: op.into(),
+        adapter: ctx.describe(),
+        kind: GpuErrorKind::Other,
+        message: e.to_string(),
+    }
+}
+
 /// Uploads every slice into a new storage buffer: one staging buffer (more only past
-/// `max_buffer_size`), one command encoder, one queue submission.
-pub(crate) fn upload_many(ctx: &GpuContext, datas: &[&[u8]]) -> Result<Vec<wgpu::Buffer>> {
+/// `max_buffer_size`), one command encoder, one queue submission (after any recorded ops).
+pub(crate) fn upload_many(ctx: &Arc<GpuContext>, datas: &[&[u8]]) -> Result<Vec<GpuBuffer>> {
     let op = "upload";
     let sizes: Vec<u64> = datas.iter().map(|d| d.len() as u64).collect();
     for &s in &sizes {
@@ -71,11 +70,9 @@ pub(crate) fn upload_many(ctx: &GpuContext, datas: &[&[u8]]) -> Result<Vec<wgpu:
                 mapped_at_creation: true,
             });
             {
-                let mut view = staging.get_mapped_range_mut(..).map_err(|e| Error::Gpu {
-                    op: op.into(),
-                    adapter: ctx.describe(),
-                    message: e.to_string(),
-                })?;
+                let mut view = staging
+                    .get_mapped_range_mut(..)
+                    .map_err(|e| map_error(op, ctx, e))?;
                 let mut off = 0usize;
                 for d in &datas[g.clone()] {
                     if !d.is_empty() {
@@ -87,27 +84,23 @@ pub(crate) fn upload_many(ctx: &GpuContext, datas: &[&[u8]]) -> Result<Vec<wgpu:
             staging.unmap();
             let mut off = 0u64;
             for &s in &sizes[g] {
-                let dst = storage_buffer(ctx, s, "wgnn tensor")?;
+                let dst = GpuBuffer::fresh(ctx, s, "wgnn tensor")?;
                 if s > 0 {
-                    encoder.copy_buffer_to_buffer(&staging, off, &dst, 0, padded(s));
+                    encoder.copy_buffer_to_buffer(&staging, off, dst.buffer(), 0, padded(s));
                 }
                 off += padded(s);
                 dsts.push(dst);
             }
         }
-        Ok((dsts, encoder.finish()))
+        ctx.submit_unscoped([encoder.finish()]);
+        Ok(dsts)
     })?;
-    let (dsts, cmd) = dsts;
-    ctx.submit(op, [cmd])?;
     Ok(dsts)
 }
 
 /// Reads device buffers back to host bytes: one read-back buffer per `max_buffer_size`, one
-/// submission, one bounded wait.
-pub(crate) fn download_many(
-    ctx: &GpuContext,
-    srcs: &[(&wgpu::Buffer, u64)],
-) -> Result<Vec<Vec<u8>>> {
+/// submission (recorded ops first), one bounded wait.
+pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&GpuBuffer, u64)]) -> Result<Vec<Vec<u8>>> {
     let op = "read back";
     let sizes: Vec<u64> = srcs.iter().map(|s| s.1).collect();
     let gs = groups(&sizes, ctx.limits.max_buffer_size);
@@ -129,15 +122,16 @@ pub(crate) fn download_many(
             let mut off = 0;
             for &(src, len) in &srcs[g.clone()] {
                 if len > 0 {
-                    encoder.copy_buffer_to_buffer(src, 0, &rb, off, padded(len));
+                    encoder.copy_buffer_to_buffer(src.buffer(), 0, &rb, off, padded(len));
                 }
                 off += padded(len);
             }
             readbacks.push(rb);
         }
-        Ok((readbacks, encoder.finish()))
+        let idx = ctx.submit_unscoped([encoder.finish()]);
+        Ok((readbacks, idx))
     })?;
-    let idx = ctx.submit(op, [cmd])?;
+    let idx = cmd;
     type MapSlot = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
     let results: Vec<MapSlot> = readbacks
         .iter()
@@ -161,11 +155,11 @@ pub(crate) fn download_many(
         match state {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                return Err(Error::Gpu {
-                    op: op.into(),
-                    adapter: ctx.describe(),
-                    message: format!("mapping the read-back buffer failed: {e}"),
-                })
+                return Err(map_error(
+                    op,
+                    ctx,
+                    format!("mapping the read-back buffer failed: {e}"),
+                ))
             }
             None => {
                 return Err(Error::Timeout {
@@ -176,11 +170,7 @@ pub(crate) fn download_many(
             }
         }
         {
-            let view = rb.get_mapped_range(..).map_err(|e| Error::Gpu {
-                op: op.into(),
-                adapter: ctx.describe(),
-                message: e.to_string(),
-            })?;
+            let view = rb.get_mapped_range(..).map_err(|e| map_error(op, ctx, e))?;
             let mut off = 0usize;
             for &s in &sizes[g.clone()] {
                 out.push(view[off..off + s as usize].to_vec());

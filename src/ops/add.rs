@@ -1,39 +1,18 @@
 //! `y = x + b` with PyTorch broadcasting, and the positional case `x + table[:, :seq]`.
 
-use crate::device::{Device, GpuDevice};
-use crate::dtype::DType;
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{grid, BroadcastParams, Dispatch, PrefixParams, Prepared, Range};
-use crate::gpu::{transfer, GpuContext};
+use crate::gpu::kernels::{BroadcastParams, Kernel, PrefixParams};
+use crate::gpu::launch::Launch;
+use crate::gpu::pool::GpuBuffer;
+use crate::gpu::split::{self, Bind};
+use crate::gpu::GpuContext;
+use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::par_chunks;
-use crate::tensor::{HostBytes, Storage, Tensor};
+use crate::tensor::{HostBytes, Tensor};
 
 const MAX_RANK: usize = 8;
-
-fn check_f32(op: &str, t: &Tensor, which: &str) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::Dtype {
-            op: format!("{op} ({which})"),
-            expected:
-                "float32 (the kernels compute in float32; convert with .to_dtype(DType::F32))"
-                    .into(),
-            got: t.dtype().name().into(),
-        });
-    }
-    Ok(())
-}
-
-fn same_device(op: &str, a: &Tensor, b: &Tensor) -> Result<Device> {
-    let (da, db) = (a.device(), b.device());
-    if da != db {
-        return Err(Error::DeviceMismatch {
-            op: op.into(),
-            a: da.to_string(),
-            b: db.to_string(),
-        });
-    }
-    Ok(da)
-}
 
 /// The broadcast shape of two shapes (PyTorch's rules), or an error naming the dimension.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
@@ -120,30 +99,35 @@ fn plan(x: &[usize], b: &[usize], out: &[usize]) -> Result<Plan> {
     })
 }
 
+/// The add op: a checked plan and its output shape.
+struct Add {
+    name: &'static str,
+    plan: Plan,
+    out: Vec<usize>,
+}
+
 /// `x + b` with PyTorch broadcasting (float32, both on the same device). The common case —
 /// `b` whose shape, leading 1s removed, ends `x`'s shape (bias, positional table) — takes the
 /// fast row path; anything else the general strided path (rank ≤ 8).
 pub fn broadcast_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let op = "broadcast_add";
-    check_f32(op, x, "x")?;
-    check_f32(op, b, "b")?;
-    let device = same_device(op, x, b)?;
+    let name = "broadcast_add";
+    check_f32(name, x, "x")?;
+    check_f32(name, b, "b")?;
     let out = broadcast_shape(x.shape(), b.shape())?;
-    let p = plan(x.shape(), b.shape(), &out)?;
-    run(&device, x, b, &out, p)
+    let plan = plan(x.shape(), b.shape(), &out)?;
+    run(&Add { name, plan, out }, &[x, b], None)
 }
 
 /// `x + table[:, :seq]` for `x: [batch, seq, d]` and `table: [1, max_len, d]` or `[max_len, d]`
 /// with `seq ≤ max_len`: the first `seq` rows of the table are a prefix of its buffer, so no slice
 /// is made.
 pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
-    let op = "positional encoding forward";
-    check_f32(op, x, "x")?;
-    check_f32(op, table, "table")?;
-    let device = same_device(op, x, table)?;
+    let name = "positional encoding forward";
+    check_f32(name, x, "x")?;
+    check_f32(name, table, "table")?;
     if x.shape().len() != 3 {
         return Err(Error::shape(
-            op,
+            name,
             format!(
                 "x must be [batch, seq_len, d_model], got shape {:?} (rank {})",
                 x.shape(),
@@ -155,7 +139,7 @@ pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
         [1, l, d] | [l, d] => (*l, *d),
         s => {
             return Err(Error::shape(
-                op,
+                name,
                 format!("the table must be [1, max_len, d_model], got {s:?}"),
             ))
         }
@@ -163,7 +147,7 @@ pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
     let (seq, dx) = (x.shape()[1], x.shape()[2]);
     if dx != d {
         return Err(Error::shape(
-            op,
+            name,
             format!(
                 "x has d_model {dx} (shape {:?}) but the table has d_model {d}",
                 x.shape()
@@ -172,82 +156,69 @@ pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
     }
     if seq > max_len {
         return Err(Error::shape(
-            op,
+            name,
             format!("seq_len {seq} is longer than max_len {max_len}; build the module with max_len >= {seq}"),
         ));
     }
+    let plan = Plan::Prefix {
+        rows: x.shape()[0],
+        row: seq * d,
+    };
     run(
-        &device,
-        x,
-        table,
-        x.shape(),
-        Plan::Prefix {
-            rows: x.shape()[0],
-            row: seq * d,
+        &Add {
+            name,
+            plan,
+            out: x.shape().to_vec(),
         },
+        &[x, table],
+        None,
     )
 }
 
-fn run(device: &Device, x: &Tensor, b: &Tensor, out: &[usize], p: Plan) -> Result<Tensor> {
-    match device {
-        Device::Cpu => cpu(x, b, out, &p),
-        Device::Gpu(g) => {
-            let n: usize = out.iter().product();
-            let y = g.0.scoped("broadcast_add", || {
-                transfer::storage_buffer(&g.0, n as u64 * 4, "wgnn add output")
-            })?;
-            let (xb, bb) = match (x.wgpu_buffer(), b.wgpu_buffer()) {
-                (Some(xb), Some(bb)) => (xb, bb),
-                _ => return Err(Error::invalid("broadcast_add: GPU tensor without a buffer")),
-            };
-            if n > 0 {
-                PreparedAdd::new(g, xb, bb, &y, &p)?.submit()?;
-            }
-            Ok(Tensor::from_parts(
-                out.to_vec(),
-                DType::F32,
-                Storage::Gpu {
-                    buffer: y,
-                    device: g.clone(),
-                },
-            ))
-        }
+impl Op for Add {
+    fn name(&self) -> &'static str {
+        self.name
     }
-}
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
 
-fn cpu(x: &Tensor, b: &Tensor, out: &[usize], p: &Plan) -> Result<Tensor> {
-    let (Some(xh), Some(bh)) = (x.host(), b.host()) else {
-        return Err(Error::invalid(
-            "broadcast_add: CPU tensor without host data",
-        ));
-    };
-    let n: usize = out.iter().product();
-    let mut y = HostBytes::zeroed(n * 4);
-    let (xs, bs) = (xh.as_f32(), bh.as_f32());
-    match *p {
-        Plan::Prefix { row, .. } => add_rows_into(xs, &bs[..row], y.as_f32_mut()),
-        Plan::General {
-            shape,
-            xs: xst,
-            bs: bst,
-        } => par_chunks(y.as_f32_mut(), |start, chunk| {
-            for (j, v) in chunk.iter_mut().enumerate() {
-                let mut o = start + j;
-                let (mut xi, mut bi) = (0, 0);
-                for d in (0..MAX_RANK).rev() {
-                    let c = o % shape[d];
-                    o /= shape[d];
-                    xi += c * xst[d];
-                    bi += c * bst[d];
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let (xs, bs) = (inputs[0].as_f32(), inputs[1].as_f32());
+        match self.plan {
+            Plan::Prefix { row, .. } => add_rows_into(xs, &bs[..row], out.as_f32_mut()),
+            Plan::General {
+                shape,
+                xs: xst,
+                bs: bst,
+            } => par_chunks(out.as_f32_mut(), |start, chunk| {
+                for (j, v) in chunk.iter_mut().enumerate() {
+                    let mut o = start + j;
+                    let (mut xi, mut bi) = (0, 0);
+                    for d in (0..MAX_RANK).rev() {
+                        let c = o % shape[d];
+                        o /= shape[d];
+                        xi += c * xst[d];
+                        bi += c * bst[d];
+                    }
+                    *v = xs[xi] + bs[bi];
                 }
-                *v = xs[xi] + bs[bi];
-            }
-        }),
+            }),
+        }
+        Ok(())
     }
-    Tensor::from_host(y, out, DType::F32)
+
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let (x, b) = (inputs[0], inputs[1]);
+        let launches = match self.plan {
+            Plan::Prefix { rows, row } => prefix_launches(ctx, x, b, out, rows, row)?,
+            Plan::General { shape, xs, bs } => general_launches(ctx, x, b, out, shape, xs, bs)?,
+        };
+        ctx.record(&launches)
+    }
 }
 
-/// `y[r*row + i] = x[r*row + i] + t[i]` with `row = t.len()`, on all cores. Public for the bench.
+/// `y[r*row + i] = x[r*row + i] + t[i]` with `row = t.len()`, on all cores.
 pub(crate) fn add_rows_into(x: &[f32], t: &[f32], y: &mut [f32]) {
     let row = t.len();
     if row == 0 {
@@ -267,143 +238,73 @@ pub(crate) fn add_rows_into(x: &[f32], t: &[f32], y: &mut [f32]) {
     });
 }
 
-/// An add with its bind groups built: the bench encodes it many times per submission.
-pub(crate) struct PreparedAdd {
-    ctx: GpuDevice,
-    prepared: Prepared,
-}
-
-impl PreparedAdd {
-    fn new(
-        g: &GpuDevice,
-        x: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        p: &Plan,
-    ) -> Result<Self> {
-        let ctx = &g.0;
-        let (kernel, dispatches) = match *p {
-            Plan::Prefix { rows, row } => prefix_dispatches(ctx, x, b, y, rows, row)?,
-            Plan::General { shape, xs, bs } => general_dispatches(ctx, x, b, y, shape, xs, bs)?,
-        };
-        Ok(PreparedAdd {
-            ctx: g.clone(),
-            prepared: Prepared::new(ctx, kernel, &dispatches)?,
-        })
-    }
-
-    /// Builds the row-broadcast add `y = x + t[..row]` for the bench.
-    pub(crate) fn rows(
-        g: &GpuDevice,
-        x: &Tensor,
-        t: &Tensor,
-        y: &Tensor,
-        rows: usize,
-        row: usize,
-    ) -> Result<Self> {
-        match (x.wgpu_buffer(), t.wgpu_buffer(), y.wgpu_buffer()) {
-            (Some(xb), Some(tb), Some(yb)) => {
-                PreparedAdd::new(g, xb, tb, yb, &Plan::Prefix { rows, row })
-            }
-            _ => Err(Error::invalid("PreparedAdd::rows needs GPU tensors")),
-        }
-    }
-
-    /// Submits the add once; does not wait.
-    fn submit(&self) -> Result<()> {
-        self.prepared
-            .submit(&self.ctx.0, "broadcast_add", 1)
-            .map(|_| ())
-    }
-
-    /// Runs the add `repeats` times in one submission and waits.
-    pub(crate) fn run(&self, repeats: usize) -> Result<()> {
-        self.prepared.run(&self.ctx.0, "broadcast_add", repeats)
-    }
-}
-
-fn prefix_dispatches<'a>(
+/// Row broadcasting: chunks of whole batch rows (or pieces of one row) that fit a binding, on a
+/// grid of (row elements × batch rows).
+fn prefix_launches<'a>(
     ctx: &GpuContext,
-    x: &'a wgpu::Buffer,
-    t: &'a wgpu::Buffer,
-    y: &'a wgpu::Buffer,
+    x: &'a GpuBuffer,
+    t: &'a GpuBuffer,
+    y: &'a GpuBuffer,
     rows: usize,
     row: usize,
-) -> Result<(&'static str, Vec<Dispatch<'a>>)> {
+) -> Result<Vec<Launch<'a>>> {
     let vec4 = row.is_multiple_of(4);
     let unit = if vec4 { 4u64 } else { 1 };
-    let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
     let row_units = row as u64 / unit;
-    let max_dim = ctx.limits.max_compute_workgroups_per_dimension as u64;
-    let max_bind_units = ((ctx.max_binding() - align) / 4 / unit).max(1);
-    let i_chunk = row_units.min(max_dim * 256).min(max_bind_units).max(1);
+    let max_dim = split::max_groups(ctx);
+    let per_binding = split::units_per_binding(ctx, 4 * unit, "a broadcast add")?;
+    let i_chunk = row_units
+        .min(max_dim * split::WORKGROUP as u64)
+        .min(per_binding)
+        .max(1);
     let b_chunk = if i_chunk == row_units {
         (rows as u64)
             .min(max_dim)
-            .min((max_bind_units / row_units.max(1)).max(1))
+            .min((per_binding / row_units.max(1)).max(1))
     } else {
         1
     };
     let mut out = Vec::new();
-    let mut b0 = 0u64;
-    while b0 < rows as u64 {
-        let nb = b_chunk.min(rows as u64 - b0);
-        let mut i0 = 0u64;
-        while i0 < row_units {
-            let ni = i_chunk.min(row_units - i0);
-            let start = (b0 * row_units + i0) * unit;
-            let len = ((nb - 1) * row_units + ni) * unit;
-            let (xr, base) = Range::elements(x, start, len, align);
-            let (yr, _) = Range::elements(y, start, len, align);
-            let (tr, tbase) = Range::elements(t, i0 * unit, ni * unit, align);
+    for (b0, nb) in split::chunks(rows as u64, b_chunk) {
+        for (i0, ni) in split::chunks(row_units, i_chunk) {
+            let start = b0 * row_units + i0;
+            let len = (nb - 1) * row_units + ni;
+            let (xr, base) = Bind::elements(ctx, x, start, len, 4 * unit);
+            let (yr, _) = Bind::elements(ctx, y, start, len, 4 * unit);
+            let (tr, tbase) = Bind::elements(ctx, t, i0, ni, 4 * unit);
             let params = PrefixParams {
                 count: ni as u32,
                 row_stride: row_units.min(u32::MAX as u64) as u32,
-                xy_base: base / unit as u32,
-                t_base: tbase / unit as u32,
+                xy_base: base,
+                t_base: tbase,
             };
-            out.push(Dispatch {
-                params: bytemuck::bytes_of(&params).to_vec(),
-                storage: vec![xr, tr, yr],
-                groups: [ni.div_ceil(256) as u32, nb as u32, 1],
+            out.push(Launch {
+                kernel: if vec4 {
+                    Kernel::BroadcastAddPrefixVec4(params)
+                } else {
+                    Kernel::BroadcastAddPrefix(params)
+                },
+                binds: vec![xr, tr, yr],
+                groups: [ni.div_ceil(split::WORKGROUP as u64) as u32, nb as u32, 1],
             });
-            i0 += ni;
         }
-        b0 += nb;
     }
-    Ok((
-        if vec4 {
-            "broadcast_add_prefix_vec4"
-        } else {
-            "broadcast_add_prefix"
-        },
-        out,
-    ))
+    Ok(out)
 }
 
-fn general_dispatches<'a>(
+/// General broadcasting: the inputs bound whole, the output in chunks that fit a binding and a
+/// grid.
+fn general_launches<'a>(
     ctx: &GpuContext,
-    x: &'a wgpu::Buffer,
-    b: &'a wgpu::Buffer,
-    y: &'a wgpu::Buffer,
+    x: &'a GpuBuffer,
+    b: &'a GpuBuffer,
+    y: &'a GpuBuffer,
     shape: [usize; MAX_RANK],
     xs: [usize; MAX_RANK],
     bs: [usize; MAX_RANK],
-) -> Result<(&'static str, Vec<Dispatch<'a>>)> {
-    for (buf, name) in [(x, "x"), (b, "b")] {
-        if buf.size() > ctx.max_binding() {
-            return Err(Error::Limit {
-                what: format!(
-                    "input {name} of a general broadcast_add ({} bytes)",
-                    buf.size()
-                ),
-                requested: buf.size(),
-                limit_name: "max_storage_buffer_binding_size",
-                limit: ctx.max_binding(),
-                adapter: ctx.describe(),
-            });
-        }
-    }
+) -> Result<Vec<Launch<'a>>> {
+    split::check_whole(ctx, x, "input x of a general broadcast_add")?;
+    split::check_whole(ctx, b, "input b of a general broadcast_add")?;
     let n: u64 = shape.iter().map(|&d| d as u64).product();
     if n > u32::MAX as u64 {
         return Err(Error::Limit {
@@ -414,30 +315,26 @@ fn general_dispatches<'a>(
             adapter: ctx.describe(),
         });
     }
-    let align = ctx.limits.min_storage_buffer_offset_alignment as u64;
-    let max_chunk = ((ctx.max_binding() - align) / 4).max(1);
+    let chunk =
+        split::units_per_binding(ctx, 4, "a broadcast add")?.min(split::max_invocations(ctx));
     let u = |a: [usize; MAX_RANK]| a.map(|v| v as u32);
     let mut out = Vec::new();
-    let mut start = 0u64;
-    while start < n {
-        let count = max_chunk.min(n - start);
-        let (gx, gy, row_width) = grid(ctx, count)?;
-        let (yr, base) = Range::elements(y, start, count, align);
-        let params = BroadcastParams {
-            count: count as u32,
-            start: start as u32,
-            y_base: base,
-            row_width,
-            shape: u(shape),
-            x_strides: u(xs),
-            b_strides: u(bs),
-        };
-        out.push(Dispatch {
-            params: bytemuck::bytes_of(&params).to_vec(),
-            storage: vec![Range::whole(x), Range::whole(b), yr],
+    for (start, count) in split::chunks(n, chunk) {
+        let (gx, gy, row_width) = split::grid(ctx, count)?;
+        let (yr, base) = Bind::elements(ctx, y, start, count, 4);
+        out.push(Launch {
+            kernel: Kernel::BroadcastAdd(BroadcastParams {
+                count: count as u32,
+                start: start as u32,
+                y_base: base,
+                row_width,
+                shape: u(shape),
+                x_strides: u(xs),
+                b_strides: u(bs),
+            }),
+            binds: vec![Bind::whole(x), Bind::whole(b), yr],
             groups: [gx, gy, 1],
         });
-        start += count;
     }
-    Ok(("broadcast_add", out))
+    Ok(out)
 }

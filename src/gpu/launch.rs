@@ -1,0 +1,217 @@
+//! Recording kernel launches without per-call setup. A device keeps one pending command
+//! encoder: ops record their dispatches into it and nothing is submitted until a read-back, an
+//! upload, [`crate::GpuDevice::flush`] / `synchronize`, or a full uniform ring asks for it, so a
+//! model's forward of dozens of ops is one submission. Params go into a uniform ring (one
+//! `write_buffer`, bound at a dynamic offset) and bind groups are cached by the identity of the
+//! buffers they bind, so a repeated op creates no wgpu objects at all.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, KernelId};
+use crate::gpu::split::Bind;
+use crate::gpu::GpuContext;
+
+/// Slots in the uniform ring; the pending work is submitted when they run out.
+const RING_SLOTS: u64 = 256;
+/// Cached bind groups per device; past it the cache starts over.
+const MAX_GROUPS: usize = 4096;
+
+/// One dispatch: a kernel with its params, its storage bindings (binding 1, 2, …) and its grid.
+pub(crate) struct Launch<'a> {
+    pub kernel: Kernel,
+    pub binds: Vec<Bind<'a>>,
+    pub groups: [u32; 3],
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    kernel: KernelId,
+    /// (buffer id, offset, size) of each storage binding.
+    binds: Vec<(u64, u64, u64)>,
+}
+
+struct Ring {
+    buffer: wgpu::Buffer,
+    stride: u64,
+    next: u64,
+}
+
+/// The device's recording state.
+#[derive(Default)]
+pub(crate) struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Dispatches recorded since the last submission.
+    recorded: u64,
+    ring: Option<Ring>,
+    groups: HashMap<GroupKey, wgpu::BindGroup>,
+    by_buffer: HashMap<u64, Vec<GroupKey>>,
+    /// Bind groups created so far (a test asserts the cache works with it).
+    pub groups_created: u64,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.encoder.is_none()
+    }
+
+    pub fn take_encoder(&mut self) -> Option<wgpu::CommandEncoder> {
+        self.recorded = 0;
+        if let Some(r) = self.ring.as_mut() {
+            r.next = 0;
+        }
+        self.encoder.take()
+    }
+
+    /// Drops the cached bind groups that bind buffer `id` (it is being freed).
+    pub fn forget_buffer(&mut self, id: u64) {
+        if let Some(keys) = self.by_buffer.remove(&id) {
+            for k in keys {
+                self.groups.remove(&k);
+            }
+        }
+    }
+
+    /// The encoder ops record into.
+    pub fn encoder(&mut self, ctx: &GpuContext) -> &mut wgpu::CommandEncoder {
+        self.encoder.get_or_insert_with(|| {
+            ctx.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wgnn ops"),
+                })
+        })
+    }
+}
+
+impl GpuContext {
+    /// Records `launches` into the pending encoder, in one compute pass, in order. Must be
+    /// called inside an error scope (the op's one scope).
+    pub(crate) fn record(&self, launches: &[Launch<'_>]) -> Result<()> {
+        // An op split into more dispatches than the ring has slots records them in batches
+        // (its dispatches write disjoint chunks, so a submission between them is harmless).
+        for batch in launches.chunks(RING_SLOTS as usize) {
+            self.record_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    fn record_batch(&self, launches: &[Launch<'_>]) -> Result<()> {
+        if launches.is_empty() {
+            return Ok(());
+        }
+        let mut built = Vec::with_capacity(launches.len());
+        for l in launches {
+            built.push(self.kernels.get(self, l.kernel.id())?);
+        }
+        let mut p = self.pending();
+        if p.recorded + launches.len() as u64 > RING_SLOTS {
+            // The ring's slots are all spoken for by recorded work: submit it first.
+            if let Some(e) = p.take_encoder() {
+                self.queue.submit([e.finish()]);
+                self.submissions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        if launches.len() as u64 > RING_SLOTS {
+            return Err(Error::internal(format!(
+                "one op recorded {} dispatches; the uniform ring has {RING_SLOTS}",
+                launches.len()
+            )));
+        }
+        if p.ring.is_none() {
+            let stride = (self.limits.min_uniform_buffer_offset_alignment as u64).max(256);
+            p.ring = Some(Ring {
+                buffer: self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgnn params ring"),
+                    size: stride * RING_SLOTS,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                stride,
+                next: 0,
+            });
+        }
+        let mut offsets = Vec::with_capacity(launches.len());
+        let mut groups = Vec::with_capacity(launches.len());
+        for (l, b) in launches.iter().zip(&built) {
+            let ring = p
+                .ring
+                .as_mut()
+                .ok_or_else(|| Error::internal("uniform ring missing"))?;
+            let offset = ring.next * ring.stride;
+            ring.next += 1;
+            self.queue
+                .write_buffer(&ring.buffer, offset, l.kernel.params());
+            offsets.push(offset as u32);
+            let id = l.kernel.id();
+            let key = GroupKey {
+                kernel: id,
+                binds: l
+                    .binds
+                    .iter()
+                    .map(|b| (b.buf.id, b.offset, b.size))
+                    .collect(),
+            };
+            if !p.groups.contains_key(&key) {
+                if p.groups.len() >= MAX_GROUPS {
+                    p.groups.clear();
+                    p.by_buffer.clear();
+                }
+                let ring = p
+                    .ring
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("uniform ring missing"))?;
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &ring.buffer,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(id.params_size() as u64),
+                    }),
+                }];
+                for (j, r) in l.binds.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: j as u32 + 1,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: r.buf.buffer(),
+                            offset: r.offset,
+                            size: wgpu::BufferSize::new(r.size),
+                        }),
+                    });
+                }
+                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(id.name()),
+                    layout: &b.layout,
+                    entries: &entries,
+                });
+                p.groups_created += 1;
+                for (bid, _, _) in &key.binds {
+                    p.by_buffer.entry(*bid).or_default().push(key.clone());
+                }
+                p.groups.insert(key.clone(), bg);
+            }
+            groups.push(key);
+        }
+        let bgs: Vec<wgpu::BindGroup> = groups
+            .iter()
+            .map(|k| {
+                p.groups
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| Error::internal("bind group vanished from the cache"))
+            })
+            .collect::<Result<_>>()?;
+        p.recorded += launches.len() as u64;
+        let encoder = p.encoder(self);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgnn"),
+            timestamp_writes: None,
+        });
+        for (((l, b), bg), off) in launches.iter().zip(&built).zip(&bgs).zip(&offsets) {
+            pass.set_pipeline(&b.pipeline);
+            pass.set_bind_group(0, bg, &[*off]);
+            pass.dispatch_workgroups(l.groups[0], l.groups[1], l.groups[2]);
+        }
+        Ok(())
+    }
+}

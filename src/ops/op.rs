@@ -1,0 +1,109 @@
+//! The op abstraction. An op is one file in `src/ops/`: a struct built by a constructor that
+//! does its checks (shapes, dtypes, with errors that name them), and an [`Op`] impl with its CPU
+//! path and its GPU path side by side. [`run`] does the rest once for every op: inputs on one
+//! device, the output allocated (from the device's pool on a GPU), one error scope per call, the
+//! GPU launches recorded into the device's pending encoder.
+//!
+//! Adding an op: write `src/ops/<name>.rs` and `shaders/<name>.wgsl`, add the kernel with its
+//! params struct to the table in `src/gpu/kernels.rs` (one line), and export the public function
+//! from `src/ops/mod.rs`.
+
+use std::sync::Arc;
+
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::pool::GpuBuffer;
+use crate::gpu::GpuContext;
+use crate::tensor::{HostBytes, Tensor};
+
+/// One op: its output, and how to compute it on each device. Inputs reach the paths already
+/// checked to be on one device; `out` has the output's byte size.
+pub(crate) trait Op {
+    /// The name errors use (`"broadcast_add"`).
+    fn name(&self) -> &'static str;
+    /// The output's shape.
+    fn out_shape(&self) -> &[usize];
+    /// The output's dtype.
+    fn out_dtype(&self) -> DType {
+        DType::F32
+    }
+    /// The CPU path: fill `out` from the inputs' host bytes.
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()>;
+    /// The GPU path: record the launches that fill `out` (inside the op's error scope).
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()>;
+}
+
+/// Runs `op` on the device of its inputs (or on `device` when it has none).
+pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> Result<Tensor> {
+    let device = match (inputs.first(), device) {
+        (Some(first), _) => {
+            let d = first.device();
+            for t in &inputs[1..] {
+                if !t.is_on(&d) {
+                    return Err(Error::DeviceMismatch {
+                        op: op.name().into(),
+                        a: d.to_string(),
+                        b: t.device().to_string(),
+                    });
+                }
+            }
+            d
+        }
+        (None, Some(d)) => d.clone(),
+        (None, None) => return Err(Error::internal(format!("{}: no device", op.name()))),
+    };
+    let shape = op.out_shape().to_vec();
+    let numel = crate::tensor::numel_of(&shape)?;
+    let bytes = numel.checked_mul(op.out_dtype().size()).ok_or_else(|| {
+        Error::invalid(format!(
+            "{}: output shape {shape:?} is larger than memory",
+            op.name()
+        ))
+    })?;
+    match &device {
+        Device::Cpu => {
+            let hosts = inputs
+                .iter()
+                .map(|t| {
+                    t.host()
+                        .ok_or_else(|| Error::internal("CPU tensor without host data"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut out = HostBytes::zeroed(bytes)?;
+            op.cpu(&hosts, &mut out)?;
+            Tensor::from_host(out, &shape, op.out_dtype())
+        }
+        Device::Gpu(g) => {
+            let bufs = inputs
+                .iter()
+                .map(|t| {
+                    t.gpu_buffer()
+                        .ok_or_else(|| Error::internal("GPU tensor without a buffer"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = g.0.scoped(op.name(), || {
+                let out = GpuBuffer::output(&g.0, bytes as u64)?;
+                if numel > 0 {
+                    op.gpu(&g.0, &bufs, &out)?;
+                }
+                Ok(out)
+            })?;
+            Ok(Tensor::from_gpu(out, shape, op.out_dtype(), g))
+        }
+    }
+}
+
+/// The kernels compute in float32: anything else is an error that says how to convert.
+pub(crate) fn check_f32(op: &str, t: &Tensor, which: &str) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return Err(Error::Dtype {
+            op: format!("{op} ({which})"),
+            expected:
+                "float32 (the kernels compute in float32; convert with .to_dtype(DType::F32))"
+                    .into(),
+            got: t.dtype().name().into(),
+        });
+    }
+    Ok(())
+}
