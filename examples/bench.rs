@@ -181,7 +181,7 @@ fn tree_vs_one_upload(
     let t_tree = time(runs, || {
         let mut m = DynModule::new("Tree");
         for (i, t) in tensors.iter().enumerate() {
-            m.register_buffer(format!("b{i}"), Buffer::new(t.clone()));
+            m.register_buffer(format!("b{i}"), Buffer::new(t.clone()))?;
         }
         m.to_device(gpu)?;
         g.synchronize()

@@ -99,7 +99,7 @@ fn run(a: Args) -> wgnn::Result<()> {
         a.max_len,
         ms(build)
     );
-    println!("{}\n", pe.summary()?);
+    println!("{}\n", pe.summary());
     println!(
         "state_dict keys: {:?}  <- the table is a non-persistent buffer: it moves with the module, it is never saved",
         pe.state_dict()?.keys()

@@ -50,7 +50,7 @@ fn main() -> wgnn::Result<()> {
     println!("{}\n", m.repr());
 
     let before: Vec<(String, String)> = m
-        .tensor_infos()?
+        .tensor_infos()
         .into_iter()
         .map(|i| (i.path, i.device.to_string()))
         .collect();
@@ -61,14 +61,14 @@ fn main() -> wgnn::Result<()> {
     );
     m.to_device(&gpu)?;
 
-    let params: Vec<String> = m.named_parameters()?.into_iter().map(|p| p.0).collect();
-    let buffers: Vec<String> = m.named_buffers()?.into_iter().map(|b| b.0).collect();
+    let params: Vec<String> = m.named_parameters().into_iter().map(|p| p.0).collect();
+    let buffers: Vec<String> = m.named_buffers().into_iter().map(|b| b.0).collect();
     let sd = m.state_dict()?;
     println!(
         "\n{:<24} {:<22} {:>12} {:>9} {:>12} {:>8} {:>6}",
         "tensor", "kind", "parameters()", "buffers()", "state_dict()", "before", "after"
     );
-    for (info, (_, dev_before)) in m.tensor_infos()?.iter().zip(&before) {
+    for (info, (_, dev_before)) in m.tensor_infos().iter().zip(&before) {
         println!(
             "{:<24} {:<22} {:>12} {:>9} {:>12} {:>8} {:>6}",
             info.path,
@@ -101,7 +101,7 @@ fn main() -> wgnn::Result<()> {
     let mut fresh = Demo::new(10.0)?;
     fresh.load_state_dict(&file, true)?;
     println!("loaded them into a fresh Demo (built with other values):");
-    for info in fresh.tensor_infos()? {
+    for info in fresh.tensor_infos() {
         let t = if info.kind.is_parameter() {
             fresh.get_parameter(&info.path)?.tensor()
         } else {

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::module::tree::{commit, tensors};
+use crate::module::walk::{check_tree, commit, tensors};
 use crate::module::{Module, TensorKind};
 use crate::tensor::{convert, to_device_many, Tensor};
 
@@ -310,7 +310,8 @@ fn parse(bytes: &[u8], path: Option<String>) -> Result<StateDict> {
 
 /// `state_dict()` of a module: CPU copies of parameters and persistent buffers.
 pub(crate) fn from_module(m: &dyn Module) -> Result<StateDict> {
-    let slots: Vec<(String, TensorKind, &Tensor)> = tensors(m)?
+    check_tree(m)?;
+    let slots: Vec<(String, TensorKind, &Tensor)> = tensors(m)
         .into_iter()
         .filter(|s| s.1.in_state_dict())
         .collect();
@@ -358,7 +359,8 @@ fn quoted(keys: &[String]) -> String {
 
 /// Validates everything, converts and moves every tensor to its slot's device, then commits.
 pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Result<LoadReport> {
-    let slots: Vec<(String, TensorKind, Tensor)> = tensors(m)?
+    check_tree(m)?;
+    let slots: Vec<(String, TensorKind, Tensor)> = tensors(m)
         .into_iter()
         .map(|(k, kind, t)| (k, kind, t.clone()))
         .collect();

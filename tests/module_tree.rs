@@ -6,8 +6,8 @@ mod common;
 use common::models::{learned, zeros, FrozenVsBuffer, TinyEncoder};
 use serde_json::{json, Value};
 use wgnn::{
-    Buffer, DType, Device, DynModule, Error, Module, ModuleExt, ModuleList, Parameter, Tensor,
-    TensorKind,
+    Buffer, DType, Device, DynModule, Error, Module, ModuleExt, ModuleList, Parameter, StateDict,
+    Tensor, TensorKind, Visitor, VisitorMut,
 };
 
 fn manifest(file: &str) -> Value {
@@ -23,7 +23,6 @@ fn assert_like_pytorch(m: &dyn Module, file: &str) {
     let want = manifest(file);
     let params: Vec<Value> = m
         .named_parameters()
-        .unwrap()
         .into_iter()
         .map(|(n, p)| json!([n, p.tensor().shape(), p.requires_grad()]))
         .collect();
@@ -35,7 +34,6 @@ fn assert_like_pytorch(m: &dyn Module, file: &str) {
 
     let buffers: Vec<Value> = m
         .named_buffers()
-        .unwrap()
         .into_iter()
         .map(|(n, b)| json!([n, b.tensor().shape(), b.tensor().dtype().name()]))
         .collect();
@@ -47,7 +45,6 @@ fn assert_like_pytorch(m: &dyn Module, file: &str) {
 
     let modules: Vec<Value> = m
         .named_modules()
-        .unwrap()
         .into_iter()
         .map(|(n, m)| json!([n, m.type_name()]))
         .collect();
@@ -101,7 +98,6 @@ fn the_summary_answers_the_seed_question() {
     let m = FrozenVsBuffer::new(&Device::Cpu).unwrap();
     let rows: Vec<(String, TensorKind, bool)> = m
         .tensor_infos()
-        .unwrap()
         .into_iter()
         .map(|i| (i.path, i.kind, i.kind.in_state_dict()))
         .collect();
@@ -118,7 +114,7 @@ fn the_summary_answers_the_seed_question() {
             ),
         ]
     );
-    let s = m.summary().unwrap();
+    let s = m.summary();
     let line = s.lines().find(|l| l.starts_with("scratch")).unwrap();
     assert!(
         line.contains("non-persistent buffer") && line.contains(" no ") && line.contains("[3]"),
@@ -136,9 +132,9 @@ fn the_summary_answers_the_seed_question() {
             .starts_with("2 module(s); 4 parameter(s)"),
         "{s}"
     );
-    assert_eq!(m.num_parameters().unwrap(), 12);
-    assert_eq!(m.parameter_bytes().unwrap(), 48);
-    assert_eq!(m.buffer_bytes().unwrap(), 4 * 12 + 8);
+    assert_eq!(m.num_parameters(), 12);
+    assert_eq!(m.parameter_bytes(), 48);
+    assert_eq!(m.buffer_bytes(), 4 * 12 + 8);
 }
 
 #[test]
@@ -157,7 +153,7 @@ fn lookups_by_path_and_their_errors() {
         "LayerNorm"
     );
     assert_eq!(m.get_submodule("").unwrap().type_name(), "TinyEncoder");
-    assert_eq!(m.named_children().unwrap().len(), 3);
+    assert_eq!(m.named_children().len(), 3);
     match m.get_parameter("output_net.7.bias").unwrap_err() {
         Error::NotFound {
             missing,
@@ -182,46 +178,78 @@ fn lookups_by_path_and_their_errors() {
 }
 
 #[test]
-fn bad_names_are_rejected_when_the_tree_is_walked() {
+fn bad_names_are_rejected_when_registered_and_when_saved() {
     let cases: [(&str, &str); 3] = [
         ("", "empty"),
         ("a.b", "cannot contain"),
         ("w", "used twice"),
     ];
     for (name, why) in cases {
+        // Checked when registered, as PyTorch raises in register_buffer / add_module.
         let mut m = DynModule::new("Bad");
-        m.register_parameter("w", Parameter::new(zeros(&[1], &Device::Cpu)));
-        if name == "w" {
-            m.register_buffer("w", Buffer::new(zeros(&[1], &Device::Cpu)));
+        m.register_parameter("w", Parameter::new(zeros(&[1], &Device::Cpu)))
+            .unwrap();
+        let e = if name == "w" {
+            m.register_buffer("w", Buffer::new(zeros(&[1], &Device::Cpu)))
+                .map(|_| ())
+                .unwrap_err()
         } else {
-            m.add_module(name, DynModule::new("Child"));
-        }
-        let mut root = DynModule::new("Root");
-        root.add_module("inner", m);
-        let e = root.named_parameters().unwrap_err();
+            m.add_module(name, DynModule::new("Child"))
+                .map(|_| ())
+                .unwrap_err()
+        };
         match &e {
             Error::InvalidName {
                 module,
                 name: n,
                 reason,
             } => {
-                assert_eq!(module, "inner");
+                assert_eq!(module, "Bad");
                 assert_eq!(n, name);
                 assert!(reason.contains(why), "{e}");
             }
             _ => panic!("{e:?}"),
         }
-        assert!(root.state_dict().is_err() && root.summary().is_err());
+        // Nothing was registered.
+        assert_eq!(m.named_parameters().len(), 1);
+        assert!(m.named_children().is_empty() && m.named_buffers().is_empty());
     }
+    // A hand-written `visit` can still list a bad name: saving, loading and moving refuse it.
+    struct HandWritten(Parameter, Parameter);
+    impl Module for HandWritten {
+        fn type_name(&self) -> String {
+            "HandWritten".into()
+        }
+        fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+            v.parameter("w", &self.0);
+            v.parameter("w", &self.1);
+        }
+        fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+            v.parameter("w", &mut self.0);
+            v.parameter("w", &mut self.1);
+        }
+    }
+    let mut h = HandWritten(
+        Parameter::new(zeros(&[1], &Device::Cpu)),
+        Parameter::new(zeros(&[1], &Device::Cpu)),
+    );
+    assert!(matches!(h.state_dict(), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        h.load_state_dict(&StateDict::new(), false),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        h.to_device(&Device::Cpu),
+        Err(Error::InvalidName { .. })
+    ));
 }
 
 #[test]
 fn requires_grad_over_a_subtree() {
     let mut m = TinyEncoder::new(5, 16, false, &Device::Cpu).unwrap();
-    m.output_net.set_requires_grad(false).unwrap();
+    m.output_net.set_requires_grad(false);
     let flags: Vec<(String, bool)> = m
         .named_parameters()
-        .unwrap()
         .into_iter()
         .map(|(n, p)| (n, p.requires_grad()))
         .collect();
@@ -252,20 +280,21 @@ fn moving_a_tree_of_1000_tensors_is_one_submission() {
             };
             expected.push((format!("blocks.{i}.{name}"), v));
             if j % 2 == 0 {
-                m.register_parameter(name, Parameter::new(t));
+                m.register_parameter(name, Parameter::new(t)).unwrap();
             } else {
-                m.register_buffer(name, Buffer::new(t));
+                m.register_buffer(name, Buffer::new(t)).unwrap();
             }
         }
         list = list.push(m);
     }
     let mut root = DynModule::new("Root");
-    root.add_module("blocks", list);
+    root.add_module("blocks", list).unwrap();
     let table: Vec<u16> = (0..4097).map(|i| i as u16).collect();
     root.register_buffer(
         "scratch",
         Buffer::non_persistent(Tensor::from_slice(&table, &[4097]).unwrap()),
-    );
+    )
+    .unwrap();
 
     let g = gpu.as_gpu().unwrap();
     let before = g.submission_count();
@@ -276,7 +305,7 @@ fn moving_a_tree_of_1000_tensors_is_one_submission() {
         "1001 tensors in one upload submission"
     );
 
-    let infos = root.tensor_infos().unwrap();
+    let infos = root.tensor_infos();
     assert_eq!(infos.len(), 1001);
     assert!(
         infos.iter().all(|i| i.device == gpu),
@@ -310,15 +339,14 @@ fn moving_a_tree_of_1000_tensors_is_one_submission() {
 fn a_failed_move_leaves_the_module_as_it_was() {
     let gpu = common::gpu_with_limits(|l| l.max_buffer_size = 1 << 16);
     let mut m = DynModule::new("M");
-    m.register_parameter("small", Parameter::new(zeros(&[4], &Device::Cpu)));
-    m.register_buffer("big", Buffer::new(zeros(&[1 << 15], &Device::Cpu))); // 128 KiB > 64 KiB
+    m.register_parameter("small", Parameter::new(zeros(&[4], &Device::Cpu)))
+        .unwrap();
+    m.register_buffer("big", Buffer::new(zeros(&[1 << 15], &Device::Cpu)))
+        .unwrap(); // 128 KiB > 64 KiB
     let e = m.to_device(&gpu).unwrap_err();
     assert!(matches!(e, Error::Limit { .. }), "{e}");
     assert!(
-        m.tensor_infos()
-            .unwrap()
-            .iter()
-            .all(|i| i.device == Device::Cpu),
+        m.tensor_infos().iter().all(|i| i.device == Device::Cpu),
         "nothing moved"
     );
 }
@@ -326,10 +354,10 @@ fn a_failed_move_leaves_the_module_as_it_was() {
 #[test]
 fn the_learned_table_is_a_parameter_and_the_sinusoidal_one_a_buffer() {
     let l = learned(&Device::Cpu).unwrap();
-    assert_eq!(l.parameters().unwrap().len(), 1);
-    assert!(l.buffers().unwrap().is_empty());
+    assert_eq!(l.parameters().len(), 1);
+    assert!(l.buffers().is_empty());
     let p = wgnn::PositionalEncoding::new(32, 128, &Device::Cpu).unwrap();
-    assert!(p.parameters().unwrap().is_empty());
-    assert_eq!(p.buffers().unwrap().len(), 1);
-    assert_eq!(p.buffers().unwrap()[0].tensor().dtype(), DType::F32);
+    assert!(p.parameters().is_empty());
+    assert_eq!(p.buffers().len(), 1);
+    assert_eq!(p.buffers()[0].tensor().dtype(), DType::F32);
 }

@@ -39,7 +39,7 @@ fn every_pytorch_checkpoint_loads_into_its_module() {
             assert!(report.missing.is_empty() && report.unexpected.is_empty());
             assert_values_equal(&m, &sd);
             // Loaded tensors stay on the module's device and keep its dtype.
-            for info in m.tensor_infos().unwrap() {
+            for info in m.tensor_infos() {
                 assert_eq!(info.device, dev, "{file}: {}", info.path);
                 assert_eq!(info.dtype, DType::F32, "{file}: {}", info.path);
             }
@@ -156,11 +156,11 @@ fn one_size_mismatch_among_many_keys_changes_nothing_on_cpu_or_gpu() {
     for i in 0..40 {
         let t = Tensor::from_slice(&common::randn(8, i), &[8]).unwrap();
         let dev = if i % 2 == 0 { Device::Cpu } else { gpu.clone() };
-        m.register_parameter(format!("w{i}"), Parameter::new(t.to(&dev).unwrap()));
+        m.register_parameter(format!("w{i}"), Parameter::new(t.to(&dev).unwrap()))
+            .unwrap();
     }
     let before: Vec<Vec<u8>> = m
         .parameters()
-        .unwrap()
         .iter()
         .map(|p| p.tensor().to_bytes().unwrap())
         .collect();
@@ -176,14 +176,12 @@ fn one_size_mismatch_among_many_keys_changes_nothing_on_cpu_or_gpu() {
     assert!(e.to_string().contains("size mismatch for w23"), "{e}");
     let after: Vec<Vec<u8>> = m
         .parameters()
-        .unwrap()
         .iter()
         .map(|p| p.tensor().to_bytes().unwrap())
         .collect();
     assert_eq!(before, after, "a failed load changes nothing");
     let devices: Vec<bool> = m
         .parameters()
-        .unwrap()
         .iter()
         .map(|p| p.tensor().device() == gpu)
         .collect();
@@ -196,7 +194,8 @@ fn a_one_element_tensor_loads_into_a_scalar_and_lossy_conversions_are_refused() 
     m.register_buffer(
         "count",
         Buffer::new(Tensor::zeros(&[], DType::I64, &Device::Cpu).unwrap()),
-    );
+    )
+    .unwrap();
     let mut sd = StateDict::new();
     sd.insert("count", Tensor::from_slice(&[5i64], &[1]).unwrap());
     m.load_state_dict(&sd, true).unwrap();

@@ -1,7 +1,9 @@
 //! Containers: `Sequential` / `ModuleList` (children named "0", "1", …) and `DynModule`, a module
 //! whose fields are decided at run time (PyTorch's `ModuleDict`, or any module built on the fly).
 
+use super::walk::check_names;
 use super::{Buffer, Module, Parameter, Visitor, VisitorMut};
+use crate::error::{Error, Result};
 
 /// Defines a container whose children are named by their index ("0", "1", …).
 macro_rules! indexed_container {
@@ -44,6 +46,9 @@ macro_rules! indexed_container {
             fn type_name(&self) -> String {
                 stringify!($name).into()
             }
+            fn custom_repr(&self) -> Option<String> {
+                self.folded_repr()
+            }
             fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
                 for (i, m) in self.items.iter().enumerate() {
                     v.module(&i.to_string(), m.as_ref());
@@ -63,13 +68,54 @@ indexed_container!(
     Sequential
 );
 indexed_container!(
-    /// `nn.ModuleList`: children named by index, printed as `ModuleList`.
+    /// `nn.ModuleList`: children named by index, printed as PyTorch ≥ 2.0 prints it (runs of
+    /// identical children folded into `(0-2): 3 x Block(...)`).
     ModuleList
 );
 
+impl Sequential {
+    fn folded_repr(&self) -> Option<String> {
+        None
+    }
+}
+
+impl ModuleList {
+    /// PyTorch's `ModuleList.__repr__`: consecutive children with equal reprs are one line.
+    fn folded_repr(&self) -> Option<String> {
+        if self.items.is_empty() {
+            return Some("ModuleList()".into());
+        }
+        let reprs: Vec<String> = self
+            .items
+            .iter()
+            .map(|m| super::print::repr(m.as_ref()))
+            .collect();
+        let mut runs: Vec<(usize, usize, &str)> = Vec::new();
+        for (i, r) in reprs.iter().enumerate() {
+            match runs.last_mut() {
+                Some(last) if last.2 == r => last.1 = i,
+                _ => runs.push((i, i, r)),
+            }
+        }
+        let lines: Vec<String> = runs
+            .into_iter()
+            .map(|(a, b, r)| {
+                let line = if a == b {
+                    format!("({a}): {r}")
+                } else {
+                    format!("({a}-{b}): {} x {r}", b - a + 1)
+                };
+                super::print::add_indent(&line, 2)
+            })
+            .collect();
+        Some(format!("ModuleList(\n  {}\n)", lines.join("\n  ")))
+    }
+}
+
 /// A module whose parameters, buffers and children are registered at run time, under any name —
 /// PyTorch's `register_parameter` / `register_buffer` / `add_module` on a plain `nn.Module`.
-/// Names are checked (non-empty, no ".", unique) when the tree is walked.
+/// Names are checked when they are registered (non-empty, no ".", not already used by a
+/// parameter, buffer or child), as PyTorch raises in `register_buffer`.
 pub struct DynModule {
     type_name: String,
     extra: String,
@@ -94,20 +140,50 @@ impl DynModule {
         self.extra = extra.into();
         self
     }
-    /// `register_parameter(name, p)`.
-    pub fn register_parameter(&mut self, name: impl Into<String>, p: Parameter) -> &mut Self {
-        self.params.push((name.into(), p));
-        self
+    fn check_new(&self, name: &str) -> Result<()> {
+        let existing = self
+            .params
+            .iter()
+            .map(|p| p.0.clone())
+            .chain(self.buffers.iter().map(|b| b.0.clone()))
+            .chain(self.children.iter().map(|c| c.0.clone()));
+        check_names(&self.type_name, existing.chain([name.to_string()])).map_err(|e| match e {
+            Error::InvalidName { name, reason, .. } => Error::InvalidName {
+                module: self.type_name.clone(),
+                name,
+                reason: format!("cannot register it: {reason}"),
+            },
+            other => other,
+        })
     }
-    /// `register_buffer(name, t, persistent)`.
-    pub fn register_buffer(&mut self, name: impl Into<String>, b: Buffer) -> &mut Self {
-        self.buffers.push((name.into(), b));
-        self
+    /// `register_parameter(name, p)`; an invalid or taken name is an error.
+    pub fn register_parameter(
+        &mut self,
+        name: impl Into<String>,
+        p: Parameter,
+    ) -> Result<&mut Self> {
+        let name = name.into();
+        self.check_new(&name)?;
+        self.params.push((name, p));
+        Ok(self)
     }
-    /// `add_module(name, m)`.
-    pub fn add_module(&mut self, name: impl Into<String>, m: impl Module + 'static) -> &mut Self {
-        self.children.push((name.into(), Box::new(m)));
-        self
+    /// `register_buffer(name, t, persistent)`; an invalid or taken name is an error.
+    pub fn register_buffer(&mut self, name: impl Into<String>, b: Buffer) -> Result<&mut Self> {
+        let name = name.into();
+        self.check_new(&name)?;
+        self.buffers.push((name, b));
+        Ok(self)
+    }
+    /// `add_module(name, m)`; an invalid or taken name is an error.
+    pub fn add_module(
+        &mut self,
+        name: impl Into<String>,
+        m: impl Module + 'static,
+    ) -> Result<&mut Self> {
+        let name = name.into();
+        self.check_new(&name)?;
+        self.children.push((name, Box::new(m)));
+        Ok(self)
     }
 }
 
@@ -141,3 +217,13 @@ impl Module for DynModule {
         }
     }
 }
+
+// Modules, containers included, can be shared with and sent to other threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync + ?Sized>() {}
+    send_sync::<Sequential>();
+    send_sync::<ModuleList>();
+    send_sync::<DynModule>();
+    send_sync::<dyn Module>();
+    send_sync::<crate::Tensor>();
+};

@@ -3,11 +3,14 @@
 //! order, look-ups, moving, state dicts and printing are all built once on top of that.
 
 mod containers;
+mod ext;
+mod kinds;
 mod print;
-pub(crate) mod tree;
+pub(crate) mod walk;
 
 pub use containers::{DynModule, ModuleList, Sequential};
-pub use tree::{ModuleExt, TensorInfo, TensorKind};
+pub use ext::ModuleExt;
+pub use kinds::{TensorInfo, TensorKind};
 
 use crate::tensor::Tensor;
 
@@ -109,12 +112,18 @@ pub trait VisitorMut {
 
 /// A module: lists its parameters, buffers and children (in declaration order) to a visitor.
 /// Everything else comes from [`ModuleExt`]. Write it by hand or with [`impl_module!`](crate::impl_module).
-pub trait Module {
+/// Modules are `Send + Sync`, so a model can be shared with worker threads.
+pub trait Module: Send + Sync {
     /// The class name PyTorch would print (`"Linear"`).
     fn type_name(&self) -> String;
     /// What goes between the parentheses of the repr (`in_features=5, out_features=16, bias=True`).
     fn extra_repr(&self) -> String {
         String::new()
+    }
+    /// The whole repr, for modules whose repr is not PyTorch's default (`ModuleList` folds
+    /// repeated children); `None` uses the default built from `extra_repr` and the children.
+    fn custom_repr(&self) -> Option<String> {
+        None
     }
     /// Lists own parameters, buffers and children.
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>);
@@ -122,22 +131,35 @@ pub trait Module {
     fn visit_mut(&mut self, v: &mut dyn VisitorMut);
 }
 
-/// Implements [`Module`] for a struct whose fields are named as in PyTorch.
+/// Implements [`Module`] for a struct whose fields are named as in PyTorch. Every field must be
+/// listed — tensors under `parameters` / `buffers`, child modules under `modules`, everything
+/// else (sizes, `eps`, flags) under `other` — because the generated code destructures the
+/// struct without `..`: a field left out is a compile error, never a tensor silently not saved
+/// or not moved.
 ///
 /// ```
 /// use wgnn::{impl_module, Buffer, Device, DType, Module, ModuleExt, Parameter, Tensor};
-/// struct Scale { weight: Parameter, running: Buffer }
-/// impl_module!(Scale { parameters: [weight], buffers: [running], modules: [] });
+/// struct Scale { weight: Parameter, running: Buffer, eps: f64 }
+/// impl_module!(Scale { parameters: [weight], buffers: [running], modules: [], other: [eps] });
 /// let m = Scale {
 ///     weight: Parameter::new(Tensor::zeros(&[3], DType::F32, &Device::Cpu)?),
 ///     running: Buffer::new(Tensor::zeros(&[3], DType::F32, &Device::Cpu)?),
+///     eps: 1e-5,
 /// };
 /// assert_eq!(m.state_dict()?.keys(), ["weight", "running"]);
 /// # Ok::<(), wgnn::Error>(())
 /// ```
+///
+/// Forgetting a field does not compile:
+///
+/// ```compile_fail
+/// use wgnn::{impl_module, Buffer, Parameter};
+/// struct Scale { weight: Parameter, running: Buffer }
+/// impl_module!(Scale { parameters: [weight], buffers: [], modules: [] });
+/// ```
 #[macro_export]
 macro_rules! impl_module {
-    ($ty:ident { parameters: [$($p:ident),* $(,)?], buffers: [$($b:ident),* $(,)?], modules: [$($m:ident),* $(,)?] $(,)? }
+    ($ty:ident { parameters: [$($p:ident),* $(,)?], buffers: [$($b:ident),* $(,)?], modules: [$($m:ident),* $(,)?] $(, other: [$($o:ident),* $(,)?])? $(,)? }
      $(, extra_repr = |$s:ident| $e:expr)?) => {
         impl $crate::Module for $ty {
             fn type_name(&self) -> String {
@@ -149,15 +171,17 @@ macro_rules! impl_module {
             })?
             #[allow(unused_variables)]
             fn visit<'a>(&'a self, v: &mut dyn $crate::Visitor<'a>) {
-                $(v.parameter(stringify!($p), &self.$p);)*
-                $(v.buffer(stringify!($b), &self.$b);)*
-                $(v.module(stringify!($m), &self.$m);)*
+                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? } = self;
+                $(v.parameter(stringify!($p), $p);)*
+                $(v.buffer(stringify!($b), $b);)*
+                $(v.module(stringify!($m), $m);)*
             }
             #[allow(unused_variables)]
             fn visit_mut(&mut self, v: &mut dyn $crate::VisitorMut) {
-                $(v.parameter(stringify!($p), &mut self.$p);)*
-                $(v.buffer(stringify!($b), &mut self.$b);)*
-                $(v.module(stringify!($m), &mut self.$m);)*
+                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? } = self;
+                $(v.parameter(stringify!($p), $p);)*
+                $(v.buffer(stringify!($b), $b);)*
+                $(v.module(stringify!($m), $m);)*
             }
         }
     };

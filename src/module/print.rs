@@ -1,11 +1,10 @@
 //! Printing: PyTorch's repr, and a table of every tensor that answers the seed question.
 
-use super::tree::{tensors, walk};
+use super::walk::{tensors, walk};
 use super::Module;
-use crate::error::Result;
 
 /// PyTorch's `_addindent`: every line after the first gets `n` more spaces.
-fn add_indent(s: &str, n: usize) -> String {
+pub(crate) fn add_indent(s: &str, n: usize) -> String {
     let pad = " ".repeat(n);
     let mut lines = s.split('\n');
     let mut out = lines.next().unwrap_or_default().to_string();
@@ -18,6 +17,9 @@ fn add_indent(s: &str, n: usize) -> String {
 }
 
 pub(crate) fn repr(m: &dyn Module) -> String {
+    if let Some(r) = m.custom_repr() {
+        return r;
+    }
     struct Children<'a>(Vec<(String, &'a dyn Module)>);
     impl<'a> super::Visitor<'a> for Children<'a> {
         fn parameter(&mut self, _: &str, _: &'a super::Parameter) {}
@@ -66,8 +68,8 @@ fn human(bytes: usize) -> String {
     }
 }
 
-pub(crate) fn summary(m: &dyn Module) -> Result<String> {
-    let rows: Vec<[String; 7]> = tensors(m)?
+pub(crate) fn summary(m: &dyn Module) -> String {
+    let rows: Vec<[String; 7]> = tensors(m)
         .into_iter()
         .map(|(path, kind, t)| {
             [
@@ -120,7 +122,7 @@ pub(crate) fn summary(m: &dyn Module) -> Result<String> {
         out.push_str(&line(r));
         out.push('\n');
     }
-    let nodes = walk(m)?;
+    let nodes = walk(m);
     let (mut np, mut nb, mut bp, mut bb, mut sd) = (0, 0, 0, 0, 0);
     for n in &nodes {
         for (_, p) in &n.params {
@@ -143,5 +145,5 @@ pub(crate) fn summary(m: &dyn Module) -> Result<String> {
         human(bb),
         human(sd)
     ));
-    Ok(out)
+    out
 }

@@ -23,9 +23,20 @@ fn py_float(v: f64) -> String {
     }
 }
 
+/// Size `i` of a parameter's shape as the repr shows it, or `?` when a caller assigned a tensor
+/// of another rank (a repr never panics).
+fn dim(p: &Parameter, i: usize) -> String {
+    p.tensor()
+        .shape()
+        .get(i)
+        .map_or_else(|| "?".to_string(), |d| d.to_string())
+}
+
 fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
-    Tensor::from_slice(&vec![v; n], shape)?.to(device)
+    let n = crate::tensor::numel_of(shape)?;
+    let mut data: Vec<f32> = crate::tensor::try_zeroed_vec(n, "a layer's parameter")?;
+    data.fill(v);
+    Tensor::from_slice(&data, shape)?.to(device)
 }
 
 /// `nn.Linear(in_features, out_features)` (with bias).
@@ -44,8 +55,8 @@ impl_module!(
     },
     extra_repr = |s| format!(
         "in_features={}, out_features={}, bias=True",
-        s.weight.tensor().shape()[1],
-        s.weight.tensor().shape()[0]
+        dim(&s.weight, 1),
+        dim(&s.weight, 0)
     )
 );
 
@@ -77,11 +88,12 @@ impl_module!(
     LayerNorm {
         parameters: [weight, bias],
         buffers: [],
-        modules: []
+        modules: [],
+        other: [eps]
     },
     extra_repr = |s| format!(
         "({},), eps={}, elementwise_affine=True, bias=True",
-        s.weight.tensor().shape()[0],
+        dim(&s.weight, 0),
         py_float(s.eps)
     )
 );
@@ -120,7 +132,7 @@ impl_module!(
     },
     extra_repr = |s| format!(
         "{}, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True",
-        s.weight.tensor().shape()[0]
+        dim(&s.weight, 0)
     )
 );
 
@@ -147,7 +159,8 @@ impl_module!(
     Dropout {
         parameters: [],
         buffers: [],
-        modules: []
+        modules: [],
+        other: [p]
     },
     extra_repr = |s| format!("p={}, inplace=False", py_float(s.p))
 );
@@ -162,7 +175,8 @@ impl_module!(
     ReLU {
         parameters: [],
         buffers: [],
-        modules: []
+        modules: [],
+        other: [inplace]
     },
     extra_repr = |s| if s.inplace {
         "inplace=True".to_string()

@@ -1,0 +1,189 @@
+//! `ModuleExt`: PyTorch's `nn.Module` methods, built once on [`Module::visit`]. The façade on
+//! top: imports the walk, the kinds, printing and state dicts; nothing imports it back.
+
+use std::collections::HashMap;
+
+use super::kinds::TensorInfo;
+use super::walk::{check_tree, commit, for_each_mut, join, lookup, tensors, walk, Slot};
+use super::{Buffer, Module, Parameter};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::state_dict::{LoadReport, StateDict};
+use crate::tensor::{to_device_many, Tensor};
+
+/// What every module gets: PyTorch's `nn.Module` methods, built on [`Module::visit`].
+pub trait ModuleExt: Module {
+    /// `named_parameters()`: (dotted name, parameter), frozen ones included.
+    fn named_parameters(&self) -> Vec<(String, &Parameter)> {
+        walk(self.as_dyn())
+            .into_iter()
+            .flat_map(|n| {
+                let path = n.path;
+                n.params.into_iter().map(move |(k, p)| (join(&path, &k), p))
+            })
+            .collect()
+    }
+    /// `parameters()`.
+    fn parameters(&self) -> Vec<&Parameter> {
+        self.named_parameters().into_iter().map(|p| p.1).collect()
+    }
+    /// `named_buffers()`: persistent and non-persistent.
+    fn named_buffers(&self) -> Vec<(String, &Buffer)> {
+        walk(self.as_dyn())
+            .into_iter()
+            .flat_map(|n| {
+                let path = n.path;
+                n.buffers
+                    .into_iter()
+                    .map(move |(k, b)| (join(&path, &k), b))
+            })
+            .collect()
+    }
+    /// `buffers()`.
+    fn buffers(&self) -> Vec<&Buffer> {
+        self.named_buffers().into_iter().map(|b| b.1).collect()
+    }
+    /// `named_modules()`: the module itself as `""`, then every descendant in pre-order.
+    fn named_modules(&self) -> Vec<(String, &dyn Module)> {
+        walk(self.as_dyn())
+            .into_iter()
+            .map(|n| (n.path, n.module))
+            .collect()
+    }
+    /// `named_children()`: direct children only.
+    fn named_children(&self) -> Vec<(String, &dyn Module)> {
+        let mut nodes = walk(self.as_dyn());
+        if nodes.is_empty() {
+            vec![]
+        } else {
+            nodes.swap_remove(0).children
+        }
+    }
+    /// `get_parameter("a.b.weight")`.
+    fn get_parameter(&self, path: &str) -> Result<&Parameter> {
+        let (node, name) = lookup(self.as_dyn(), "parameter", path)?;
+        node.params
+            .iter()
+            .find(|p| p.0 == name)
+            .map(|p| p.1)
+            .ok_or_else(|| Error::NotFound {
+                kind: "parameter",
+                path: path.into(),
+                missing: name,
+                parent: node.path.clone(),
+                available: node.params.iter().map(|p| p.0.clone()).collect(),
+            })
+    }
+    /// `get_buffer("bn.running_mean")`.
+    fn get_buffer(&self, path: &str) -> Result<&Buffer> {
+        let (node, name) = lookup(self.as_dyn(), "buffer", path)?;
+        node.buffers
+            .iter()
+            .find(|b| b.0 == name)
+            .map(|b| b.1)
+            .ok_or_else(|| Error::NotFound {
+                kind: "buffer",
+                path: path.into(),
+                missing: name,
+                parent: node.path.clone(),
+                available: node.buffers.iter().map(|b| b.0.clone()).collect(),
+            })
+    }
+    /// `get_submodule("encoder.layers.0")`; `""` is the module itself.
+    fn get_submodule(&self, path: &str) -> Result<&dyn Module> {
+        Ok(lookup(self.as_dyn(), "submodule", path)?.0.module)
+    }
+    /// `requires_grad_(on)` over the whole subtree: freezes or unfreezes every parameter.
+    fn set_requires_grad(&mut self, on: bool) {
+        for_each_mut(self.as_dyn_mut(), &mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                p.set_requires_grad(on)
+            }
+        });
+    }
+    /// Every tensor with its kind, shape, dtype, device and size (the summary's rows).
+    fn tensor_infos(&self) -> Vec<TensorInfo> {
+        tensors(self.as_dyn())
+            .into_iter()
+            .map(|(path, kind, t)| TensorInfo {
+                path,
+                kind,
+                shape: t.shape().to_vec(),
+                dtype: t.dtype(),
+                device: t.device(),
+                bytes: t.nbytes(),
+            })
+            .collect()
+    }
+    /// Number of parameter elements (frozen ones included).
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(|p| p.tensor().numel()).sum()
+    }
+    /// Bytes held by parameters.
+    fn parameter_bytes(&self) -> usize {
+        self.parameters().iter().map(|p| p.tensor().nbytes()).sum()
+    }
+    /// Bytes held by buffers (persistent or not).
+    fn buffer_bytes(&self) -> usize {
+        self.buffers().iter().map(|b| b.tensor().nbytes()).sum()
+    }
+    /// `model.to(device)`: every parameter and buffer (non-persistent too) of the tree moves, in
+    /// one batched upload (one staging copy, one submission) when going to a GPU. Tensors already
+    /// there are not copied. On failure nothing has changed.
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        check_tree(self.as_dyn())?;
+        let all = tensors(self.as_dyn());
+        let todo: Vec<(String, &Tensor)> = all
+            .into_iter()
+            .filter(|(_, _, t)| !t.is_on(device))
+            .map(|(p, _, t)| (p, t))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&Tensor> = todo.iter().map(|t| t.1).collect();
+        let moved = to_device_many(&refs, device)?;
+        let new: HashMap<String, Tensor> = todo.into_iter().map(|t| t.0).zip(moved).collect();
+        commit(self.as_dyn_mut(), new);
+        Ok(())
+    }
+    /// `state_dict()`: parameters and persistent buffers, PyTorch's keys and order, as CPU copies.
+    fn state_dict(&self) -> Result<StateDict> {
+        crate::state_dict::from_module(self.as_dyn())
+    }
+    /// `load_state_dict(sd, strict)`: checks everything first (missing, unexpected, shapes,
+    /// dtypes) and reports every problem in one error; changes nothing unless all is well.
+    fn load_state_dict(&mut self, sd: &StateDict, strict: bool) -> Result<LoadReport> {
+        crate::state_dict::load_into(self.as_dyn_mut(), sd, strict)
+    }
+    /// PyTorch's repr: `Name(\n  (child): Child(extra)\n)`.
+    fn repr(&self) -> String {
+        super::print::repr(self.as_dyn())
+    }
+    /// A table of every tensor: path, kind, in state_dict, shape, dtype, device, bytes.
+    fn summary(&self) -> String {
+        super::print::summary(self.as_dyn())
+    }
+    #[doc(hidden)]
+    fn as_dyn(&self) -> &dyn Module;
+    #[doc(hidden)]
+    fn as_dyn_mut(&mut self) -> &mut dyn Module;
+}
+
+impl<M: Module> ModuleExt for M {
+    fn as_dyn(&self) -> &dyn Module {
+        self
+    }
+    fn as_dyn_mut(&mut self) -> &mut dyn Module {
+        self
+    }
+}
+
+impl ModuleExt for dyn Module + '_ {
+    fn as_dyn(&self) -> &dyn Module {
+        self
+    }
+    fn as_dyn_mut(&mut self) -> &mut dyn Module {
+        self
+    }
+}
