@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::module::walk::{check_tree, commit, tensors};
+use crate::module::walk::{check_tree, commit, tensors, walk};
 use crate::module::{Module, TensorKind};
 use crate::tensor::{convert, to_device_many, Tensor};
 
@@ -84,8 +84,16 @@ impl StateDict {
         self.metadata.insert(key.into(), value.into());
     }
 
-    /// Serialises to safetensors bytes (tensors read back from GPUs as needed).
+    /// Serialises to safetensors bytes (tensors read back from GPUs as needed). A key named
+    /// `__metadata__` is refused: the format reserves it, and the file could not be read back.
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        if self.index.contains_key("__metadata__") {
+            return Err(Error::InvalidName {
+                module: String::new(),
+                name: "__metadata__".into(),
+                reason: "safetensors reserves this key for the file's metadata; rename the tensor before saving".into(),
+            });
+        }
         let host: Vec<(String, DType, Vec<usize>, Vec<u8>)> = self
             .entries
             .iter()
@@ -105,6 +113,13 @@ impl StateDict {
             })
             .collect();
         let mut meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        if self.entries.is_empty() && meta.is_empty() {
+            // The safetensors crate writes an empty metadata map in a form its own reader
+            // refuses; Python's `save_file({})` writes just `{}`, which both read.
+            let mut out = 8u64.to_le_bytes().to_vec();
+            out.extend_from_slice(b"{}      ");
+            return Ok(out);
+        }
         if !self.kinds.is_empty() {
             // An ordered list: safetensors sorts tensors by dtype and name, so this is also
             // how PyTorch's key order survives the file.
@@ -286,17 +301,20 @@ fn parse(bytes: &[u8], path: Option<String>) -> Result<StateDict> {
         for (k, v) in m {
             if k == KINDS_METADATA_KEY {
                 // Optional and advisory: a malformed entry is ignored, never fatal.
+                // Used only when it names every key of the file exactly once with a known
+                // kind; anything else is ignored as a whole (never drops or reorders a tensor).
                 if let Ok(kinds) = serde_json::from_str::<Vec<[String; 2]>>(v) {
-                    let mut order = Vec::new();
-                    for [key, kind] in kinds {
-                        if let (Some(kind), true) =
-                            (TensorKind::parse(&kind), sd.index.contains_key(&key))
-                        {
-                            sd.kinds.insert(key.clone(), kind);
-                            order.push(key);
-                        }
-                    }
-                    if order.len() == sd.len() {
+                    let mut seen = std::collections::HashSet::new();
+                    let parsed: Option<Vec<(String, TensorKind)>> = kinds
+                        .into_iter()
+                        .map(|[key, kind]| {
+                            let ok = sd.index.contains_key(&key) && seen.insert(key.clone());
+                            TensorKind::parse(&kind).filter(|_| ok).map(|k| (key, k))
+                        })
+                        .collect();
+                    if let Some(parsed) = parsed.filter(|p| p.len() == sd.len()) {
+                        let order: Vec<String> = parsed.iter().map(|p| p.0.clone()).collect();
+                        sd.kinds = parsed.into_iter().collect();
                         sd.reorder(&order);
                     }
                 }
@@ -357,6 +375,36 @@ fn quoted(keys: &[String]) -> String {
         .join(", ")
 }
 
+/// Keys of `sd` that the module does not take, in the order PyTorch reports them: module by
+/// module (pre-order), each module claiming the keys under its prefix whose next part is
+/// neither one of its own parameters or persistent buffers nor one of its children.
+fn unexpected_in_pytorch_order(m: &dyn Module, sd: &StateDict) -> Vec<String> {
+    let mut out = Vec::new();
+    for node in walk(m) {
+        let prefix = if node.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}.", node.path)
+        };
+        for key in sd.keys() {
+            let Some(rest) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            let unexpected = match rest.split_once('.') {
+                Some((child, _)) => !node.children.iter().any(|c| c.0 == child),
+                None => {
+                    !node.params.iter().any(|p| p.0 == rest)
+                        && !node.buffers.iter().any(|b| b.0 == rest && b.1.persistent())
+                }
+            };
+            if unexpected {
+                out.push(key.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Validates everything, converts and moves every tensor to its slot's device, then commits.
 pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Result<LoadReport> {
     check_tree(m)?;
@@ -364,31 +412,23 @@ pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Res
         .into_iter()
         .map(|(k, kind, t)| (k, kind, t.clone()))
         .collect();
-    let expected: HashMap<&str, usize> = slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.1.in_state_dict())
-        .map(|(i, s)| (s.0.as_str(), i))
-        .collect();
     let missing: Vec<String> = slots
         .iter()
         .filter(|s| s.1.in_state_dict() && sd.get(&s.0).is_none())
         .map(|s| s.0.clone())
         .collect();
-    let unexpected: Vec<String> = sd
-        .keys()
-        .into_iter()
-        .filter(|k| !expected.contains_key(k))
-        .map(String::from)
-        .collect();
+    let unexpected = unexpected_in_pytorch_order(m, sd);
     let mut problems = Vec::new();
-    // Converted values, grouped later by destination device.
+    // Converted values, grouped later by destination device. Checked slot by slot, in module
+    // order, as PyTorch's `_load_from_state_dict` meets them.
     let mut ready: Vec<(String, Tensor, Device)> = Vec::new();
-    for (key, t) in sd.iter() {
-        let Some(&i) = expected.get(key) else {
+    for (key, kind, cur) in &slots {
+        if !kind.in_state_dict() {
+            continue;
+        }
+        let Some(t) = sd.get(key) else {
             continue;
         };
-        let (_, _, cur) = &slots[i];
         let shape_ok = t.shape() == cur.shape() || (cur.shape().is_empty() && t.shape() == [1]);
         if !shape_ok {
             problems.push(format!(
@@ -408,7 +448,7 @@ pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Res
         let bytes = match host.host() {
             Some(h) if host.dtype() != cur.dtype() => convert(h.bytes(), host.dtype(), cur.dtype()),
             Some(h) => Ok(h.bytes().to_vec()),
-            None => Err(Error::invalid("host tensor without host data")),
+            None => Err(Error::internal("host tensor without host data")),
         };
         match bytes.and_then(|b| Tensor::from_bytes(&b, cur.shape(), cur.dtype())) {
             Ok(v) => ready.push((key.to_string(), v, cur.device())),
