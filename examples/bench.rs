@@ -237,7 +237,28 @@ fn op_overhead(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Vec<Fig
         }
         Ok(())
     })? / (reps / 10) as f64;
+    // Host time to record one op (what per-call setup costs), the GPU's work excluded.
+    let mut rec = Vec::new();
+    for _ in 0..runs.max(3) {
+        let mut y = x.clone();
+        let t = std::time::Instant::now();
+        for _ in 0..chain {
+            y = pe.forward(&y)?;
+        }
+        rec.push(t.elapsed().as_secs_f64() / chain as f64);
+        g.synchronize()?;
+    }
+    let t_rec = median(rec);
     Ok(vec![
+        Figure {
+            name: "op_record",
+            what: "host time to record one [1,1,4] forward (no submit, no wait)".into(),
+            value: t_rec * 1e6,
+            unit: "us",
+            baseline_name: "empty submit + wait",
+            baseline: t_empty * 1e6,
+            ratio: t_empty / t_rec,
+        },
         Figure {
             name: "op_1",
             what: "PositionalEncoding forward of x[1,1,4], then synchronize".into(),
