@@ -141,19 +141,28 @@ impl DynModule {
         self
     }
     fn check_new(&self, name: &str) -> Result<()> {
-        let existing = self
-            .params
-            .iter()
-            .map(|p| p.0.clone())
-            .chain(self.buffers.iter().map(|b| b.0.clone()))
-            .chain(self.children.iter().map(|c| c.0.clone()));
-        check_names(&self.type_name, existing.chain([name.to_string()])).map_err(|e| match e {
-            Error::InvalidName { name, reason, .. } => Error::InvalidName {
-                module: self.type_name.clone(),
-                name,
-                reason: format!("cannot register it: {reason}"),
-            },
-            other => other,
+        let taken = self.params.iter().any(|p| p.0 == name)
+            || self.buffers.iter().any(|b| b.0 == name)
+            || self.children.iter().any(|c| c.0 == name);
+        let reason = if taken {
+            "the name is used twice in this module (parameters, buffers and children share one namespace)"
+        } else {
+            match check_names(&self.type_name, std::iter::once(name.to_string())) {
+                Ok(()) => return Ok(()),
+                Err(Error::InvalidName { reason, .. }) => {
+                    return Err(Error::InvalidName {
+                        module: self.type_name.clone(),
+                        name: name.to_string(),
+                        reason: format!("cannot register it: {reason}"),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Err(Error::InvalidName {
+            module: self.type_name.clone(),
+            name: name.to_string(),
+            reason: format!("cannot register it: {reason}"),
         })
     }
     /// `register_parameter(name, p)`; an invalid or taken name is an error.
