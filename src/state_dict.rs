@@ -114,8 +114,9 @@ impl StateDict {
             .collect();
         let mut meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         if self.entries.is_empty() && meta.is_empty() {
-            // The safetensors crate writes an empty metadata map in a form its own reader
-            // refuses; Python's `save_file({})` writes just `{}`, which both read.
+            // With no tensors and no metadata the safetensors crate (0.6) writes the malformed
+            // header `{},"__metadata__":{}}`, which its own reader refuses; Python's
+            // `save_file({})` writes `{}`, which both read.
             let mut out = 8u64.to_le_bytes().to_vec();
             out.extend_from_slice(b"{}      ");
             return Ok(out);
@@ -205,8 +206,8 @@ impl StateDict {
 static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Writes `bytes` to `path` via a temporary file in the same folder and a rename. The
-/// temporary name is short (so any valid target name works) and unique per process, thread
-/// and call, and created exclusively, so concurrent saves to one path never share it: the
+/// temporary name is short (so any valid target name works), unique per process and call, and
+/// created exclusively, so concurrent saves to one path never share it: the
 /// target is always a whole file, the last rename's.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if path.file_name().is_none() {

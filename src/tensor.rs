@@ -49,21 +49,13 @@ impl HostBytes {
     }
 }
 
-/// A zero-filled `Vec` of `n` elements, allocated fallibly: an impossible size is an error
-/// naming `what`, not an abort.
-pub(crate) fn try_zeroed_vec<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>> {
-    let bytes = (n as u128) * std::mem::size_of::<T>() as u128;
-    let oom = || Error::OutOfMemory {
+/// A zero-filled `Vec` of `n` elements, allocated fallibly and zeroed by the allocator (calloc:
+/// no pass over the memory): an impossible size is an error naming `what`, not an abort.
+pub(crate) fn try_zeroed_vec<T: bytemuck::Zeroable>(n: usize, what: &str) -> Result<Vec<T>> {
+    bytemuck::allocation::try_zeroed_vec(n).map_err(|()| Error::OutOfMemory {
         what: what.to_string(),
-        bytes,
-    };
-    if bytes > isize::MAX as u128 {
-        return Err(oom());
-    }
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| oom())?;
-    v.resize(n, T::default());
-    Ok(v)
+        bytes: (n as u128) * std::mem::size_of::<T>() as u128,
+    })
 }
 
 #[derive(Clone)]

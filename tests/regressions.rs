@@ -53,19 +53,21 @@ fn an_empty_state_dict_round_trips() {
     StateDict::new().save(&path).unwrap();
     assert!(StateDict::load(&path).unwrap().is_empty());
     // Python's safetensors reads it too (when present; CI requires it).
-    if let Ok(out) = std::process::Command::new("python3")
+    let out = std::process::Command::new("python3")
         .args([
             "-c",
             "import sys; from safetensors.numpy import load_file; print(len(load_file(sys.argv[1])))",
         ])
         .arg(&path)
-        .output()
-    {
-        if out.status.success() {
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
-        } else if std::env::var("WGNN_REQUIRE_PYTHON").is_ok() {
-            panic!("python could not read it: {}", String::from_utf8_lossy(&out.stderr));
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0")
         }
+        other if std::env::var("WGNN_REQUIRE_PYTHON").is_ok() => {
+            panic!("python could not read the empty file: {other:?}")
+        }
+        _ => eprintln!("WARNING: python3 with safetensors not found; Python interop unchecked"),
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -153,11 +153,11 @@ impl GpuContext {
         let out = match out {
             Ok(out) => out,
             Err(_) => {
-                // wgpu panics on a few fatal paths (a lost device among them).
-                self.mark_lost("wgpu panicked during the operation");
+                // wgpu panics on a few fatal paths (a lost device among them): a poll lets a
+                // loss show through its callback; any other panic is a bug, not a lost device.
                 return self
                     .check_alive(op)
-                    .and(Err(Error::internal(format!("wgpu panicked during {op}"))));
+                    .and(Err(Error::internal(format!("a panic during {op}"))));
             }
         };
         if let Some(e) = v.or(i).or(o) {
@@ -181,9 +181,18 @@ impl GpuContext {
         &self,
         cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
     ) -> wgpu::SubmissionIndex {
-        let pending = self.pending().take_encoder();
-        let pending = pending.map(|e| e.finish());
-        let idx = self.queue.submit(pending.into_iter().chain(cmds));
+        let recorded = self.pending().take_encoder();
+        self.submit_encoder(recorded, cmds)
+    }
+
+    /// One counted submission: `recorded` (taken from the pending state) first, then `cmds`.
+    pub(crate) fn submit_encoder(
+        &self,
+        recorded: Option<wgpu::CommandEncoder>,
+        cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
+    ) -> wgpu::SubmissionIndex {
+        let first = recorded.map(|e| e.finish());
+        let idx = self.queue.submit(first.into_iter().chain(cmds));
         self.submissions.fetch_add(1, Ordering::Relaxed);
         idx
     }

@@ -147,13 +147,10 @@ impl KernelCache {
 
     /// The built kernel, building it on first use. Must be called inside an error scope.
     pub fn get(&self, ctx: &GpuContext, id: KernelId) -> Result<Arc<Built>> {
-        let index = KernelId::ALL
-            .iter()
-            .position(|k| *k == id)
-            .ok_or_else(|| Error::internal(format!("kernel {id:?} missing from the table")))?;
+        // `ALL` lists the variants in declaration order, so the discriminant is the index.
         let slot = self
             .slots
-            .get(index)
+            .get(id as usize)
             .ok_or_else(|| Error::internal(format!("no cache slot for kernel {id:?}")))?;
         let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = guard.as_ref() {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::kernels::{Kernel, KernelId};
 use crate::gpu::split::Bind;
 use crate::gpu::GpuContext;
@@ -35,6 +35,22 @@ struct Ring {
     buffer: wgpu::Buffer,
     stride: u64,
     next: u64,
+}
+
+impl Ring {
+    fn new(ctx: &GpuContext) -> Ring {
+        let stride = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(256);
+        Ring {
+            buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgnn params ring"),
+                size: stride * RING_SLOTS,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            stride,
+            next: 0,
+        }
+    }
 }
 
 /// The device's recording state.
@@ -71,16 +87,6 @@ impl Pending {
             }
         }
     }
-
-    /// The encoder ops record into.
-    pub fn encoder(&mut self, ctx: &GpuContext) -> &mut wgpu::CommandEncoder {
-        self.encoder.get_or_insert_with(|| {
-            ctx.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("wgnn ops"),
-                })
-        })
-    }
 }
 
 impl GpuContext {
@@ -96,53 +102,31 @@ impl GpuContext {
     }
 
     fn record_batch(&self, launches: &[Launch<'_>]) -> Result<()> {
-        if launches.is_empty() {
-            return Ok(());
-        }
-        let mut built = Vec::with_capacity(launches.len());
-        for l in launches {
-            built.push(self.kernels.get(self, l.kernel.id())?);
-        }
-        let mut p = self.pending();
-        if p.recorded + launches.len() as u64 > RING_SLOTS {
+        let built = launches
+            .iter()
+            .map(|l| self.kernels.get(self, l.kernel.id()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut guard = self.pending();
+        if guard.recorded + launches.len() as u64 > RING_SLOTS {
             // The ring's slots are all spoken for by recorded work: submit it first.
-            if let Some(e) = p.take_encoder() {
-                self.queue.submit([e.finish()]);
-                self.submissions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            let recorded = guard.take_encoder();
+            self.submit_encoder(recorded, []);
         }
-        if launches.len() as u64 > RING_SLOTS {
-            return Err(Error::internal(format!(
-                "one op recorded {} dispatches; the uniform ring has {RING_SLOTS}",
-                launches.len()
-            )));
-        }
-        if p.ring.is_none() {
-            let stride = (self.limits.min_uniform_buffer_offset_alignment as u64).max(256);
-            p.ring = Some(Ring {
-                buffer: self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgnn params ring"),
-                    size: stride * RING_SLOTS,
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                }),
-                stride,
-                next: 0,
-            });
-        }
-        let mut offsets = Vec::with_capacity(launches.len());
-        let mut groups = Vec::with_capacity(launches.len());
+        let Pending {
+            encoder,
+            recorded,
+            ring,
+            groups,
+            by_buffer,
+            groups_created,
+        } = &mut *guard;
+        let ring = ring.get_or_insert_with(|| Ring::new(self));
+        let mut bound = Vec::with_capacity(launches.len());
         for (l, b) in launches.iter().zip(&built) {
-            let ring = p
-                .ring
-                .as_mut()
-                .ok_or_else(|| Error::internal("uniform ring missing"))?;
             let offset = ring.next * ring.stride;
             ring.next += 1;
             self.queue
                 .write_buffer(&ring.buffer, offset, l.kernel.params());
-            offsets.push(offset as u32);
             let id = l.kernel.id();
             let key = GroupKey {
                 kernel: id,
@@ -152,66 +136,73 @@ impl GpuContext {
                     .map(|b| (b.buf.id, b.offset, b.size))
                     .collect(),
             };
-            if !p.groups.contains_key(&key) {
-                if p.groups.len() >= MAX_GROUPS {
-                    p.groups.clear();
-                    p.by_buffer.clear();
+            let bg = match groups.get(&key) {
+                Some(bg) => bg.clone(),
+                None => {
+                    if groups.len() >= MAX_GROUPS {
+                        groups.clear();
+                        by_buffer.clear();
+                    }
+                    let bg = self.create_group(id, &b.layout, &ring.buffer, &l.binds);
+                    *groups_created += 1;
+                    for (bid, _, _) in &key.binds {
+                        by_buffer.entry(*bid).or_default().push(key.clone());
+                    }
+                    groups.insert(key, bg.clone());
+                    bg
                 }
-                let ring = p
-                    .ring
-                    .as_ref()
-                    .ok_or_else(|| Error::internal("uniform ring missing"))?;
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &ring.buffer,
-                        offset: 0,
-                        size: wgpu::BufferSize::new(id.params_size() as u64),
-                    }),
-                }];
-                for (j, r) in l.binds.iter().enumerate() {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: j as u32 + 1,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: r.buf.buffer(),
-                            offset: r.offset,
-                            size: wgpu::BufferSize::new(r.size),
-                        }),
-                    });
-                }
-                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(id.name()),
-                    layout: &b.layout,
-                    entries: &entries,
-                });
-                p.groups_created += 1;
-                for (bid, _, _) in &key.binds {
-                    p.by_buffer.entry(*bid).or_default().push(key.clone());
-                }
-                p.groups.insert(key.clone(), bg);
-            }
-            groups.push(key);
+            };
+            bound.push((bg, offset as u32));
         }
-        let bgs: Vec<wgpu::BindGroup> = groups
-            .iter()
-            .map(|k| {
-                p.groups
-                    .get(k)
-                    .cloned()
-                    .ok_or_else(|| Error::internal("bind group vanished from the cache"))
-            })
-            .collect::<Result<_>>()?;
-        p.recorded += launches.len() as u64;
-        let encoder = p.encoder(self);
+        *recorded += launches.len() as u64;
+        let encoder = encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wgnn ops"),
+                })
+        });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgnn"),
             timestamp_writes: None,
         });
-        for (((l, b), bg), off) in launches.iter().zip(&built).zip(&bgs).zip(&offsets) {
+        for ((l, b), (bg, offset)) in launches.iter().zip(&built).zip(&bound) {
             pass.set_pipeline(&b.pipeline);
-            pass.set_bind_group(0, bg, &[*off]);
+            pass.set_bind_group(0, bg, &[*offset]);
             pass.dispatch_workgroups(l.groups[0], l.groups[1], l.groups[2]);
         }
         Ok(())
+    }
+
+    /// A bind group: the params uniform (bound at a dynamic offset into `ring`) and `binds`.
+    fn create_group(
+        &self,
+        id: KernelId,
+        layout: &wgpu::BindGroupLayout,
+        ring: &wgpu::Buffer,
+        binds: &[Bind<'_>],
+    ) -> wgpu::BindGroup {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: ring,
+                offset: 0,
+                size: wgpu::BufferSize::new(id.params_size() as u64),
+            }),
+        }];
+        for (j, r) in binds.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: j as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: r.buf.buffer(),
+                    offset: r.offset,
+                    size: wgpu::BufferSize::new(r.size),
+                }),
+            });
+        }
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(id.name()),
+            layout,
+            entries: &entries,
+        })
     }
 }

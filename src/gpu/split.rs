@@ -83,6 +83,20 @@ pub(crate) fn check_whole(ctx: &GpuContext, buf: &GpuBuffer, what: &str) -> Resu
     Ok(())
 }
 
+/// Kernels index elements with u32: an error naming the limit for larger work.
+pub(crate) fn check_u32_index(ctx: &GpuContext, n: u64, what: &str) -> Result<()> {
+    if n > u32::MAX as u64 {
+        return Err(Error::Limit {
+            what: what.to_string(),
+            requested: n,
+            limit_name: "u32 element index",
+            limit: u32::MAX as u64,
+            adapter: ctx.describe(),
+        });
+    }
+    Ok(())
+}
+
 /// Largest number of workgroups per grid dimension.
 pub(crate) fn max_groups(ctx: &GpuContext) -> u64 {
     ctx.limits.max_compute_workgroups_per_dimension.max(1) as u64

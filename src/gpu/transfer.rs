@@ -104,7 +104,7 @@ pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&GpuBuffer, u64)]) -> Res
     let op = "read back";
     let sizes: Vec<u64> = srcs.iter().map(|s| s.1).collect();
     let gs = groups(&sizes, ctx.limits.max_buffer_size);
-    let (readbacks, cmd) = ctx.scoped(op, || {
+    let (readbacks, idx) = ctx.scoped(op, || {
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -131,7 +131,6 @@ pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&GpuBuffer, u64)]) -> Res
         let idx = ctx.submit_unscoped([encoder.finish()]);
         Ok((readbacks, idx))
     })?;
-    let idx = cmd;
     type MapSlot = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
     let results: Vec<MapSlot> = readbacks
         .iter()

@@ -1,7 +1,7 @@
 //! Containers: `Sequential` / `ModuleList` (children named "0", "1", …) and `DynModule`, a module
 //! whose fields are decided at run time (PyTorch's `ModuleDict`, or any module built on the fly).
 
-use super::walk::check_names;
+use super::walk::{name_problem, NAME_TAKEN};
 use super::{Buffer, Module, Parameter, Visitor, VisitorMut};
 use crate::error::{Error, Result};
 
@@ -144,26 +144,14 @@ impl DynModule {
         let taken = self.params.iter().any(|p| p.0 == name)
             || self.buffers.iter().any(|b| b.0 == name)
             || self.children.iter().any(|c| c.0 == name);
-        let reason = if taken {
-            "the name is used twice in this module (parameters, buffers and children share one namespace)"
-        } else {
-            match check_names(&self.type_name, std::iter::once(name.to_string())) {
-                Ok(()) => return Ok(()),
-                Err(Error::InvalidName { reason, .. }) => {
-                    return Err(Error::InvalidName {
-                        module: self.type_name.clone(),
-                        name: name.to_string(),
-                        reason: format!("cannot register it: {reason}"),
-                    })
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        Err(Error::InvalidName {
-            module: self.type_name.clone(),
-            name: name.to_string(),
-            reason: format!("cannot register it: {reason}"),
-        })
+        match name_problem(name).or(taken.then_some(NAME_TAKEN)) {
+            None => Ok(()),
+            Some(reason) => Err(Error::InvalidName {
+                module: self.type_name.clone(),
+                name: name.to_string(),
+                reason: format!("cannot register it: {reason}"),
+            }),
+        }
     }
     /// `register_parameter(name, p)`; an invalid or taken name is an error.
     pub fn register_parameter(

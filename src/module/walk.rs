@@ -44,20 +44,27 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
     }
 }
 
+/// Why PyTorch would refuse `name` on its own (empty, or with a "."), if it would.
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("a name cannot be empty")
+    } else if name.contains('.') {
+        Some("a name cannot contain \".\" (it separates the parts of a path)")
+    } else {
+        None
+    }
+}
+
+/// Why a name is refused when the module already uses it.
+pub(crate) const NAME_TAKEN: &str =
+    "the name is used twice in this module (parameters, buffers and children share one namespace)";
+
 /// Checks one module's names: non-empty, no ".", unique across parameters, buffers and
 /// children (PyTorch raises the same in `register_*`).
-pub(crate) fn check_names(path: &str, names: impl Iterator<Item = String>) -> Result<()> {
+fn check_names(path: &str, names: impl Iterator<Item = String>) -> Result<()> {
     let mut seen = HashSet::new();
     for name in names {
-        let reason = if name.is_empty() {
-            Some("a name cannot be empty")
-        } else if name.contains('.') {
-            Some("a name cannot contain \".\" (it separates the parts of a path)")
-        } else if !seen.insert(name.clone()) {
-            Some("the name is used twice in this module (parameters, buffers and children share one namespace)")
-        } else {
-            None
-        };
+        let reason = name_problem(&name).or((!seen.insert(name.clone())).then_some(NAME_TAKEN));
         if let Some(reason) = reason {
             return Err(Error::InvalidName {
                 module: path.to_string(),

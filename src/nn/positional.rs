@@ -89,16 +89,6 @@ impl LearnedPositionalEmbedding {
                 "LearnedPositionalEmbedding: d_model and max_len must be at least 1, got {d_model} and {max_len}"
             )));
         }
-        if max_len
-            .checked_mul(d_model)
-            .and_then(|n| n.checked_mul(4))
-            .is_none()
-        {
-            return Err(crate::Error::OutOfMemory {
-                what: format!("a learned positional table of {max_len} × {d_model}"),
-                bytes: max_len as u128 * d_model as u128 * 4,
-            });
-        }
         Ok(LearnedPositionalEmbedding {
             pe: Parameter::new(Tensor::zeros(&[1, max_len, d_model], DType::F32, device)?),
         })

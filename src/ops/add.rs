@@ -219,7 +219,7 @@ impl Op for Add {
 }
 
 /// `y[r*row + i] = x[r*row + i] + t[i]` with `row = t.len()`, on all cores.
-pub(crate) fn add_rows_into(x: &[f32], t: &[f32], y: &mut [f32]) {
+fn add_rows_into(x: &[f32], t: &[f32], y: &mut [f32]) {
     let row = t.len();
     if row == 0 {
         return;
@@ -306,15 +306,7 @@ fn general_launches<'a>(
     split::check_whole(ctx, x, "input x of a general broadcast_add")?;
     split::check_whole(ctx, b, "input b of a general broadcast_add")?;
     let n: u64 = shape.iter().map(|&d| d as u64).product();
-    if n > u32::MAX as u64 {
-        return Err(Error::Limit {
-            what: format!("a general broadcast_add of {n} elements"),
-            requested: n,
-            limit_name: "u32 element index",
-            limit: u32::MAX as u64,
-            adapter: ctx.describe(),
-        });
-    }
+    split::check_u32_index(ctx, n, &format!("a general broadcast_add of {n} elements"))?;
     let chunk =
         split::units_per_binding(ctx, 4, "a broadcast add")?.min(split::max_invocations(ctx));
     let u = |a: [usize; MAX_RANK]| a.map(|v| v as u32);

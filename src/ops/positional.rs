@@ -1,6 +1,6 @@
 //! The sinusoidal positional-encoding table (PyTorch's float32 formula, correctly rounded).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -75,8 +75,8 @@ struct Table {
     d_model: usize,
     div: Vec<f32>,
     shape: [usize; 2],
-    /// The GPU path's list of hard pairs, for [`Table::fix_hard_entries`].
-    hard: Mutex<Option<GpuBuffer>>,
+    /// On a GPU, the kernel's list of hard pairs: `[count, index…]`, zeroed.
+    hard: Option<GpuBuffer>,
 }
 
 /// The `[max_len, d_model]` table on `device`: computed on the host for `Device::Cpu`, generated
@@ -92,12 +92,23 @@ pub fn positional_table(max_len: usize, d_model: usize, device: &Device) -> Resu
         )?;
     }
     let div = div_term(d_model)?;
+    let hard = match device {
+        Device::Gpu(g) => Some(g.0.scoped("positional table", || {
+            let pairs = max_len as u64 * d_model.div_ceil(2) as u64;
+            let capacity = HARD_CAPACITY
+                .min(pairs)
+                .min(split::units_per_binding(&g.0, 4, "the hard-entry list")?.saturating_sub(1))
+                .max(1);
+            GpuBuffer::fresh(&g.0, (capacity + 1) * 4, "wgnn hard entries")
+        })?),
+        Device::Cpu => None,
+    };
     let table = Table {
         max_len,
         d_model,
         div,
         shape: [max_len, d_model],
-        hard: Mutex::new(None),
+        hard,
     };
     let t = run(&table, &[], Some(device))?;
     if let Device::Gpu(g) = device {
@@ -138,27 +149,21 @@ impl Op for Table {
                 adapter: ctx.describe(),
             });
         }
-        let n = (max_len * d_model) as u64;
-        if n > u32::MAX as u64 {
-            return Err(Error::Limit {
-                what: format!("a positional table of {max_len} × {d_model}"),
-                requested: n,
-                limit_name: "u32 element index",
-                limit: u32::MAX as u64,
-                adapter: ctx.describe(),
-            });
-        }
-        // div_term and the zeroed hard-entry list go up with the next submission, before the
-        // launches recorded here run.
+        split::check_u32_index(
+            ctx,
+            (max_len * d_model) as u64,
+            &format!("a positional table of {max_len} × {d_model}"),
+        )?;
+        let hard = self
+            .hard
+            .as_ref()
+            .ok_or_else(|| Error::internal("GPU table without its hard-entry list"))?;
+        let capacity = hard.len / 4 - 1;
+        // div_term goes up with the next submission, before the launches recorded here run.
         let div = GpuBuffer::fresh(ctx, self.div.len() as u64 * 4, "wgnn div_term")?;
         ctx.queue
             .write_buffer(div.buffer(), 0, bytemuck::cast_slice(&self.div));
         let (d, pairs) = (d_model as u64, d_model.div_ceil(2) as u64);
-        let capacity = HARD_CAPACITY
-            .min(max_len as u64 * pairs)
-            .min(split::units_per_binding(ctx, 4, "the hard-entry list")?.saturating_sub(1))
-            .max(1);
-        let hard = GpuBuffer::fresh(ctx, (capacity + 1) * 4, "wgnn hard entries")?;
         // Each chunk is whole rows that fit one binding and one 2-D grid.
         let rows_per_binding = split::units_per_binding(ctx, d * 4, "one positional table row")?;
         let max_rows = rows_per_binding.min(split::max_invocations(ctx) / pairs);
@@ -187,26 +192,24 @@ impl Op for Table {
                     zero: 0,
                     capacity: capacity as u32,
                 }),
-                binds: vec![Bind::whole(&div), range, Bind::whole(&hard)],
+                binds: vec![Bind::whole(&div), range, Bind::whole(hard)],
                 groups: [gx, gy, 1],
             });
         }
-        ctx.record(&launches)?;
-        *self.hard.lock().unwrap_or_else(|p| p.into_inner()) = Some(hard);
-        Ok(())
+        ctx.record(&launches)
     }
 }
 
 impl Table {
     /// Reads the kernel's list of hard pairs and writes their correctly rounded values.
     fn fix_hard_entries(&self, ctx: &Arc<GpuContext>, table: &Tensor) -> Result<()> {
-        let Some(hard) = self.hard.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(hard) = &self.hard else {
             return Ok(());
         };
         let Some(out) = table.gpu_buffer() else {
             return Err(Error::internal("GPU table without a buffer"));
         };
-        let mut got = transfer::download_many(ctx, &[(&hard, hard.len)])?;
+        let mut got = transfer::download_many(ctx, &[(hard, hard.len)])?;
         let bytes = got
             .pop()
             .ok_or_else(|| Error::internal("read-back returned nothing"))?;
