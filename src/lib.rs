@@ -43,13 +43,14 @@ pub mod nn;
 pub mod ops;
 mod state_dict;
 mod tensor;
+pub mod tutorial6;
 
 pub use device::{enumerate_adapters, AdapterSummary, Device, GpuDevice, GpuOptions, GpuStats};
 pub use dtype::DType;
 pub use error::{Error, GpuErrorKind, IoSource, Result};
 pub use module::{
-    Buffer, DynModule, Module, ModuleExt, ModuleList, Parameter, Sequential, TensorInfo,
-    TensorKind, Visitor, VisitorMut,
+    Buffer, DynModule, Forward, Layer, Module, ModuleExt, ModuleList, Parameter, Sequential,
+    TensorInfo, TensorKind, Visitor, VisitorMut,
 };
 pub use nn::{LearnedPositionalEmbedding, PositionalEncoding};
 pub use state_dict::{LoadReport, StateDict, KINDS_METADATA_KEY};

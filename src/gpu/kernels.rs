@@ -73,6 +73,32 @@ kernels! {
     BroadcastAddPrefixVec4(PrefixParams) = "broadcast_add_prefix_vec4" [Read, Read, ReadWrite],
     /// General strided broadcasting, rank ≤ 8.
     BroadcastAdd(BroadcastParams) = "broadcast_add" [Read, Read, ReadWrite],
+    /// Batched, strided, tiled matrix product with optional bias.
+    Matmul(MatmulParams) = "matmul" [Read, Read, Read, ReadWrite],
+    /// Elementwise relu / scale / dropout.
+    Unary(UnaryParams) = "unary" [Read, ReadWrite],
+    /// Strided gather into a contiguous copy (permute, narrow, expand).
+    StridedCopy(StridedParams) = "strided_copy" [Read, ReadWrite],
+    /// `masked_fill(mask == 0, value)` with a broadcast mask.
+    MaskedFill(MaskedFillParams) = "masked_fill" [Read, Read, ReadWrite],
+    /// Softmax over the last dimension.
+    Softmax(RowParams) = "softmax" [Read, ReadWrite],
+    /// LayerNorm over the last dimension.
+    LayerNorm(LayerNormParams) = "layer_norm" [Read, Read, Read, ReadWrite],
+    /// int64 indices to one-hot float rows.
+    OneHot(IndexParams) = "one_hot" [Read, ReadWrite],
+    /// Rows of a weight picked by int64 indices.
+    Embedding(IndexParams) = "embedding" [Read, Read, ReadWrite],
+    /// Index of each row's maximum, as int64.
+    Argmax(IndexParams) = "argmax" [Read, ReadWrite],
+    /// BatchNorm's per-channel batch mean and variance.
+    BatchNormStats(BnStatsParams) = "batch_norm_stats" [Read, ReadWrite],
+    /// BatchNorm's normalisation with given statistics.
+    BatchNorm(BnParams) = "batch_norm" [Read, Read, Read, Read, Read, ReadWrite],
+    /// One running statistic of BatchNorm, updated on the device.
+    BatchNormRunning(BnRunningParams) = "batch_norm_running" [Read, Read, Read, ReadWrite],
+    /// int64 + 1 (BatchNorm's step counter).
+    AddScalarI64(CountParams) = "add_scalar_i64" [Read, ReadWrite],
 }
 
 /// Host mirror of `positional_encoding.wgsl`'s `Params`.
@@ -115,6 +141,158 @@ pub(crate) struct BroadcastParams {
     pub b_strides: [u32; 8],
 }
 const _: () = assert!(std::mem::size_of::<BroadcastParams>() == 112);
+
+/// Host mirror of `matmul.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub nb2: u32,
+    pub a_rs: u32,
+    pub a_cs: u32,
+    pub a_bs1: u32,
+    pub a_bs2: u32,
+    pub b_rs: u32,
+    pub b_cs: u32,
+    pub b_bs1: u32,
+    pub b_bs2: u32,
+    pub a_base: u32,
+    pub b_base: u32,
+    pub z0: u32,
+    pub has_bias: u32,
+    pub alpha: f32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<MatmulParams>() == 80);
+
+/// Host mirror of `unary.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct UnaryParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub op: u32,
+    pub alpha: f32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub offset_lo: u32,
+    pub offset_hi: u32,
+    pub threshold: u32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<UnaryParams>() == 48);
+
+/// Host mirror of `strided_copy.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct StridedParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub base: u32,
+    pub _pad: u32,
+    pub shape: [u32; 8],
+    pub strides: [u32; 8],
+}
+const _: () = assert!(std::mem::size_of::<StridedParams>() == 80);
+
+/// Host mirror of `masked_fill.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MaskedFillParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub value: f32,
+    pub _pad: u32,
+    pub shape: [u32; 8],
+    pub mask_strides: [u32; 8],
+}
+const _: () = assert!(std::mem::size_of::<MaskedFillParams>() == 80);
+
+/// Host mirror of `softmax.wgsl`'s `Params` (one workgroup per row).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RowParams {
+    pub rows: u32,
+    pub width: u32,
+    pub groups_x: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<RowParams>() == 16);
+
+/// Host mirror of `layer_norm.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct LayerNormParams {
+    pub rows: u32,
+    pub width: u32,
+    pub groups_x: u32,
+    pub affine: u32,
+    pub eps: f32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<LayerNormParams>() == 32);
+
+/// Host mirror of the `Params` of `one_hot.wgsl`, `embedding.wgsl` and `argmax.wgsl`: element
+/// (or row) count, grid row width, and two sizes.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct IndexParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub a: u32,
+    pub b: u32,
+}
+const _: () = assert!(std::mem::size_of::<IndexParams>() == 16);
+
+/// Host mirror of `batch_norm_stats.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BnStatsParams {
+    pub n: u32,
+    pub channels: u32,
+    pub inner: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<BnStatsParams>() == 16);
+
+/// Host mirror of `batch_norm.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BnParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub channels: u32,
+    pub inner: u32,
+    pub mean_base: u32,
+    pub var_base: u32,
+    pub affine: u32,
+    pub eps: f32,
+}
+const _: () = assert!(std::mem::size_of::<BnParams>() == 32);
+
+/// Host mirror of `batch_norm_running.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BnRunningParams {
+    pub channels: u32,
+    pub stat_base: u32,
+    pub cumulative: u32,
+    pub momentum: f32,
+    pub unbias: f32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<BnRunningParams>() == 32);
+
+/// Host mirror of `add_scalar_i64.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct CountParams {
+    pub count: u32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<CountParams>() == 16);
 
 /// A built kernel: its pipeline and the explicit layout of its bind group (binding 0 is the
 /// params uniform, bound at a dynamic offset into the device's uniform ring).

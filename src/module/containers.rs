@@ -2,93 +2,189 @@
 //! whose fields are decided at run time (PyTorch's `ModuleDict`, or any module built on the fly).
 
 use super::walk::{name_problem, NAME_TAKEN};
-use super::{Buffer, Module, Parameter, Visitor, VisitorMut};
+use super::{Buffer, Forward, Layer, Module, Parameter, Visitor, VisitorMut};
 use crate::error::{Error, Result};
+use crate::tensor::Tensor;
 
-/// Defines a container whose children are named by their index ("0", "1", …).
-macro_rules! indexed_container {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Default)]
-        pub struct $name {
-            items: Vec<Box<dyn Module>>,
-        }
-
-        impl $name {
-            /// An empty container.
-            pub fn new() -> Self {
-                Self::default()
-            }
-            /// Appends a child (named by its index), builder style.
-            pub fn push(mut self, m: impl Module + 'static) -> Self {
-                self.items.push(Box::new(m));
-                self
-            }
-            /// Appends a boxed child.
-            pub fn append(&mut self, m: Box<dyn Module>) {
-                self.items.push(m);
-            }
-            /// Number of children.
-            pub fn len(&self) -> usize {
-                self.items.len()
-            }
-            /// True when it has no children.
-            pub fn is_empty(&self) -> bool {
-                self.items.is_empty()
-            }
-            /// Child `i`.
-            pub fn get(&self, i: usize) -> Option<&dyn Module> {
-                self.items.get(i).map(|b| b.as_ref())
-            }
-        }
-
-        impl Module for $name {
-            fn type_name(&self) -> String {
-                stringify!($name).into()
-            }
-            fn custom_repr(&self) -> Option<String> {
-                self.folded_repr()
-            }
-            fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-                for (i, m) in self.items.iter().enumerate() {
-                    v.module(&i.to_string(), m.as_ref());
-                }
-            }
-            fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-                for (i, m) in self.items.iter_mut().enumerate() {
-                    v.module(&i.to_string(), m.as_mut());
-                }
-            }
-        }
-    };
+/// `nn.Sequential`: layers named by index ("0", "1", …), run in order by
+/// [`Forward::forward`].
+#[derive(Default)]
+pub struct Sequential {
+    items: Vec<Box<dyn Layer>>,
 }
 
-indexed_container!(
-    /// `nn.Sequential`: children named by index.
-    Sequential
-);
-indexed_container!(
-    /// `nn.ModuleList`: children named by index, printed as PyTorch ≥ 2.0 prints it (runs of
-    /// identical children folded into `(0-2): 3 x Block(...)`).
-    ModuleList
-);
-
 impl Sequential {
-    fn folded_repr(&self) -> Option<String> {
-        None
+    /// An empty container.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Appends a layer (named by its index), builder style.
+    pub fn push(mut self, m: impl Layer + 'static) -> Self {
+        self.items.push(Box::new(m));
+        self
+    }
+    /// Appends a boxed layer.
+    pub fn append(&mut self, m: Box<dyn Layer>) {
+        self.items.push(m);
+    }
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    /// True when it has no layers.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    /// Layer `i`.
+    pub fn get(&self, i: usize) -> Option<&dyn Module> {
+        self.items.get(i).map(|b| b.as_ref() as &dyn Module)
+    }
+    /// Layer `i`, mutably (to run or change it).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut (dyn Layer + 'static)> {
+        self.items.get_mut(i).map(|b| b.as_mut())
+    }
+}
+
+impl Module for Sequential {
+    fn type_name(&self) -> String {
+        "Sequential".into()
+    }
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        for (i, m) in self.items.iter().enumerate() {
+            v.module(&i.to_string(), m.as_ref() as &dyn Module);
+        }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        for (i, m) in self.items.iter_mut().enumerate() {
+            v.module(&i.to_string(), m.as_mut() as &mut dyn Module);
+        }
+    }
+}
+
+impl Forward for Sequential {
+    /// Runs the layers in order.
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for m in &mut self.items {
+            h = m.forward(&h)?;
+        }
+        Ok(h)
+    }
+}
+
+/// What a [`ModuleList`] can hold: any module type (a typed list, `ModuleList<Block>`), or boxed
+/// modules of mixed types (`ModuleList`, the default).
+pub trait ListItem: Send + Sync {
+    /// The item as a module.
+    fn as_module(&self) -> &dyn Module;
+    /// The item as a module, mutably.
+    fn as_module_mut(&mut self) -> &mut dyn Module;
+}
+impl<M: Module> ListItem for M {
+    fn as_module(&self) -> &dyn Module {
+        self
+    }
+    fn as_module_mut(&mut self) -> &mut dyn Module {
+        self
+    }
+}
+impl ListItem for Box<dyn Module> {
+    fn as_module(&self) -> &dyn Module {
+        self.as_ref()
+    }
+    fn as_module_mut(&mut self) -> &mut dyn Module {
+        self.as_mut()
+    }
+}
+
+/// `nn.ModuleList`: children named by index, printed as PyTorch ≥ 2.0 prints it (runs of
+/// identical children folded into `(0-2): 3 x Block(...)`). `ModuleList` holds boxed modules of
+/// any types; `ModuleList<Block>` holds one type and gives it back typed, so the caller can run
+/// each block's own forward:
+///
+/// ```
+/// use wgnn::{nn::Linear, Device, ModuleExt, ModuleList};
+/// let mut layers: ModuleList<Linear> = ModuleList::from_items(vec![
+///     Linear::new(2, 3, &Device::Cpu)?,
+///     Linear::new(3, 3, &Device::Cpu)?,
+/// ]);
+/// assert_eq!(layers.get(1).map(|l| l.weight.tensor().shape().to_vec()), Some(vec![3, 3]));
+/// assert_eq!(layers.state_dict()?.keys()[2], "1.weight");
+/// for l in layers.iter_mut() {
+///     l.bias = None; // bias=False
+/// }
+/// assert_eq!(layers.state_dict()?.len(), 2);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+pub struct ModuleList<M: ListItem = Box<dyn Module>> {
+    items: Vec<M>,
+}
+
+impl<M: ListItem> Default for ModuleList<M> {
+    fn default() -> Self {
+        ModuleList { items: Vec::new() }
     }
 }
 
 impl ModuleList {
+    /// An empty list of boxed modules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Appends a child (named by its index), builder style.
+    pub fn push(mut self, m: impl Module + 'static) -> Self {
+        self.items.push(Box::new(m));
+        self
+    }
+    /// Appends a boxed child.
+    pub fn append(&mut self, m: Box<dyn Module>) {
+        self.items.push(m);
+    }
+}
+
+impl<M: ListItem> ModuleList<M> {
+    /// A list of these items, in order.
+    pub fn from_items(items: Vec<M>) -> Self {
+        ModuleList { items }
+    }
+    /// Appends an item.
+    pub fn push_item(&mut self, m: M) {
+        self.items.push(m);
+    }
+    /// Number of children.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    /// True when it has no children.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    /// Child `i`.
+    pub fn get(&self, i: usize) -> Option<&M> {
+        self.items.get(i)
+    }
+    /// Child `i`, mutably.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut M> {
+        self.items.get_mut(i)
+    }
+    /// The children in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, M> {
+        self.items.iter()
+    }
+    /// The children in order, mutably.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, M> {
+        self.items.iter_mut()
+    }
+
     /// PyTorch's `ModuleList.__repr__`: consecutive children with equal reprs are one line.
-    fn folded_repr(&self) -> Option<String> {
+    fn folded_repr(&self) -> String {
         if self.items.is_empty() {
-            return Some("ModuleList()".into());
+            return "ModuleList()".into();
         }
         let reprs: Vec<String> = self
             .items
             .iter()
-            .map(|m| super::print::repr(m.as_ref()))
+            .map(|m| super::print::repr(m.as_module()))
             .collect();
         let mut runs: Vec<(usize, usize, &str)> = Vec::new();
         for (i, r) in reprs.iter().enumerate() {
@@ -108,7 +204,26 @@ impl ModuleList {
                 super::print::add_indent(&line, 2)
             })
             .collect();
-        Some(format!("ModuleList(\n  {}\n)", lines.join("\n  ")))
+        format!("ModuleList(\n  {}\n)", lines.join("\n  "))
+    }
+}
+
+impl<M: ListItem> Module for ModuleList<M> {
+    fn type_name(&self) -> String {
+        "ModuleList".into()
+    }
+    fn custom_repr(&self) -> Option<String> {
+        Some(self.folded_repr())
+    }
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        for (i, m) in self.items.iter().enumerate() {
+            v.module(&i.to_string(), m.as_module());
+        }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        for (i, m) in self.items.iter_mut().enumerate() {
+            v.module(&i.to_string(), m.as_module_mut());
+        }
     }
 }
 

@@ -101,6 +101,24 @@ pub trait ModuleExt: Module {
             }
         });
     }
+    /// `train()`: sets the training flag of every module of the tree (Dropout drops, BatchNorm
+    /// uses and updates batch statistics). Modules start in training mode, as in PyTorch.
+    fn train(&mut self) {
+        set_training_tree(self.as_dyn_mut(), true);
+    }
+    /// `eval()`: the inference mode of every module of the tree (Dropout is the identity,
+    /// BatchNorm uses its running statistics).
+    fn eval(&mut self) {
+        set_training_tree(self.as_dyn_mut(), false);
+    }
+    /// `training`: the flag of the first module in pre-order that has one (`false` when no
+    /// module of the tree depends on the mode).
+    fn is_training(&self) -> bool {
+        walk(self.as_dyn())
+            .into_iter()
+            .find_map(|n| n.module.training())
+            .unwrap_or(false)
+    }
     /// Every tensor with its kind, shape, dtype, device and size (the summary's rows).
     fn tensor_infos(&self) -> Vec<TensorInfo> {
         tensors(self.as_dyn())
@@ -168,6 +186,20 @@ pub trait ModuleExt: Module {
     fn as_dyn(&self) -> &dyn Module;
     #[doc(hidden)]
     fn as_dyn_mut(&mut self) -> &mut dyn Module;
+}
+
+/// Sets the flag on `m` and every descendant.
+fn set_training_tree(m: &mut dyn Module, on: bool) {
+    struct Modes(bool);
+    impl super::VisitorMut for Modes {
+        fn parameter(&mut self, _: &str, _: &mut Parameter) {}
+        fn buffer(&mut self, _: &str, _: &mut Buffer) {}
+        fn module(&mut self, _: &str, m: &mut dyn Module) {
+            set_training_tree(m, self.0);
+        }
+    }
+    m.set_training(on);
+    m.visit_mut(&mut Modes(on));
 }
 
 impl<M: Module> ModuleExt for M {

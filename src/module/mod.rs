@@ -4,12 +4,14 @@
 
 mod containers;
 mod ext;
+mod forward;
 mod kinds;
 mod print;
 pub(crate) mod walk;
 
-pub use containers::{DynModule, ModuleList, Sequential};
+pub use containers::{DynModule, ListItem, ModuleList, Sequential};
 pub use ext::ModuleExt;
+pub use forward::{Forward, Layer};
 pub use kinds::{TensorInfo, TensorKind};
 
 use crate::tensor::Tensor;
@@ -125,6 +127,17 @@ pub trait Module: Send + Sync {
     fn custom_repr(&self) -> Option<String> {
         None
     }
+    /// PyTorch's `training` flag, for modules whose forward depends on it (`Dropout`,
+    /// `BatchNorm1d`); `None` for the others. Set through the tree with
+    /// [`ModuleExt::train`] / [`ModuleExt::eval`].
+    fn training(&self) -> Option<bool> {
+        None
+    }
+    /// Sets this module's own flag (no-op for modules without one); [`ModuleExt::train`] calls
+    /// it on every module of a tree.
+    fn set_training(&mut self, on: bool) {
+        let _ = on;
+    }
     /// Lists own parameters, buffers and children.
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>);
     /// The same, mutably.
@@ -135,7 +148,8 @@ pub trait Module: Send + Sync {
 /// listed — tensors under `parameters` / `buffers`, child modules under `modules`, everything
 /// else (sizes, `eps`, flags) under `other` — because the generated code destructures the
 /// struct without `..`: a field left out is a compile error, never a tensor silently not saved
-/// or not moved.
+/// or not moved. A module whose forward depends on the mode names its `bool` flag with
+/// `training: field` (not listed under `other`).
 ///
 /// ```
 /// use wgnn::{impl_module, Buffer, Device, DType, Module, ModuleExt, Parameter, Tensor};
@@ -159,7 +173,7 @@ pub trait Module: Send + Sync {
 /// ```
 #[macro_export]
 macro_rules! impl_module {
-    ($ty:ident { parameters: [$($p:ident),* $(,)?], buffers: [$($b:ident),* $(,)?], modules: [$($m:ident),* $(,)?] $(, other: [$($o:ident),* $(,)?])? $(,)? }
+    ($ty:ident { parameters: [$($p:ident),* $(,)?], buffers: [$($b:ident),* $(,)?], modules: [$($m:ident),* $(,)?] $(, other: [$($o:ident),* $(,)?])? $(, training: $tr:ident)? $(,)? }
      $(, extra_repr = |$s:ident| $e:expr)?) => {
         impl $crate::Module for $ty {
             fn type_name(&self) -> String {
@@ -169,16 +183,22 @@ macro_rules! impl_module {
                 let $s = self;
                 $e
             })?
+            $(fn training(&self) -> Option<bool> {
+                Some(self.$tr)
+            }
+            fn set_training(&mut self, on: bool) {
+                self.$tr = on;
+            })?
             #[allow(unused_variables)]
             fn visit<'a>(&'a self, v: &mut dyn $crate::Visitor<'a>) {
-                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? } = self;
+                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? $($tr: _,)? } = self;
                 $(v.parameter(stringify!($p), $p);)*
                 $(v.buffer(stringify!($b), $b);)*
                 $(v.module(stringify!($m), $m);)*
             }
             #[allow(unused_variables)]
             fn visit_mut(&mut self, v: &mut dyn $crate::VisitorMut) {
-                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? } = self;
+                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? $($tr: _,)? } = self;
                 $(v.parameter(stringify!($p), $p);)*
                 $(v.buffer(stringify!($b), $b);)*
                 $(v.module(stringify!($m), $m);)*

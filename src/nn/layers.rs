@@ -1,12 +1,16 @@
-//! State-only mirrors of `torch.nn` layers: same parameter and buffer names, shapes, dtypes and
-//! repr as PyTorch, so checkpoints load into them. Initial values are deterministic
-//! (weights zero, norms' scales one), not PyTorch's random init: load a checkpoint for real values.
+//! Mirrors of `torch.nn` layers with their forward passes: same parameter and buffer names,
+//! shapes, dtypes and repr as PyTorch, so checkpoints load into them. Initial values are
+//! deterministic (weights zero, norms' scales one), not PyTorch's random init: load a checkpoint
+//! for real values.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::device::Device;
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::impl_module;
-use crate::module::{Buffer, Parameter};
+use crate::module::{Buffer, Forward, Module, Parameter, Visitor, VisitorMut};
+use crate::ops::{self, Generator};
 use crate::tensor::Tensor;
 
 /// A float as Python's `repr` writes it: `0.1`, `0.0`, `1e-05`, `1e+20`.
@@ -39,42 +43,77 @@ fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
     Tensor::from_slice(&data, shape)?.to(device)
 }
 
-/// `nn.Linear(in_features, out_features)` (with bias).
+/// `nn.Linear(in_features, out_features, bias)`: `y = x · weightᵀ + bias`.
 #[derive(Debug)]
 pub struct Linear {
     /// `[out_features, in_features]`.
     pub weight: Parameter,
-    /// `[out_features]`.
-    pub bias: Parameter,
+    /// `[out_features]`, or `None` for `bias=False` (then absent from the state dict).
+    pub bias: Option<Parameter>,
 }
-impl_module!(
-    Linear {
-        parameters: [weight, bias],
-        buffers: [],
-        modules: []
-    },
-    extra_repr = |s| format!(
-        "in_features={}, out_features={}, bias=True",
-        dim(&s.weight, 1),
-        dim(&s.weight, 0)
-    )
-);
+
+impl Module for Linear {
+    fn type_name(&self) -> String {
+        "Linear".into()
+    }
+    fn extra_repr(&self) -> String {
+        format!(
+            "in_features={}, out_features={}, bias={}",
+            dim(&self.weight, 1),
+            dim(&self.weight, 0),
+            if self.bias.is_some() { "True" } else { "False" }
+        )
+    }
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        v.parameter("weight", &self.weight);
+        if let Some(b) = &self.bias {
+            v.parameter("bias", b);
+        }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        v.parameter("weight", &mut self.weight);
+        if let Some(b) = &mut self.bias {
+            v.parameter("bias", b);
+        }
+    }
+}
 
 impl Linear {
     /// Zero weight and bias on `device`.
     pub fn new(in_features: usize, out_features: usize, device: &Device) -> Result<Self> {
+        Ok(Linear {
+            bias: Some(Parameter::new(Tensor::zeros(
+                &[out_features],
+                DType::F32,
+                device,
+            )?)),
+            ..Linear::no_bias(in_features, out_features, device)?
+        })
+    }
+    /// `nn.Linear(in_features, out_features, bias=False)`, zero weight.
+    pub fn no_bias(in_features: usize, out_features: usize, device: &Device) -> Result<Self> {
         Ok(Linear {
             weight: Parameter::new(Tensor::zeros(
                 &[out_features, in_features],
                 DType::F32,
                 device,
             )?),
-            bias: Parameter::new(Tensor::zeros(&[out_features], DType::F32, device)?),
+            bias: None,
         })
     }
 }
 
-/// `nn.LayerNorm(normalized_shape)` (elementwise affine, with bias).
+impl Forward for Linear {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::linear(
+            x,
+            self.weight.tensor(),
+            self.bias.as_ref().map(|b| b.tensor()),
+        )
+    }
+}
+
+/// `nn.LayerNorm(normalized_shape)` over the last dimension (elementwise affine, with bias).
 #[derive(Debug)]
 pub struct LayerNorm {
     /// Scale, ones.
@@ -109,8 +148,22 @@ impl LayerNorm {
     }
 }
 
-/// `nn.BatchNorm1d(num_features)`: affine parameters plus running statistics, which are
-/// persistent buffers (saved, not trained), and the int64 `num_batches_tracked` counter.
+impl Forward for LayerNorm {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(
+            x,
+            self.weight.tensor().shape(),
+            Some(self.weight.tensor()),
+            Some(self.bias.tensor()),
+            self.eps,
+        )
+    }
+}
+
+/// `nn.BatchNorm1d(num_features, eps, momentum)`: affine parameters plus running statistics,
+/// which are persistent buffers (saved, not trained), and the int64 `num_batches_tracked`
+/// counter. In training mode forward normalises with the batch's statistics and updates the
+/// three buffers on the module's device (no read-back); in eval mode it uses the running ones.
 #[derive(Debug)]
 pub struct BatchNorm1d {
     /// Scale.
@@ -119,25 +172,35 @@ pub struct BatchNorm1d {
     pub bias: Parameter,
     /// Running mean (buffer).
     pub running_mean: Buffer,
-    /// Running variance (buffer).
+    /// Running variance (buffer, unbiased batch variances averaged).
     pub running_var: Buffer,
     /// Steps seen (int64 scalar buffer).
     pub num_batches_tracked: Buffer,
+    /// `eps`, 1e-5.
+    pub eps: f64,
+    /// `momentum`, 0.1; `None` is the cumulative average (factor `1 / num_batches_tracked`).
+    pub momentum: Option<f64>,
+    /// Training mode (the default, as in PyTorch).
+    pub training: bool,
 }
 impl_module!(
     BatchNorm1d {
         parameters: [weight, bias],
         buffers: [running_mean, running_var, num_batches_tracked],
-        modules: []
+        modules: [],
+        other: [eps, momentum],
+        training: training
     },
     extra_repr = |s| format!(
-        "{}, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True",
-        dim(&s.weight, 0)
+        "{}, eps={}, momentum={}, affine=True, bias=True, track_running_stats=True",
+        dim(&s.weight, 0),
+        py_float(s.eps),
+        s.momentum.map_or("None".to_string(), py_float)
     )
 );
 
 impl BatchNorm1d {
-    /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0.
+    /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0, momentum 0.1.
     pub fn new(n: usize, device: &Device) -> Result<Self> {
         Ok(BatchNorm1d {
             weight: Parameter::new(full(&[n], 1.0, device)?),
@@ -145,27 +208,121 @@ impl BatchNorm1d {
             running_mean: Buffer::new(Tensor::zeros(&[n], DType::F32, device)?),
             running_var: Buffer::new(full(&[n], 1.0, device)?),
             num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, device)?),
+            eps: 1e-5,
+            momentum: Some(0.1),
+            training: true,
         })
     }
 }
 
-/// `nn.Dropout(p)`: no state.
+impl Forward for BatchNorm1d {
+    /// `x`: `[N, C]` or `[N, C, L]`.
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let (w, b) = (Some(self.weight.tensor()), Some(self.bias.tensor()));
+        let (n, c, l) = ops::bn_dims("BatchNorm1d", x)?;
+        if c != self.weight.tensor().numel() {
+            return Err(Error::shape(
+                "BatchNorm1d",
+                format!(
+                    "input {:?} has {c} channels, the layer has {}",
+                    x.shape(),
+                    self.weight.tensor().numel()
+                ),
+            ));
+        }
+        if !self.training {
+            return ops::normalize(
+                x,
+                (self.running_mean.tensor(), 0),
+                (self.running_var.tensor(), 0),
+                w,
+                b,
+                self.eps,
+            );
+        }
+        let count = n * l;
+        if count <= 1 {
+            return Err(Error::invalid(format!(
+                "BatchNorm1d: expected more than 1 value per channel when training, got input \
+                 size {:?}",
+                x.shape()
+            )));
+        }
+        let stats = ops::batch_stats(x)?;
+        let y = ops::normalize(x, (&stats, 0), (&stats, c), w, b, self.eps)?;
+        let counter = ops::increment(self.num_batches_tracked.tensor())?;
+        let mean = ops::running_update(
+            self.running_mean.tensor(),
+            &stats,
+            0,
+            &counter,
+            self.momentum,
+            1.0,
+        )?;
+        let var = ops::running_update(
+            self.running_var.tensor(),
+            &stats,
+            c,
+            &counter,
+            self.momentum,
+            count as f64 / (count - 1) as f64,
+        )?;
+        self.running_mean.set(mean);
+        self.running_var.set(var);
+        self.num_batches_tracked.set(counter);
+        Ok(y)
+    }
+}
+
+/// Seeds for dropout layers built without one: distinct per layer, the same in every run of a
+/// program that builds its layers in the same order.
+static NEXT_SEED: AtomicU64 = AtomicU64::new(0x5eed);
+
+/// `nn.Dropout(p)`: identity in eval mode; in training mode inverted dropout with its own seeded
+/// [`Generator`].
 #[derive(Debug)]
 pub struct Dropout {
     /// Drop probability.
     pub p: f64,
+    /// The random stream of the masks.
+    pub generator: Generator,
+    /// Training mode (the default, as in PyTorch).
+    pub training: bool,
 }
 impl_module!(
     Dropout {
         parameters: [],
         buffers: [],
         modules: [],
-        other: [p]
+        other: [p, generator],
+        training: training
     },
     extra_repr = |s| format!("p={}, inplace=False", py_float(s.p))
 );
 
-/// `nn.ReLU(inplace)`: no state.
+impl Dropout {
+    /// `nn.Dropout(p)`, in training mode, seeded from a per-process counter.
+    pub fn new(p: f64) -> Self {
+        Dropout::with_seed(p, NEXT_SEED.fetch_add(1, Ordering::Relaxed))
+    }
+    /// The same with an explicit seed.
+    pub fn with_seed(p: f64, seed: u64) -> Self {
+        Dropout {
+            p,
+            generator: Generator::new(seed),
+            training: true,
+        }
+    }
+}
+
+impl Forward for Dropout {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::dropout(x, self.p, self.training, &mut self.generator)
+    }
+}
+
+/// `nn.ReLU(inplace)`: no state. (`inplace` is printed as PyTorch prints it; wgnn's tensors are
+/// immutable, so the result is always a new tensor.)
 #[derive(Debug)]
 pub struct ReLU {
     /// Printed as PyTorch prints it.
@@ -184,6 +341,47 @@ impl_module!(
         String::new()
     }
 );
+
+impl Forward for ReLU {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::relu(x)
+    }
+}
+
+/// `nn.Embedding(num_embeddings, embedding_dim)`: int64 indices to rows of `weight`.
+#[derive(Debug)]
+pub struct Embedding {
+    /// `[num_embeddings, embedding_dim]`.
+    pub weight: Parameter,
+}
+impl_module!(
+    Embedding {
+        parameters: [weight],
+        buffers: [],
+        modules: []
+    },
+    extra_repr = |s| format!("{}, {}", dim(&s.weight, 0), dim(&s.weight, 1))
+);
+
+impl Embedding {
+    /// Zero weight on `device`.
+    pub fn new(num_embeddings: usize, embedding_dim: usize, device: &Device) -> Result<Self> {
+        Ok(Embedding {
+            weight: Parameter::new(Tensor::zeros(
+                &[num_embeddings, embedding_dim],
+                DType::F32,
+                device,
+            )?),
+        })
+    }
+}
+
+impl Forward for Embedding {
+    /// `indices`: int64 of any shape; the result is `[…, embedding_dim]`.
+    fn forward(&mut self, indices: &Tensor) -> Result<Tensor> {
+        ops::embedding(indices, self.weight.tensor())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,11 @@
-//! Modules: the positional encodings this crate exists for, and state-only mirrors of the
-//! `torch.nn` layers that the PyTorch fixtures use (their parameters, buffers and repr; wgnn does
-//! not run their forward passes yet).
+//! Modules: mirrors of the `torch.nn` layers (same parameters, buffers and repr, with their
+//! forward passes), the positional encodings this crate started from, and the attention
+//! functions of the Transformer tutorial.
 
+mod attention;
 mod layers;
 mod positional;
 
-pub use layers::{BatchNorm1d, Dropout, LayerNorm, Linear, ReLU};
+pub use attention::{expand_mask, scaled_dot_product, MASK_FILL};
+pub use layers::{BatchNorm1d, Dropout, Embedding, LayerNorm, Linear, ReLU};
 pub use positional::{LearnedPositionalEmbedding, PositionalEncoding};

@@ -99,3 +99,15 @@ impl LearnedPositionalEmbedding {
         add_positional(x, self.pe.tensor())
     }
 }
+
+impl crate::module::Forward for PositionalEncoding {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        PositionalEncoding::forward(self, x)
+    }
+}
+
+impl crate::module::Forward for LearnedPositionalEmbedding {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        LearnedPositionalEmbedding::forward(self, x)
+    }
+}

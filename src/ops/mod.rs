@@ -1,11 +1,30 @@
 //! Operations. Each is one file: its checks, its CPU path and its GPU path side by side, on the
-//! shared machinery of [`op`](self) (see `src/ops/op.rs` for how to add one). Elementwise ops and
-//! the positional table give the same bits on the CPU and on every GPU.
+//! shared machinery of [`op`](self) (see `src/ops/op.rs` for how to add one).
+//!
+//! Numbers: elementwise ops (`broadcast_add`, `scale`, `relu`, `dropout`, `masked_fill`), the
+//! layout copies and the index ops give the same bits on the CPU and on every GPU, as does the
+//! positional table. Reductions (`matmul`/`linear`, `softmax`, `layer_norm`, `batch_norm`) add
+//! in another order than PyTorch and use WGSL's `exp` / `inverseSqrt`, which are not exactly
+//! rounded: each file states its bound against PyTorch and the tests check it.
 
 mod add;
+mod batch_norm;
+mod common;
+mod index;
+mod layout;
+mod matmul;
+mod norm;
 mod op;
 mod positional;
 pub(crate) mod threads;
+mod unary;
 
 pub use add::{add_positional, broadcast_add, broadcast_shape};
+pub use batch_norm::batch_norm;
+pub(crate) use batch_norm::{batch_stats, bn_dims, increment, normalize, running_update};
+pub use index::{argmax, embedding, one_hot};
+pub use layout::{chunk, expand, narrow, permute, transpose};
+pub use matmul::{linear, matmul, matmul_nt};
+pub use norm::{layer_norm, masked_fill, softmax};
 pub use positional::{div_term, positional_table, reference_value, MAX_GPU_POSITION};
+pub use unary::{dropout, relu, scale, Generator};

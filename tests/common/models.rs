@@ -23,7 +23,7 @@ impl TinyEncoder {
     pub fn new(d_in: usize, d_model: usize, persistent_pe: bool, device: &Device) -> Result<Self> {
         Ok(TinyEncoder {
             input_net: Sequential::new()
-                .push(Dropout { p: 0.0 })
+                .push(Dropout::new(0.0))
                 .push(Linear::new(d_in, d_model, device)?),
             positional_encoding: PositionalEncoding::with_persistence(
                 d_model,

@@ -1,0 +1,70 @@
+// LayerNorm over the last `width` elements, one 64-invocation workgroup per row: mean, then the
+// biased variance of (x - mean) (two passes, as PyTorch's CPU kernel), then
+// y = (x - mean) * rsqrt(var + eps) * weight + bias.
+
+struct Params {
+    rows: u32,
+    width: u32,
+    groups_x: u32,
+    affine: u32,   // bit 0: weight, bit 1: bias
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+var<workgroup> part: array<f32, 64>;
+
+fn reduce_sum(t: u32) -> f32 {
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if t < s {
+            part[t] = part[t] + part[t + s];
+        }
+        workgroupBarrier();
+    }
+    let r = part[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row = wid.y * p.groups_x + wid.x;
+    if row >= p.rows {
+        return;
+    }
+    let t = lid.x;
+    let base = row * p.width;
+    let n = f32(p.width);
+    var s = 0.0;
+    for (var i = t; i < p.width; i += 64u) {
+        s += x[base + i];
+    }
+    part[t] = s;
+    workgroupBarrier();
+    let mean = reduce_sum(t) / n;
+    var q = 0.0;
+    for (var i = t; i < p.width; i += 64u) {
+        let d = x[base + i] - mean;
+        q += d * d;
+    }
+    part[t] = q;
+    workgroupBarrier();
+    let rstd = inverseSqrt(reduce_sum(t) / n + p.eps);
+    for (var i = t; i < p.width; i += 64u) {
+        var v = (x[base + i] - mean) * rstd;
+        if (p.affine & 1u) != 0u {
+            v = v * w[i];
+        }
+        if (p.affine & 2u) != 0u {
+            v = v + b[i];
+        }
+        y[base + i] = v;
+    }
+}

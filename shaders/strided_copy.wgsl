@@ -1,0 +1,36 @@
+// y[i] = x[base + Σ coord_d(i) * stride_d] over a rank ≤ 8 output shape (padded with leading
+// 1s): permute, transpose, narrow/chunk and expand (stride 0) as contiguous copies. Works on
+// 32-bit words, so any 4-byte dtype copies as is and 8-byte dtypes as two words (the host adds
+// an innermost dimension of 2).
+
+struct Params {
+    count: u32,
+    row_width: u32,
+    base: u32,
+    _pad: u32,
+    shape: array<vec4<u32>, 2>,
+    strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<u32>;
+
+@compute @workgroup_size(256)
+fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p.row_width + gid.x;
+    if i >= p.count {
+        return;
+    }
+    var o = i;
+    var xi = p.base;
+    for (var d = 7i; d >= 0i; d--) {
+        let v = u32(d) >> 2u;
+        let c = u32(d) & 3u;
+        let n = p.shape[v][c];
+        let q = o / n;
+        xi += (o - q * n) * p.strides[v][c];
+        o = q;
+    }
+    y[i] = x[xi];
+}

@@ -1,0 +1,342 @@
+//! Batch normalisation: per-channel batch statistics, the normalisation itself, and the update
+//! of the running statistics and step counter — all on the device of the input, so a train-mode
+//! forward on a GPU never reads anything back. `BatchNorm1d` composes these.
+
+use std::sync::Arc;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{BnParams, BnRunningParams, BnStatsParams, CountParams, Kernel};
+use crate::gpu::pool::GpuBuffer;
+use crate::gpu::split;
+use crate::gpu::GpuContext;
+use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole, sum64};
+use crate::ops::op::{check_f32, run, Op};
+use crate::tensor::{HostBytes, Tensor};
+
+/// `(n, channels, inner)` of a batch-norm input `[N, C]` or `[N, C, L]`.
+pub(crate) fn bn_dims(name: &str, x: &Tensor) -> Result<(usize, usize, usize)> {
+    match x.shape() {
+        [n, c] => Ok((*n, *c, 1)),
+        [n, c, l] => Ok((*n, *c, *l)),
+        s => Err(Error::shape(
+            name,
+            format!("expected 2D or 3D input [N, C] or [N, C, L], got {s:?}"),
+        )),
+    }
+}
+
+enum Kind {
+    /// x → [2, C]: mean, biased variance.
+    Stats,
+    /// x, mean source, var source, weight, bias → y.
+    Apply {
+        mean_base: usize,
+        var_base: usize,
+        eps: f32,
+        affine: bool,
+    },
+    /// running, stats, counter → new running.
+    Running {
+        stat_base: usize,
+        momentum: Option<f32>,
+        unbias: f32,
+    },
+    /// int64 + 1.
+    Increment,
+}
+
+struct Bn {
+    name: &'static str,
+    kind: Kind,
+    dims: (usize, usize, usize),
+    out: Vec<usize>,
+}
+
+/// Per-channel batch mean and biased variance of `x` (`[N, C]` or `[N, C, L]`) as `[2, C]`.
+pub(crate) fn batch_stats(x: &Tensor) -> Result<Tensor> {
+    let name = "batch_norm";
+    check_f32(name, x, "input")?;
+    let dims = bn_dims(name, x)?;
+    let op = Bn {
+        name,
+        kind: Kind::Stats,
+        dims,
+        out: vec![2, dims.1],
+    };
+    run(&op, &[x], None)
+}
+
+/// Normalises `x` with the per-channel statistics `mean[mean_base..]`, `var[var_base..]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn normalize(
+    x: &Tensor,
+    mean: (&Tensor, usize),
+    var: (&Tensor, usize),
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    let name = "batch_norm";
+    check_f32(name, x, "input")?;
+    let dims = bn_dims(name, x)?;
+    let c = dims.1;
+    for (t, base, which) in [
+        (Some(mean.0), mean.1, "mean"),
+        (Some(var.0), var.1, "var"),
+        (weight, 0, "weight"),
+        (bias, 0, "bias"),
+    ] {
+        if let Some(t) = t {
+            check_f32(name, t, which)?;
+            if t.numel() < base + c {
+                return Err(Error::shape(
+                    name,
+                    format!(
+                        "{which} {:?} has fewer than the {c} channels of input {:?}",
+                        t.shape(),
+                        x.shape()
+                    ),
+                ));
+            }
+        }
+    }
+    let affine = match (weight, bias) {
+        (Some(w), Some(b)) => Some((w, b)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::invalid(
+                "batch_norm: weight and bias are both given or both absent",
+            ))
+        }
+    };
+    let op = Bn {
+        name,
+        kind: Kind::Apply {
+            mean_base: mean.1,
+            var_base: var.1,
+            eps: eps as f32,
+            affine: affine.is_some(),
+        },
+        dims,
+        out: x.shape().to_vec(),
+    };
+    let (w, b) = affine.unwrap_or((x, x));
+    run(&op, &[x, mean.0, var.0, w, b], None)
+}
+
+/// `F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)`: `x`
+/// (`[N, C]` or `[N, C, L]`) normalised with the given per-channel statistics.
+pub fn batch_norm(
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    normalize(x, (mean, 0), (var, 0), weight, bias, eps)
+}
+
+/// `(1 - f) · running + f · stats[stat_base..] · unbias`, with `f` the momentum or, for
+/// `None`, `1 / counter` (the cumulative average; `counter` already counts this step).
+pub(crate) fn running_update(
+    running: &Tensor,
+    stats: &Tensor,
+    stat_base: usize,
+    counter: &Tensor,
+    momentum: Option<f64>,
+    unbias: f64,
+) -> Result<Tensor> {
+    let name = "batch_norm running statistics";
+    check_f32(name, running, "running statistic")?;
+    check_dtype(name, counter, "num_batches_tracked", DType::I64)?;
+    let c = running.numel();
+    if stats.numel() < stat_base + c || counter.numel() != 1 {
+        return Err(Error::shape(
+            name,
+            format!(
+                "running statistic {:?}, batch statistics {:?} and counter {:?} do not fit",
+                running.shape(),
+                stats.shape(),
+                counter.shape()
+            ),
+        ));
+    }
+    let op = Bn {
+        name,
+        kind: Kind::Running {
+            stat_base,
+            momentum: momentum.map(|m| m as f32),
+            unbias: unbias as f32,
+        },
+        dims: (1, c, 1),
+        out: running.shape().to_vec(),
+    };
+    run(&op, &[running, stats, counter], None)
+}
+
+/// `counter + 1` for an int64 tensor, on its device.
+pub(crate) fn increment(counter: &Tensor) -> Result<Tensor> {
+    let name = "increment";
+    check_dtype(name, counter, "counter", DType::I64)?;
+    let op = Bn {
+        name,
+        kind: Kind::Increment,
+        dims: (counter.numel(), 1, 1),
+        out: counter.shape().to_vec(),
+    };
+    run(&op, &[counter], None)
+}
+
+impl Op for Bn {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn out_dtype(&self) -> DType {
+        match self.kind {
+            Kind::Increment => DType::I64,
+            _ => DType::F32,
+        }
+    }
+
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let (n, c, l) = self.dims;
+        match self.kind {
+            Kind::Stats => {
+                let x = inputs[0].as_f32();
+                let y = out.as_f32_mut();
+                let total = n * l;
+                let at = |ch: usize, j: usize| x[((j / l) * c + ch) * l + j % l];
+                for ch in 0..c {
+                    let mean = sum64(total, |j| at(ch, j)) / total as f32;
+                    let var = sum64(total, |j| {
+                        let d = at(ch, j) - mean;
+                        d * d
+                    }) / total as f32;
+                    y[ch] = mean;
+                    y[c + ch] = var;
+                }
+            }
+            Kind::Apply {
+                mean_base,
+                var_base,
+                eps,
+                affine,
+            } => {
+                let x = inputs[0].as_f32();
+                let (m, v) = (inputs[1].as_f32(), inputs[2].as_f32());
+                let (w, b) = (inputs[3].as_f32(), inputs[4].as_f32());
+                for (i, y) in out.as_f32_mut().iter_mut().enumerate() {
+                    let ch = (i / l) % c;
+                    let mut t =
+                        (x[i] - m[mean_base + ch]) * (1.0 / (v[var_base + ch] + eps).sqrt());
+                    if affine {
+                        t = t * w[ch] + b[ch];
+                    }
+                    *y = t;
+                }
+            }
+            Kind::Running {
+                stat_base,
+                momentum,
+                unbias,
+            } => {
+                let (r, s) = (inputs[0].as_f32(), inputs[1].as_f32());
+                let count = as_i64(inputs[2].bytes())[0];
+                let f = momentum.unwrap_or(1.0 / count as f32);
+                for (ch, y) in out.as_f32_mut().iter_mut().enumerate() {
+                    *y = (1.0 - f) * r[ch] + f * (s[stat_base + ch] * unbias);
+                }
+            }
+            Kind::Increment => {
+                let v: Vec<i64> = as_i64(inputs[0].bytes())
+                    .into_iter()
+                    .map(|v| v.wrapping_add(1))
+                    .collect();
+                out.bytes_mut().copy_from_slice(bytemuck::cast_slice(&v));
+            }
+        }
+        Ok(())
+    }
+
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let (n, c, l) = self.dims;
+        let u = |v: usize| {
+            u32::try_from(v).map_err(|_| Error::shape(self.name, format!("size {v} beyond u32")))
+        };
+        let mut bufs: Vec<&GpuBuffer> = inputs.to_vec();
+        bufs.push(out);
+        match self.kind {
+            Kind::Stats => {
+                elementwise_grid(ctx, self.name, &bufs, (n * c * l) as u64)?;
+                if c as u64 > split::max_groups(ctx) {
+                    return Err(Error::Limit {
+                        what: format!("batch statistics of {c} channels"),
+                        requested: c as u64,
+                        limit_name: "max_compute_workgroups_per_dimension",
+                        limit: split::max_groups(ctx),
+                        adapter: ctx.describe(),
+                    });
+                }
+                let p = BnStatsParams {
+                    n: u(n)?,
+                    channels: u(c)?,
+                    inner: u(l)?,
+                    _pad: 0,
+                };
+                launch_whole(ctx, Kernel::BatchNormStats(p), &bufs, [c as u32, 1, 1])
+            }
+            Kind::Apply {
+                mean_base,
+                var_base,
+                eps,
+                affine,
+            } => {
+                let total = (n * c * l) as u64;
+                let (gx, gy, row_width) = elementwise_grid(ctx, self.name, &bufs, total)?;
+                let p = BnParams {
+                    count: total as u32,
+                    row_width,
+                    channels: u(c)?,
+                    inner: u(l)?,
+                    mean_base: u(mean_base)?,
+                    var_base: u(var_base)?,
+                    affine: affine as u32,
+                    eps,
+                };
+                launch_whole(ctx, Kernel::BatchNorm(p), &bufs, [gx, gy, 1])
+            }
+            Kind::Running {
+                stat_base,
+                momentum,
+                unbias,
+            } => {
+                let (gx, _, _) = elementwise_grid(ctx, self.name, &bufs, c as u64)?;
+                let p = BnRunningParams {
+                    channels: u(c)?,
+                    stat_base: u(stat_base)?,
+                    cumulative: momentum.is_none() as u32,
+                    momentum: momentum.unwrap_or(0.0),
+                    unbias,
+                    _pad: [0; 3],
+                };
+                if (c as u64) > (gx as u64) * (split::WORKGROUP as u64) {
+                    return Err(Error::shape(self.name, format!("{c} channels in one row")));
+                }
+                launch_whole(ctx, Kernel::BatchNormRunning(p), &bufs, [gx, 1, 1])
+            }
+            Kind::Increment => {
+                let (gx, _, _) = elementwise_grid(ctx, self.name, &bufs, n as u64)?;
+                let p = CountParams {
+                    count: u(n)?,
+                    _pad: [0; 3],
+                };
+                launch_whole(ctx, Kernel::AddScalarI64(p), &bufs, [gx, 1, 1])
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Pieces every op file shares: dtype checks, contiguous strides, the rank-8 padding the
+//! strided kernels take, one-dispatch-per-element launches, and the CPU helpers that split rows
+//! over cores and sum in the GPU kernels' order.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::Kernel;
+use crate::gpu::launch::Launch;
+use crate::gpu::pool::GpuBuffer;
+use crate::gpu::split::{self, Bind};
+use crate::gpu::GpuContext;
+use crate::tensor::Tensor;
+
+/// Highest rank the strided kernels take.
+pub(crate) const MAX_RANK: usize = 8;
+
+/// Threads that cooperate on one row in the row kernels (`softmax`, `layer_norm`, batch-norm
+/// statistics): the CPU paths add in the same order.
+pub(crate) const ROW_THREADS: usize = 64;
+
+/// `t` must have `dtype`; the error says what the op takes.
+pub(crate) fn check_dtype(op: &str, t: &Tensor, which: &str, dtype: DType) -> Result<()> {
+    if t.dtype() != dtype {
+        return Err(Error::Dtype {
+            op: format!("{op} ({which})"),
+            expected: dtype.name().into(),
+            got: t.dtype().name().into(),
+        });
+    }
+    Ok(())
+}
+
+/// Row-major strides of `shape`, in elements.
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut st = vec![0; shape.len()];
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        st[i] = acc;
+        acc *= shape[i];
+    }
+    st
+}
+
+/// A shape and its strides padded with leading 1s / 0s to rank 8, as u32 for the kernels.
+pub(crate) fn pad8(op: &str, shape: &[usize], strides: &[usize]) -> Result<([u32; 8], [u32; 8])> {
+    if shape.len() > MAX_RANK {
+        return Err(Error::shape(
+            op,
+            format!(
+                "rank {} (shape {shape:?}) is more than the {MAX_RANK} dimensions supported",
+                shape.len()
+            ),
+        ));
+    }
+    let mut s = [1u32; 8];
+    let mut st = [0u32; 8];
+    let off = MAX_RANK - shape.len();
+    for i in 0..shape.len() {
+        s[off + i] = u32::try_from(shape[i]).map_err(|_| too_big(op, shape))?;
+        st[off + i] = u32::try_from(strides[i]).map_err(|_| too_big(op, shape))?;
+    }
+    Ok((s, st))
+}
+
+fn too_big(op: &str, shape: &[usize]) -> Error {
+    Error::shape(op, format!("shape {shape:?} has a dimension beyond u32"))
+}
+
+/// The common GPU checks of a one-invocation-per-element kernel: every buffer bound whole fits
+/// a binding, `n` fits a u32 index and one 2-D grid. Returns the grid (x, y, row width).
+pub(crate) fn elementwise_grid(
+    ctx: &GpuContext,
+    op: &str,
+    buffers: &[&GpuBuffer],
+    n: u64,
+) -> Result<(u32, u32, u32)> {
+    for b in buffers {
+        split::check_whole(ctx, b, &format!("a buffer of {op}"))?;
+    }
+    split::check_u32_index(ctx, n, &format!("{op} of {n} elements"))?;
+    split::grid(ctx, n)
+}
+
+/// Records one launch of `kernel` over whole buffers.
+pub(crate) fn launch_whole(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    buffers: &[&GpuBuffer],
+    groups: [u32; 3],
+) -> Result<()> {
+    let binds = buffers.iter().map(|b| Bind::whole(b)).collect();
+    ctx.record(&[Launch {
+        kernel,
+        binds,
+        groups,
+    }])
+}
+
+/// A 2-D grid of `rows` workgroups (one per row): (groups x, groups y).
+pub(crate) fn row_grid(ctx: &GpuContext, op: &str, rows: u64) -> Result<(u32, u32)> {
+    let max = split::max_groups(ctx);
+    let gx = rows.clamp(1, max);
+    let gy = rows.div_ceil(gx).max(1);
+    if gy > max {
+        return Err(Error::Limit {
+            what: format!("{op} over {rows} rows"),
+            requested: rows,
+            limit_name: "max_compute_workgroups_per_dimension (squared)",
+            limit: max * max,
+            adapter: ctx.describe(),
+        });
+    }
+    Ok((gx as u32, gy as u32))
+}
+
+/// The sum of `f(i)` for `i < n` in the order of the row kernels: 64 strided partial sums,
+/// then a pairwise tree over them.
+pub(crate) fn sum64(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+    let mut part = [0f32; ROW_THREADS];
+    for (t, p) in part.iter_mut().enumerate() {
+        let mut s = 0f32;
+        let mut i = t;
+        while i < n {
+            s += f(i);
+            i += ROW_THREADS;
+        }
+        *p = s;
+    }
+    let mut s = ROW_THREADS / 2;
+    while s > 0 {
+        for t in 0..s {
+            part[t] += part[t + s];
+        }
+        s /= 2;
+    }
+    part[0]
+}
+
+/// Calls `f(row, out_row)` for every row of `width` elements of `out`, rows split over cores.
+pub(crate) fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if width == 0 {
+        return;
+    }
+    let rows = out.len() / width;
+    let w = crate::ops::threads::workers(out.len()).min(rows.max(1));
+    let per = rows.div_ceil(w.max(1)).max(1);
+    std::thread::scope(|s| {
+        for (ci, chunk) in out.chunks_mut(per * width).enumerate() {
+            let f = &f;
+            let mut run = move || {
+                for (j, r) in chunk.chunks_mut(width).enumerate() {
+                    f(ci * per + j, r);
+                }
+            };
+            if w <= 1 {
+                run();
+            } else {
+                s.spawn(run);
+            }
+        }
+    });
+}
+
+/// int64 indices as i64 values (CPU).
+pub(crate) fn as_i64(bytes: &[u8]) -> Vec<i64> {
+    bytemuck::pod_collect_to_vec(bytes)
+}

@@ -1,0 +1,501 @@
+//! `matmul` (PyTorch's `torch.matmul`: batched, broadcasting leading dimensions, 1-D operands
+//! promoted and squeezed), `linear` (`x · Wᵀ + b`), and the scaled `a · bᵀ` of attention. The GPU
+//! kernel is tiled through workgroup memory and reads both operands through strides, so
+//! transposes and broadcast batches cost no copy; the CPU path is the `gemm` crate.
+//!
+//! Numbers: sums over K run in another order than PyTorch's (and the CPU's differs from the
+//! GPU's), so results differ from PyTorch by rounding: the tests bound the error by
+//! `K · 2⁻²⁴ · Σ|aᵢ·bᵢ|` per element, well inside the model-level bound of 2e-5 × max|y|.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, MatmulParams};
+use crate::gpu::launch::Launch;
+use crate::gpu::pool::GpuBuffer;
+use crate::gpu::split::{self, Bind};
+use crate::gpu::GpuContext;
+use crate::ops::add::broadcast_shape;
+use crate::ops::op::{check_f32, run, Op};
+use crate::tensor::{HostBytes, Tensor};
+
+/// Output tile of one workgroup (`matmul.wgsl`).
+const TILE: u64 = 64;
+
+/// How one operand is read: `X[z1, z2, r, c] = x[base + z1*bs1 + z2*bs2 + r*rs + c*cs]`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Operand {
+    rs: usize,
+    cs: usize,
+    bs1: usize,
+    bs2: usize,
+}
+
+#[derive(Debug)]
+struct Gemm {
+    name: &'static str,
+    out: Vec<usize>,
+    m: usize,
+    n: usize,
+    k: usize,
+    nb1: usize,
+    nb2: usize,
+    a: Operand,
+    b: Operand,
+    alpha: f32,
+    bias: bool,
+}
+
+/// A plan that needs the operands' batches made explicit first (a broadcast pattern the
+/// kernel's two batch levels cannot express).
+enum Planned {
+    Ready(Gemm),
+    Expand(Vec<usize>),
+}
+
+fn plan(
+    name: &'static str,
+    a: &[usize],
+    b: &[usize],
+    trans_b: bool,
+    alpha: f32,
+    bias: bool,
+) -> Result<Planned> {
+    if a.is_empty() || b.is_empty() {
+        return Err(Error::shape(
+            name,
+            format!("both operands need at least one dimension, got a {a:?} and b {b:?}"),
+        ));
+    }
+    let am: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let bm: Vec<usize> = if b.len() == 1 {
+        if trans_b {
+            vec![1, b[0]]
+        } else {
+            vec![b[0], 1]
+        }
+    } else {
+        b.to_vec()
+    };
+    let (m, ka) = (am[am.len() - 2], am[am.len() - 1]);
+    let (kb, n) = if trans_b {
+        (bm[bm.len() - 1], bm[bm.len() - 2])
+    } else {
+        (bm[bm.len() - 2], bm[bm.len() - 1])
+    };
+    if ka != kb {
+        let which = if trans_b { "last" } else { "second-to-last" };
+        return Err(Error::shape(
+            name,
+            format!(
+                "a {a:?} and b {b:?} cannot be multiplied: a's last dimension ({ka}) must equal \
+                 b's {which} dimension ({kb})"
+            ),
+        ));
+    }
+    let k = ka;
+    let (ba, bb) = (&am[..am.len() - 2], &bm[..bm.len() - 2]);
+    let out_batch = broadcast_shape(ba, bb).map_err(|_| {
+        Error::shape(
+            name,
+            format!(
+                "the batch dimensions of a {a:?} and b {b:?} do not broadcast ({ba:?} vs {bb:?})"
+            ),
+        )
+    })?;
+    let mut out: Vec<usize> = out_batch.clone();
+    if a.len() > 1 {
+        out.push(m);
+    }
+    if b.len() > 1 {
+        out.push(n);
+    }
+    let mut ga = Operand {
+        rs: k,
+        cs: 1,
+        ..Default::default()
+    };
+    let gb = if trans_b {
+        Operand {
+            rs: 1,
+            cs: k,
+            ..Default::default()
+        }
+    } else {
+        Operand {
+            rs: n,
+            cs: 1,
+            ..Default::default()
+        }
+    };
+    let numel = |s: &[usize]| s.iter().product::<usize>();
+    // b without a batch and a's batch the output's: a's rows are one [batch·M, K] matrix.
+    if numel(bb) == 1 && ba == out_batch.as_slice() {
+        return Ok(Planned::Ready(Gemm {
+            name,
+            out,
+            m: m * numel(ba),
+            n,
+            k,
+            nb1: 1,
+            nb2: 1,
+            a: ga,
+            b: gb,
+            alpha,
+            bias,
+        }));
+    }
+    // Per output batch dimension: (size, a's stride, b's stride), 0 where broadcast.
+    let strides = |batch: &[usize], mat: usize| -> Vec<usize> {
+        let off = out_batch.len() - batch.len();
+        let mut st = vec![0; out_batch.len()];
+        let mut acc = mat;
+        for i in (0..batch.len()).rev() {
+            if batch[i] != 1 {
+                st[off + i] = acc;
+            }
+            acc *= batch[i];
+        }
+        st
+    };
+    let sa = strides(ba, m * k);
+    let sb = strides(bb, k * n);
+    let mut groups: Vec<(usize, usize, usize)> = Vec::new();
+    for i in 0..out_batch.len() {
+        let d = (out_batch[i], sa[i], sb[i]);
+        if d.0 == 1 {
+            continue;
+        }
+        match groups.last_mut() {
+            Some(g) if g.1 == d.1 * d.0 && g.2 == d.2 * d.0 => {
+                *g = (g.0 * d.0, d.1, d.2);
+            }
+            _ => groups.push(d),
+        }
+    }
+    let (g1, g2) = match groups.as_slice() {
+        [] => ((1, 0, 0), (1, 0, 0)),
+        [g] => ((1, 0, 0), *g),
+        [g1, g2] => (*g1, *g2),
+        _ => return Ok(Planned::Expand(out_batch)),
+    };
+    ga.bs1 = g1.1;
+    ga.bs2 = g2.1;
+    let mut gb = gb;
+    gb.bs1 = g1.2;
+    gb.bs2 = g2.2;
+    Ok(Planned::Ready(Gemm {
+        name,
+        out,
+        m,
+        n,
+        k,
+        nb1: g1.0,
+        nb2: g2.0,
+        a: ga,
+        b: gb,
+        alpha,
+        bias,
+    }))
+}
+
+/// Runs a plan, expanding the operands' batches first when the plan asks for it.
+fn gemm(
+    name: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    trans_b: bool,
+    alpha: f32,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    check_f32(name, a, "a")?;
+    check_f32(name, b, "b")?;
+    if let Some(t) = bias {
+        check_f32(name, t, "bias")?;
+    }
+    match plan(name, a.shape(), b.shape(), trans_b, alpha, bias.is_some())? {
+        Planned::Ready(g) => {
+            let mut inputs = vec![a, b];
+            inputs.extend(bias);
+            run(&g, &inputs, None)
+        }
+        Planned::Expand(batch) => {
+            // Rare broadcast patterns: make both batches explicit, then one batch level fits.
+            let full = |t: &Tensor| -> Result<Tensor> {
+                let s = t.shape();
+                let mut shape = batch.clone();
+                shape.extend_from_slice(&s[s.len() - 2..]);
+                crate::ops::expand(t, &shape)
+            };
+            gemm(name, &full(a)?, &full(b)?, trans_b, alpha, bias)
+        }
+    }
+}
+
+/// `torch.matmul(a, b)` for float32 tensors: `[…, M, K] · […, K, N] → […, M, N]`, leading
+/// (batch) dimensions broadcast; a 1-D `a` is a row `[1, K]` and a 1-D `b` a column `[K, 1]`,
+/// removed from the result again.
+///
+/// ```
+/// use wgnn::{ops, Tensor};
+/// let a = Tensor::from_slice(&[1f32, 2., 3., 4., 5., 6.], &[2, 3])?;
+/// let b = Tensor::from_slice(&[1f32, 0., 0., 1., 1., 1.], &[3, 2])?;
+/// let c = ops::matmul(&a, &b)?;
+/// assert_eq!(c.shape(), [2, 2]);
+/// assert_eq!(c.to_vec::<f32>()?, [4., 5., 10., 11.]);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    gemm("matmul", a, b, false, 1.0, None)
+}
+
+/// `alpha · a · bᵀ` over the last two dimensions (`[…, M, K] · […, N, K]ᵀ`), without copying a
+/// transpose: attention's `q · kᵀ / √d`.
+pub fn matmul_nt(a: &Tensor, b: &Tensor, alpha: f32) -> Result<Tensor> {
+    if a.shape().len() < 2 || b.shape().len() < 2 {
+        return Err(Error::shape(
+            "matmul_nt",
+            format!(
+                "both operands need two dimensions, got a {:?} and b {:?}",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    gemm("matmul_nt", a, b, true, alpha, None)
+}
+
+/// `F.linear(x, weight, bias)`: `x · weightᵀ + bias` for `x: […, in]`, `weight: [out, in]`,
+/// `bias: [out]`, any number of leading dimensions.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let name = "linear";
+    let (out_f, in_f) = match weight.shape() {
+        [o, i] => (*o, *i),
+        s => {
+            return Err(Error::shape(
+                name,
+                format!("weight must be [out_features, in_features], got {s:?}"),
+            ))
+        }
+    };
+    if x.shape().last() != Some(&in_f) {
+        return Err(Error::shape(
+            name,
+            format!(
+                "x {:?} must end in in_features = {in_f} (weight {:?})",
+                x.shape(),
+                weight.shape()
+            ),
+        ));
+    }
+    if let Some(b) = bias {
+        if b.shape() != [out_f] {
+            return Err(Error::shape(
+                name,
+                format!(
+                    "bias must be [{out_f}] (weight {:?}), got {:?}",
+                    weight.shape(),
+                    b.shape()
+                ),
+            ));
+        }
+    }
+    gemm(name, x, weight, true, 1.0, bias)
+}
+
+impl Gemm {
+    fn batch(&self) -> usize {
+        self.nb1 * self.nb2
+    }
+    /// Element offsets of batch `z` in a and b.
+    fn offsets(&self, z: usize) -> (usize, usize) {
+        let (z1, z2) = (z / self.nb2, z % self.nb2);
+        (
+            z1 * self.a.bs1 + z2 * self.a.bs2,
+            z1 * self.b.bs1 + z2 * self.b.bs2,
+        )
+    }
+    /// Highest element index an operand is read at, plus one.
+    fn extent(&self, o: &Operand, rows: usize, cols: usize) -> usize {
+        let last = |n: usize, s: usize| n.saturating_sub(1) * s;
+        last(self.nb1, o.bs1) + last(self.nb2, o.bs2) + last(rows, o.rs) + last(cols, o.cs) + 1
+    }
+}
+
+impl Op for Gemm {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let (a, b) = (inputs[0].as_f32(), inputs[1].as_f32());
+        let (m, n, k) = (self.m, self.n, self.k);
+        let c = out.as_f32_mut();
+        if k > 0 {
+            // The bounds the raw-pointer GEMM relies on, checked once.
+            if self.extent(&self.a, m, k) > a.len()
+                || self.extent(&self.b, k, n) > b.len()
+                || self.batch() * m * n > c.len()
+            {
+                return Err(Error::internal(format!(
+                    "{}: plan exceeds its inputs",
+                    self.name
+                )));
+            }
+            let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
+            let par = if m * n * k >= 1 << 18 && threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            for z in 0..self.batch() {
+                let (ao, bo) = self.offsets(z);
+                let dst = &mut c[z * m * n..(z + 1) * m * n];
+                // SAFETY: `extent` bounds every index the GEMM reads below `a.len()` and
+                // `b.len()` for every batch, and `dst` holds exactly m·n elements written with
+                // row stride n and column stride 1.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        dst.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr().add(ao),
+                        self.a.cs as isize,
+                        self.a.rs as isize,
+                        b.as_ptr().add(bo),
+                        self.b.cs as isize,
+                        self.b.rs as isize,
+                        0.0,
+                        self.alpha,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+            }
+        }
+        if self.bias {
+            let bias = inputs[2].as_f32();
+            for row in c.chunks_mut(n.max(1)) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        for (buf, what) in inputs.iter().zip(["a", "b", "bias"]) {
+            split::check_whole(ctx, buf, &format!("operand {what} of {}", self.name))?;
+        }
+        split::check_whole(ctx, out, &format!("the output of {}", self.name))?;
+        let (m, n, batch) = (self.m as u64, self.n as u64, self.batch() as u64);
+        let biggest = (batch * m * n)
+            .max(self.extent(&self.a, self.m, self.k) as u64)
+            .max(self.extent(&self.b, self.k, self.n) as u64);
+        split::check_u32_index(
+            ctx,
+            biggest,
+            &format!("{} of {biggest} elements", self.name),
+        )?;
+        let max = split::max_groups(ctx);
+        let (gx, gy) = (n.div_ceil(TILE), m.div_ceil(TILE));
+        if gx > max || gy > max {
+            return Err(Error::Limit {
+                what: format!("{} with an output of {m} × {n}", self.name),
+                requested: gx.max(gy) * TILE,
+                limit_name: "max_compute_workgroups_per_dimension × 64",
+                limit: max * TILE,
+                adapter: ctx.describe(),
+            });
+        }
+        let u = |v: usize| v as u32;
+        let bias = inputs.get(2).copied().unwrap_or(inputs[0]);
+        let launches: Vec<Launch> = split::chunks(batch, max)
+            .map(|(z0, nz)| Launch {
+                kernel: Kernel::Matmul(MatmulParams {
+                    m: u(self.m),
+                    n: u(self.n),
+                    k: u(self.k),
+                    nb2: u(self.nb2),
+                    a_rs: u(self.a.rs),
+                    a_cs: u(self.a.cs),
+                    a_bs1: u(self.a.bs1),
+                    a_bs2: u(self.a.bs2),
+                    b_rs: u(self.b.rs),
+                    b_cs: u(self.b.cs),
+                    b_bs1: u(self.b.bs1),
+                    b_bs2: u(self.b.bs2),
+                    z0: z0 as u32,
+                    has_bias: self.bias as u32,
+                    alpha: self.alpha,
+                    ..Default::default()
+                }),
+                binds: vec![
+                    Bind::whole(inputs[0]),
+                    Bind::whole(inputs[1]),
+                    Bind::whole(bias),
+                    Bind::whole(out),
+                ],
+                groups: [gx as u32, gy as u32, nz as u32],
+            })
+            .collect();
+        ctx.record(&launches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(p: Planned) -> Gemm {
+        match p {
+            Planned::Ready(g) => g,
+            Planned::Expand(_) => panic!("expected a direct plan"),
+        }
+    }
+
+    #[test]
+    fn plans_fold_broadcast_and_expand() {
+        // A linear layer: batch folded into rows.
+        let g = ready(plan("t", &[4, 16, 32], &[96, 32], true, 1.0, true).unwrap());
+        assert_eq!((g.m, g.n, g.k, g.nb1, g.nb2), (64, 96, 32, 1, 1));
+        assert_eq!(g.out, [4, 16, 96]);
+        // Same batch on both: one level.
+        let g = ready(plan("t", &[2, 3, 5, 7], &[2, 3, 7, 4], false, 1.0, false).unwrap());
+        assert_eq!((g.nb1, g.nb2, g.a.bs2, g.b.bs2), (1, 6, 35, 28));
+        // [B, 1] × [1, H]: two levels with a zero stride each.
+        let g = ready(plan("t", &[2, 1, 5, 7], &[1, 3, 7, 4], false, 1.0, false).unwrap());
+        assert_eq!((g.nb1, g.nb2), (2, 3));
+        assert_eq!((g.a.bs1, g.a.bs2, g.b.bs1, g.b.bs2), (35, 0, 0, 28));
+        // Alternating broadcast over three dims needs an expansion.
+        assert!(matches!(
+            plan("t", &[2, 1, 2, 5, 7], &[1, 3, 1, 7, 4], false, 1.0, false).unwrap(),
+            Planned::Expand(_)
+        ));
+        // 1-D operands.
+        let g = ready(plan("t", &[7], &[7, 4], false, 1.0, false).unwrap());
+        assert_eq!(g.out, [4]);
+        let g = ready(plan("t", &[3, 7], &[7], false, 1.0, false).unwrap());
+        assert_eq!(g.out, [3]);
+        // Errors name both shapes.
+        let e = plan("t", &[3, 7], &[6, 2], false, 1.0, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("[3, 7]") && e.contains("[6, 2]"), "{e}");
+    }
+}

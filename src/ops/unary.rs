@@ -1,0 +1,217 @@
+//! Elementwise `relu`, `scale` and train-mode `dropout`, with the seeded [`Generator`] whose
+//! stream is the same on the CPU and every GPU. Each result is exactly rounded, so the CPU and
+//! GPU paths give the same bits.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, UnaryParams};
+use crate::gpu::pool::GpuBuffer;
+use crate::gpu::GpuContext;
+use crate::ops::common::{elementwise_grid, launch_whole};
+use crate::ops::op::{check_f32, run, Op};
+use crate::ops::threads::par_chunks;
+use crate::tensor::{HostBytes, Tensor};
+
+/// A seeded, counter-based random stream: element `i` of a draw is a hash of
+/// `(seed, offset + i)`, so a kernel computes any element independently and the CPU and GPU
+/// give the same stream. Each draw advances `offset` by its element count (like the offset of
+/// PyTorch's Philox generator). Not PyTorch's stream: the same seed gives other numbers than
+/// `torch.manual_seed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generator {
+    seed: u64,
+    offset: u64,
+}
+
+impl Generator {
+    /// A stream seeded with `seed`, at offset 0.
+    pub fn new(seed: u64) -> Self {
+        Generator { seed, offset: 0 }
+    }
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// Elements drawn so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+    /// Reserves `n` elements of the stream; returns where they start.
+    pub(crate) fn take(&mut self, n: u64) -> u64 {
+        let at = self.offset;
+        self.offset = self.offset.wrapping_add(n);
+        at
+    }
+}
+
+/// Chris Wellons' lowbias32 hash (mirrored in `unary.wgsl`).
+fn mix32(v: u32) -> u32 {
+    let mut h = v;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^= h >> 16;
+    h
+}
+
+/// The 24-bit uniform integer at `counter` of the stream of `seed` (`uniform24` in the shader).
+pub(crate) fn uniform24(seed: u64, counter: u64) -> u32 {
+    let (lo, hi) = (counter as u32, (counter >> 32) as u32);
+    let mut h = mix32(lo ^ seed as u32);
+    h = mix32(h ^ hi ^ 0x9e37_79b9);
+    h = mix32(h ^ (seed >> 32) as u32);
+    h >> 8
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Relu,
+    Scale(f32),
+    /// keep when u24 ≥ threshold, then × scale.
+    Dropout {
+        seed: u64,
+        offset: u64,
+        threshold: u32,
+        scale: f32,
+    },
+}
+
+struct Unary {
+    name: &'static str,
+    kind: Kind,
+    out: Vec<usize>,
+}
+
+fn unary(name: &'static str, x: &Tensor, kind: Kind) -> Result<Tensor> {
+    check_f32(name, x, "x")?;
+    run(
+        &Unary {
+            name,
+            kind,
+            out: x.shape().to_vec(),
+        },
+        &[x],
+        None,
+    )
+}
+
+/// `torch.relu(x)`: negatives become 0 (NaN stays NaN).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    unary("relu", x, Kind::Relu)
+}
+
+/// `x * alpha` (one rounding per element).
+pub fn scale(x: &Tensor, alpha: f32) -> Result<Tensor> {
+    unary("scale", x, Kind::Scale(alpha))
+}
+
+/// `F.dropout(x, p, training)`: in training, each element is zeroed with probability `p` and the
+/// others multiplied by `1 / (1 - p)` (inverted dropout); otherwise `x` itself. The mask comes
+/// from `generator`, which advances by `x.numel()`. The probability of a zero is `p` rounded to
+/// a multiple of 2⁻²⁴.
+pub fn dropout(x: &Tensor, p: f64, training: bool, generator: &mut Generator) -> Result<Tensor> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Error::invalid(format!(
+            "dropout probability has to be between 0 and 1, but got {p}"
+        )));
+    }
+    check_f32("dropout", x, "x")?;
+    if !training || p == 0.0 {
+        return Ok(x.clone());
+    }
+    let threshold = (p * (1u64 << 24) as f64).round() as u32;
+    let scale = if p >= 1.0 {
+        0.0
+    } else {
+        (1.0 / (1.0 - p)) as f32
+    };
+    let offset = generator.take(x.numel() as u64);
+    unary(
+        "dropout",
+        x,
+        Kind::Dropout {
+            seed: generator.seed,
+            offset,
+            threshold,
+            scale,
+        },
+    )
+}
+
+impl Op for Unary {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let x = inputs[0].as_f32();
+        let kind = self.kind;
+        par_chunks(out.as_f32_mut(), |start, chunk| {
+            let xs = &x[start..start + chunk.len()];
+            match kind {
+                Kind::Relu => {
+                    for (y, &v) in chunk.iter_mut().zip(xs) {
+                        *y = if v < 0.0 { 0.0 } else { v };
+                    }
+                }
+                Kind::Scale(a) => {
+                    for (y, &v) in chunk.iter_mut().zip(xs) {
+                        *y = v * a;
+                    }
+                }
+                Kind::Dropout {
+                    seed,
+                    offset,
+                    threshold,
+                    scale,
+                } => {
+                    for (j, (y, &v)) in chunk.iter_mut().zip(xs).enumerate() {
+                        // The GPU adds the element index to the offset in 32-bit words with a
+                        // carry into the high word: the same 64-bit sum.
+                        let keep =
+                            uniform24(seed, offset.wrapping_add((start + j) as u64)) >= threshold;
+                        *y = if keep { v * scale } else { 0.0 };
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let n = self.out.iter().product::<usize>() as u64;
+        let (gx, gy, row_width) = elementwise_grid(ctx, self.name, &[inputs[0], out], n)?;
+        let mut p = UnaryParams {
+            count: n as u32,
+            row_width,
+            ..Default::default()
+        };
+        match self.kind {
+            Kind::Relu => p.op = 0,
+            Kind::Scale(a) => {
+                p.op = 1;
+                p.alpha = a;
+            }
+            Kind::Dropout {
+                seed,
+                offset,
+                threshold,
+                scale,
+            } => {
+                p.op = 2;
+                p.alpha = scale;
+                p.seed_lo = seed as u32;
+                p.seed_hi = (seed >> 32) as u32;
+                p.offset_lo = offset as u32;
+                p.offset_hi = (offset >> 32) as u32;
+                p.threshold = threshold;
+            }
+        }
+        launch_whole(ctx, Kernel::Unary(p), &[inputs[0], out], [gx, gy, 1])
+    }
+}

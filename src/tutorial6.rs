@@ -1,0 +1,341 @@
+//! The Transformer of the UvA DL tutorial 6 ("Transformers and Multi-Head Attention"), ported
+//! class for class: the same module tree, attribute names and state-dict keys as the Python, so
+//! the tutorial's checkpoints load as they are. Reading it next to the notebook is the point;
+//! the general parts (the layers, [`scaled_dot_product`], [`expand_mask`]) live in [`crate::nn`].
+//!
+//! ```
+//! use wgnn::tutorial6::{Hparams, TransformerPredictor};
+//! use wgnn::{ops, Device, ModuleExt, Tensor};
+//! let hp = Hparams::reverse_task();
+//! let mut model = TransformerPredictor::new(&hp, &Device::Cpu)?;
+//! model.eval();
+//! // `model.load_state_dict(&StateDict::load("reverse.safetensors")?, true)?` for real weights.
+//! let x = Tensor::from_slice(&[3i64, 1, 4, 1, 5], &[1, 5])?;
+//! let logits = model.forward(&ops::one_hot(&x, hp.num_classes)?, None, true)?;
+//! assert_eq!(logits.shape(), [1, 5, 10]);
+//! assert_eq!(model.state_dict()?.len(), 20); // `pe` is a non-persistent buffer
+//! # Ok::<(), wgnn::Error>(())
+//! ```
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::impl_module;
+use crate::module::{Forward, ModuleList};
+use crate::nn::{
+    expand_mask, scaled_dot_product, Dropout, LayerNorm, Linear, PositionalEncoding, ReLU,
+};
+use crate::ops;
+use crate::tensor::Tensor;
+use crate::Sequential;
+
+/// `MultiheadAttention(input_dim, embed_dim, num_heads)`: one `qkv_proj` for all heads, whose
+/// output is laid out per head (`[q_h, k_h, v_h]` for each head h, as the tutorial reshapes it),
+/// and `o_proj`.
+pub struct MultiheadAttention {
+    /// `Linear(input_dim, 3 * embed_dim)`.
+    pub qkv_proj: Linear,
+    /// `Linear(embed_dim, input_dim)`.
+    pub o_proj: Linear,
+    /// Width of all heads together.
+    pub embed_dim: usize,
+    /// Number of heads.
+    pub num_heads: usize,
+    /// `embed_dim / num_heads`.
+    pub head_dim: usize,
+}
+impl_module!(MultiheadAttention {
+    parameters: [],
+    buffers: [],
+    modules: [qkv_proj, o_proj],
+    other: [embed_dim, num_heads, head_dim]
+});
+
+impl MultiheadAttention {
+    /// Zero weights; `num_heads` must divide `embed_dim`.
+    pub fn new(
+        input_dim: usize,
+        embed_dim: usize,
+        num_heads: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        if num_heads == 0 || !embed_dim.is_multiple_of(num_heads) {
+            return Err(Error::invalid(format!(
+                "MultiheadAttention: embedding dimension {embed_dim} must be 0 modulo number of \
+                 heads {num_heads}"
+            )));
+        }
+        Ok(MultiheadAttention {
+            qkv_proj: Linear::new(input_dim, 3 * embed_dim, device)?,
+            o_proj: Linear::new(embed_dim, input_dim, device)?,
+            embed_dim,
+            num_heads,
+            head_dim: embed_dim / num_heads,
+        })
+    }
+
+    /// `forward(x, mask, return_attention=True)`: the output `[B, S, input_dim]` and the
+    /// attention `[B, H, S, S]`.
+    pub fn forward_with_attention(
+        &mut self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (batch, seq) = match x.shape() {
+            [b, s, _] => (*b, *s),
+            s => {
+                return Err(Error::shape(
+                    "MultiheadAttention",
+                    format!("x must be [batch, seq_len, input_dim], got {s:?}"),
+                ))
+            }
+        };
+        let mask = mask.map(expand_mask).transpose()?;
+        let qkv = self.qkv_proj.forward(x)?;
+        // Separate Q, K, V from the linear output.
+        let qkv = qkv.reshape(&[batch, seq, self.num_heads, 3 * self.head_dim])?;
+        let qkv = ops::permute(&qkv, &[0, 2, 1, 3])?; // [Batch, Head, SeqLen, Dims]
+        let qkv = ops::chunk(&qkv, 3, 3)?;
+        let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
+        let (values, attention) = scaled_dot_product(q, k, v, mask.as_ref())?;
+        let values = ops::permute(&values, &[0, 2, 1, 3])?; // [Batch, SeqLen, Head, Dims]
+        let values = values.reshape(&[batch, seq, self.embed_dim])?;
+        let o = self.o_proj.forward(&values)?;
+        Ok((o, attention))
+    }
+
+    /// `forward(x, mask)`.
+    pub fn forward(&mut self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.forward_with_attention(x, mask)?.0)
+    }
+}
+
+/// `EncoderBlock(input_dim, num_heads, dim_feedforward, dropout)`: post-norm attention and MLP.
+pub struct EncoderBlock {
+    /// Attention layer.
+    pub self_attn: MultiheadAttention,
+    /// Two-layer MLP: `Linear, Dropout, ReLU, Linear`.
+    pub linear_net: Sequential,
+    /// After attention.
+    pub norm1: LayerNorm,
+    /// After the MLP.
+    pub norm2: LayerNorm,
+    /// On both residual branches.
+    pub dropout: Dropout,
+}
+impl_module!(EncoderBlock {
+    parameters: [],
+    buffers: [],
+    modules: [self_attn, linear_net, norm1, norm2, dropout]
+});
+
+impl EncoderBlock {
+    /// Zero weights, unit norms.
+    pub fn new(
+        input_dim: usize,
+        num_heads: usize,
+        dim_feedforward: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(EncoderBlock {
+            self_attn: MultiheadAttention::new(input_dim, input_dim, num_heads, device)?,
+            linear_net: Sequential::new()
+                .push(Linear::new(input_dim, dim_feedforward, device)?)
+                .push(Dropout::new(dropout))
+                .push(ReLU { inplace: true })
+                .push(Linear::new(dim_feedforward, input_dim, device)?),
+            norm1: LayerNorm::new(input_dim, device)?,
+            norm2: LayerNorm::new(input_dim, device)?,
+            dropout: Dropout::new(dropout),
+        })
+    }
+
+    /// `forward(x, mask)`.
+    pub fn forward(&mut self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        // Attention part
+        let attn_out = self.self_attn.forward(x, mask)?;
+        let x = ops::broadcast_add(x, &self.dropout.forward(&attn_out)?)?;
+        let x = self.norm1.forward(&x)?;
+        // MLP part
+        let linear_out = self.linear_net.forward(&x)?;
+        let x = ops::broadcast_add(&x, &self.dropout.forward(&linear_out)?)?;
+        self.norm2.forward(&x)
+    }
+}
+
+/// `TransformerEncoder(num_layers, **block_args)`.
+pub struct TransformerEncoder {
+    /// The blocks, typed.
+    pub layers: ModuleList<EncoderBlock>,
+}
+impl_module!(TransformerEncoder {
+    parameters: [],
+    buffers: [],
+    modules: [layers]
+});
+
+impl TransformerEncoder {
+    /// `num_layers` blocks of the same sizes.
+    pub fn new(
+        num_layers: usize,
+        input_dim: usize,
+        num_heads: usize,
+        dim_feedforward: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        let blocks = (0..num_layers)
+            .map(|_| EncoderBlock::new(input_dim, num_heads, dim_feedforward, dropout, device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TransformerEncoder {
+            layers: ModuleList::from_items(blocks),
+        })
+    }
+
+    /// `forward(x, mask)`: the blocks in order.
+    pub fn forward(&mut self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let mut x = x.clone();
+        for l in self.layers.iter_mut() {
+            x = l.forward(&x, mask)?;
+        }
+        Ok(x)
+    }
+
+    /// `get_attention_maps(x, mask)` as the tutorial computes them: each block's attention for
+    /// its input — and, the tutorial's quirk, the next block's input computed **without** the
+    /// mask (`x = l(x)`). With a mask, maps after the first differ from those of a masked
+    /// forward.
+    pub fn get_attention_maps(&mut self, x: &Tensor, mask: Option<&Tensor>) -> Result<Vec<Tensor>> {
+        let mut maps = Vec::with_capacity(self.layers.len());
+        let mut x = x.clone();
+        for l in self.layers.iter_mut() {
+            let (_, attn_map) = l.self_attn.forward_with_attention(&x, mask)?;
+            maps.push(attn_map);
+            x = l.forward(&x, None)?;
+        }
+        Ok(maps)
+    }
+}
+
+/// The tutorial's hyper-parameters (`self.hparams` of the LightningModule), in signature order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hparams {
+    /// Size of each input vector (classes of the one-hot input).
+    pub input_dim: usize,
+    /// Width of the Transformer.
+    pub model_dim: usize,
+    /// Output classes per sequence element.
+    pub num_classes: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// Encoder blocks.
+    pub num_layers: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Warm-up steps of the scheduler.
+    pub warmup: usize,
+    /// Steps of the cosine schedule.
+    pub max_iters: usize,
+    /// Dropout in the blocks and the output net.
+    pub dropout: f64,
+    /// Dropout on the input.
+    pub input_dropout: f64,
+}
+
+impl Hparams {
+    /// The reverse task of the tutorial: `ReverseDataset(10, 16)`, model 32 wide, one head, one
+    /// layer, 10 epochs of 390 batches.
+    pub fn reverse_task() -> Self {
+        Hparams {
+            input_dim: 10,
+            model_dim: 32,
+            num_classes: 10,
+            num_heads: 1,
+            num_layers: 1,
+            lr: 5e-4,
+            warmup: 50,
+            max_iters: 3900,
+            dropout: 0.0,
+            input_dropout: 0.0,
+        }
+    }
+}
+
+/// `TransformerPredictor`: `input_net` (dropout + linear), `positional_encoding` (its table is a
+/// non-persistent buffer), `transformer`, `output_net` (linear, layer norm, relu, dropout,
+/// linear).
+pub struct TransformerPredictor {
+    /// `Dropout(input_dropout), Linear(input_dim, model_dim)`.
+    pub input_net: Sequential,
+    /// The sinusoidal table, `max_len = 5000`.
+    pub positional_encoding: PositionalEncoding,
+    /// The encoder.
+    pub transformer: TransformerEncoder,
+    /// The per-element classifier.
+    pub output_net: Sequential,
+    /// The hyper-parameters it was built with.
+    pub hparams: Hparams,
+}
+impl_module!(TransformerPredictor {
+    parameters: [],
+    buffers: [],
+    modules: [input_net, positional_encoding, transformer, output_net],
+    other: [hparams]
+});
+
+impl TransformerPredictor {
+    /// `_create_model()`, with zero weights (load a state dict for real ones), in training mode.
+    pub fn new(hp: &Hparams, device: &Device) -> Result<Self> {
+        Ok(TransformerPredictor {
+            input_net: Sequential::new()
+                .push(Dropout::new(hp.input_dropout))
+                .push(Linear::new(hp.input_dim, hp.model_dim, device)?),
+            positional_encoding: PositionalEncoding::new(hp.model_dim, 5000, device)?,
+            transformer: TransformerEncoder::new(
+                hp.num_layers,
+                hp.model_dim,
+                hp.num_heads,
+                2 * hp.model_dim,
+                hp.dropout,
+                device,
+            )?,
+            output_net: Sequential::new()
+                .push(Linear::new(hp.model_dim, hp.model_dim, device)?)
+                .push(LayerNorm::new(hp.model_dim, device)?)
+                .push(ReLU { inplace: true })
+                .push(Dropout::new(hp.dropout))
+                .push(Linear::new(hp.model_dim, hp.num_classes, device)?),
+            hparams: hp.clone(),
+        })
+    }
+
+    /// `forward(x, mask, add_positional_encoding)`: `x [B, S, input_dim]` to logits
+    /// `[B, S, num_classes]`.
+    pub fn forward(
+        &mut self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        add_positional_encoding: bool,
+    ) -> Result<Tensor> {
+        let mut x = self.input_net.forward(x)?;
+        if add_positional_encoding {
+            x = self.positional_encoding.forward(&x)?;
+        }
+        let x = self.transformer.forward(&x, mask)?;
+        self.output_net.forward(&x)
+    }
+
+    /// `get_attention_maps(x, mask, add_positional_encoding)`: one `[B, H, S, S]` map a layer.
+    pub fn get_attention_maps(
+        &mut self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        add_positional_encoding: bool,
+    ) -> Result<Vec<Tensor>> {
+        let mut x = self.input_net.forward(x)?;
+        if add_positional_encoding {
+            x = self.positional_encoding.forward(&x)?;
+        }
+        self.transformer.get_attention_maps(&x, mask)
+    }
+}
