@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use wgnn::ops::{add_positional, positional_table};
+use wgnn::ops::{self, add_positional, positional_table};
+use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{Buffer, DType, Device, DynModule, GpuDevice, ModuleExt, PositionalEncoding, Tensor};
 
 struct Figure {
@@ -280,6 +281,92 @@ fn op_overhead(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Vec<Fig
     ])
 }
 
+/// GFLOP/s of `[m×k]·[k×n]` on the GPU (the tiled kernel) next to the CPU path (the `gemm`
+/// crate on every core), same operands, outputs included.
+fn matmul_gpu_vs_cpu(
+    g: &GpuDevice,
+    gpu: &Device,
+    (m, k, n): (usize, usize, usize),
+    runs: usize,
+) -> wgnn::Result<Figure> {
+    let a = Tensor::from_slice(&vec![0.5f32; m * k], &[m, k])?;
+    let b = Tensor::from_slice(&vec![0.25f32; k * n], &[k, n])?;
+    let (ga, gb) = (a.to(gpu)?, b.to(gpu)?);
+    let flops = 2.0 * (m * k * n) as f64;
+    let one = time(1, || {
+        ops::matmul(&ga, &gb)?;
+        g.synchronize()
+    })?;
+    let r = repeats_for(one);
+    let t_gpu = time(runs, || {
+        for _ in 0..r {
+            ops::matmul(&ga, &gb)?;
+        }
+        g.synchronize()
+    })? / r as f64;
+    let t_cpu = time(runs, || ops::matmul(&a, &b).map(|_| ()))?;
+    let (vg, vc) = (flops / t_gpu / 1e9, flops / t_cpu / 1e9);
+    Ok(Figure {
+        name: "matmul",
+        what: format!("[{m}x{k}]·[{k}x{n}], {r} per submission"),
+        value: vg,
+        unit: "GF/s",
+        baseline_name: "CPU GEMM (gemm crate, all cores)",
+        baseline: vc,
+        ratio: vg / vc,
+    })
+}
+
+/// Sequences per second of the tutorial's model in eval mode, GPU next to CPU.
+fn model_gpu_vs_cpu(
+    g: &GpuDevice,
+    gpu: &Device,
+    hp: &Hparams,
+    (batch, seq): (usize, usize),
+    runs: usize,
+) -> wgnn::Result<Figure> {
+    let mut cpu_model = TransformerPredictor::new(hp, &Device::Cpu)?;
+    // Non-zero weights, so every op does real work.
+    let mut sd = cpu_model.state_dict()?;
+    let keys: Vec<String> = sd.keys().iter().map(|k| k.to_string()).collect();
+    for (i, k) in keys.iter().enumerate() {
+        let t = sd.get(k).cloned().ok_or_else(|| wgnn::Error::Internal(k.clone()))?;
+        let v: Vec<f32> = (0..t.numel())
+            .map(|j| (((j * 7919 + i * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.1)
+            .collect();
+        sd.insert(k.clone(), Tensor::from_slice(&v, t.shape())?);
+    }
+    cpu_model.load_state_dict(&sd, true)?;
+    cpu_model.eval();
+    let mut gpu_model = TransformerPredictor::new(hp, &Device::Cpu)?;
+    gpu_model.load_state_dict(&sd, true)?;
+    gpu_model.to_device(gpu)?;
+    gpu_model.eval();
+    let x: Vec<f32> = (0..batch * seq * hp.input_dim)
+        .map(|i| ((i * 31) % 17) as f32 / 17.0)
+        .collect();
+    let x = Tensor::from_slice(&x, &[batch, seq, hp.input_dim])?;
+    let gx = x.to(gpu)?;
+    let t_gpu = time(runs, || {
+        gpu_model.forward(&gx, None, true)?;
+        g.synchronize()
+    })?;
+    let t_cpu = time(runs, || cpu_model.forward(&x, None, true).map(|_| ()))?;
+    let (vg, vc) = (batch as f64 / t_gpu, batch as f64 / t_cpu);
+    Ok(Figure {
+        name: "model",
+        what: format!(
+            "TransformerPredictor d{} h{} l{}, batch {batch} x seq {seq}, eval forward",
+            hp.model_dim, hp.num_heads, hp.num_layers
+        ),
+        value: vg,
+        unit: "seq/s",
+        baseline_name: "the same model on the CPU",
+        baseline: vc,
+        ratio: vg / vc,
+    })
+}
+
 fn main() -> wgnn::Result<()> {
     env_logger::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -304,6 +391,30 @@ fn main() -> wgnn::Result<()> {
         table_gpu_vs_cpu_upload(&g, &gpu, runs)?,
         tree_vs_one_upload(&g, &gpu, mib / 2, runs)?,
     ]);
+    let shapes: &[(usize, usize, usize)] = if quick {
+        &[(2048, 32, 96), (512, 512, 512)]
+    } else {
+        &[(2048, 32, 96), (2048, 512, 512), (8192, 512, 2048)]
+    };
+    for &s in shapes {
+        figures.push(matmul_gpu_vs_cpu(&g, &gpu, s, runs)?);
+    }
+    figures.push(model_gpu_vs_cpu(
+        &g,
+        &gpu,
+        &Hparams::reverse_task(),
+        (128, 16),
+        runs,
+    )?);
+    let big = Hparams {
+        input_dim: 10,
+        model_dim: 512,
+        num_heads: 8,
+        num_layers: 6,
+        ..Hparams::reverse_task()
+    };
+    let (big_shape, big_runs) = if quick { ((2, 64), 1) } else { ((32, 256), 3) };
+    figures.push(model_gpu_vs_cpu(&g, &gpu, &big, big_shape, big_runs)?);
     if json {
         let v: Vec<serde_json::Value> = figures
             .iter()

@@ -12,6 +12,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<u32>;
 
+// NaN tested on the bits: shader compilers may assume `v != v` is false.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 @compute @workgroup_size(256)
 fn argmax(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.y * p.row_width + gid.x;
@@ -21,13 +26,13 @@ fn argmax(@builtin(global_invocation_id) gid: vec3<u32>) {
     let base = r * p.a;
     var best = x[base];
     var at = 0u;
-    var best_nan = best != best;
+    var best_nan = is_nan(best);
     for (var i = 1u; i < p.a; i++) {
         let v = x[base + i];
-        if !best_nan && (v > best || v != v) {
+        if !best_nan && (v > best || is_nan(v)) {
             best = v;
             at = i;
-            best_nan = v != v;
+            best_nan = is_nan(v);
         }
     }
     y[2u * r] = at;
