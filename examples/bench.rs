@@ -330,7 +330,10 @@ fn model_gpu_vs_cpu(
     let mut sd = cpu_model.state_dict()?;
     let keys: Vec<String> = sd.keys().iter().map(|k| k.to_string()).collect();
     for (i, k) in keys.iter().enumerate() {
-        let t = sd.get(k).cloned().ok_or_else(|| wgnn::Error::Internal(k.clone()))?;
+        let t = sd
+            .get(k)
+            .cloned()
+            .ok_or_else(|| wgnn::Error::Internal(k.clone()))?;
         let v: Vec<f32> = (0..t.numel())
             .map(|j| (((j * 7919 + i * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.1)
             .collect();

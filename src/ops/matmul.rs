@@ -19,8 +19,9 @@ use crate::ops::add::broadcast_shape;
 use crate::ops::op::{check_f32, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
-/// Output tile of one workgroup (`matmul.wgsl`).
-const TILE: u64 = 64;
+/// Output block of one workgroup (`matmul.wgsl`): rows × columns.
+const TILE_M: u64 = 16;
+const TILE_N: u64 = 256;
 
 /// How one operand is read: `X[z1, z2, r, c] = x[base + z1*bs1 + z2*bs2 + r*rs + c*cs]`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -412,13 +413,13 @@ impl Op for Gemm {
             &format!("{} of {biggest} elements", self.name),
         )?;
         let max = split::max_groups(ctx);
-        let (gx, gy) = (n.div_ceil(TILE), m.div_ceil(TILE));
+        let (gx, gy) = (n.div_ceil(TILE_N), m.div_ceil(TILE_M));
         if gx > max || gy > max {
             return Err(Error::Limit {
                 what: format!("{} with an output of {m} × {n}", self.name),
-                requested: gx.max(gy) * TILE,
-                limit_name: "max_compute_workgroups_per_dimension × 64",
-                limit: max * TILE,
+                requested: (gy * TILE_M).max(gx * TILE_N),
+                limit_name: "max_compute_workgroups_per_dimension × 16 rows (× 256 columns)",
+                limit: max * TILE_M,
                 adapter: ctx.describe(),
             });
         }
