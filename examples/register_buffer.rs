@@ -4,7 +4,7 @@
 //! cargo run --release --example register_buffer
 
 use wgnn::nn::BatchNorm1d;
-use wgnn::{impl_module, Buffer, DType, Device, ModuleExt, Parameter, StateDict, Tensor};
+use wgnn::{impl_module, Buffer, DType, Device, Forward, ModuleExt, Parameter, StateDict, Tensor};
 
 /// One of each kind, plus a child with running statistics.
 struct Demo {
@@ -85,6 +85,34 @@ fn main() -> wgnn::Result<()> {
          A buffer is never a parameter: no optimizer sees it. Persistent buffers are saved;\n\
          non-persistent ones are not. All of them move with the module."
     );
+
+    // The classic buffer that forward changes and no optimizer touches: BatchNorm's running
+    // statistics, updated on the module's device (no read-back) in training mode only.
+    println!(
+        "\nBatchNorm1d's buffers change in forward, on {gpu}, in training mode (the default):"
+    );
+    let show = |m: &Demo, what: &str| -> wgnn::Result<()> {
+        println!(
+            "  {what:<28} running_mean {:<32} running_var {:<32} num_batches_tracked {:?}",
+            format!("{:.3?}", m.bn.running_mean.tensor().to_vec::<f32>()?),
+            format!("{:.3?}", m.bn.running_var.tensor().to_vec::<f32>()?),
+            m.bn.num_batches_tracked.tensor().to_vec::<i64>()?
+        );
+        Ok(())
+    };
+    show(&m, "before")?;
+    for step in 1..=3 {
+        let v: Vec<f32> = (0..12).map(|i| (i * step) as f32 * 0.5).collect();
+        let x = Tensor::from_slice(&v, &[4, 3])?.to(&gpu)?;
+        m.bn.forward(&x)?;
+        show(&m, &format!("after train forward {step}"))?;
+    }
+    m.eval();
+    let x = Tensor::from_slice(&[5f32; 12], &[4, 3])?.to(&gpu)?;
+    m.bn.forward(&x)?;
+    show(&m, "after an eval forward")?;
+    println!("  (eval() uses the running statistics and leaves them alone)");
+    let sd = m.state_dict()?;
 
     let path = std::env::temp_dir().join(format!(
         "wgnn-register-buffer-{}.safetensors",

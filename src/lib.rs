@@ -2,9 +2,10 @@
 //!
 //! A tree of typed modules that owns **parameters** (trained, saved), **persistent buffers**
 //! (not trained, saved) and **non-persistent buffers** (not trained, not saved), all of which
-//! move together to a GPU; state dicts that PyTorch reads and writes (safetensors); and WGSL
-//! kernels for the sinusoidal positional-encoding table and the broadcast add
-//! `x + pe[:, :seq_len]`, matching PyTorch's float32 table on every GPU.
+//! move together to a GPU; state dicts that PyTorch reads and writes (safetensors); and the
+//! forward passes of the layers a Transformer needs, on the CPU and on any GPU wgpu reaches, with
+//! PyTorch's numbers (elementwise ops bit for bit on every device, reductions within tested
+//! bounds; see [`ops`]).
 //!
 //! | PyTorch | wgnn |
 //! |---|---|
@@ -18,7 +19,11 @@
 //! | `state_dict()` / `load_state_dict(sd, strict)` | [`ModuleExt::state_dict`] / [`ModuleExt::load_state_dict`] (atomic) |
 //! | `safetensors.torch.save_file` / `load_file` | [`StateDict::save`] / [`StateDict::load`] |
 //! | `repr(model)` | [`ModuleExt::repr`], plus [`ModuleExt::summary`] |
-//! | `nn.Sequential`, `nn.ModuleList` | [`Sequential`], [`ModuleList`] |
+//! | `nn.Sequential`, `nn.ModuleList` | [`Sequential`] (runs its layers), [`ModuleList`] (boxed, or typed `ModuleList<Block>`) |
+//! | `model(x)` | [`Forward::forward`] |
+//! | `model.train()` / `model.eval()` | [`ModuleExt::train`] / [`ModuleExt::eval`] |
+//! | `torch.matmul`, `F.linear`, `F.softmax`, `F.layer_norm`, … | [`ops`] |
+//! | the Transformer of the UvA DL tutorial 6 | [`tutorial6`] |
 //!
 //! ```
 //! use wgnn::{Device, ModuleExt, PositionalEncoding, Tensor};

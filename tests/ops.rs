@@ -258,10 +258,17 @@ fn elementwise_layout_and_index_ops_give_the_same_bits_on_cpu_and_gpu() {
     let p = ops::permute(&x, &[3, 0, 1, 2]).unwrap();
     assert_eq!(p.shape(), [5, 2, 3, 4]);
     let (xs, ps) = (f32s(&x), f32s(&p));
-    assert_eq!(
-        ps[1 * 24 + 0 * 12 + 2 * 4 + 3],
-        xs[0 * 60 + 2 * 20 + 3 * 5 + 1]
-    );
+    // p[c3, c0, c1, c2] = x[c0, c1, c2, c3]; strides: p [24, 12, 4, 1], x [60, 20, 5, 1].
+    let at = |c: [usize; 4]| {
+        (
+            ps[c[3] * 24 + c[0] * 12 + c[1] * 4 + c[2]],
+            xs[c[0] * 60 + c[1] * 20 + c[2] * 5 + c[3]],
+        )
+    };
+    for c in [[0, 2, 3, 1], [1, 1, 0, 4], [1, 2, 3, 0]] {
+        let (a, b) = at(c);
+        assert_eq!(a, b, "{c:?}");
+    }
     let oh = f32s(&ops::one_hot(&idx, 10).unwrap());
     assert_eq!(oh[..10], [0., 0., 0., 1., 0., 0., 0., 0., 0., 0.]);
     let relu = f32s(&ops::relu(&x).unwrap());
