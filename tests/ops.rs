@@ -318,3 +318,32 @@ fn ops_refuse_bad_input_with_errors_that_name_it() {
     let e = msg(ops::permute(&half, &[0]));
     assert!(e.contains("float16"), "{e}");
 }
+
+#[test]
+fn empty_tensors_go_through_every_op_without_a_panic() {
+    for d in [Device::Cpu, gpu()] {
+        let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &d).unwrap();
+        assert_eq!(
+            ops::matmul(&z(&[0, 3]), &z(&[3, 4])).unwrap().shape(),
+            [0, 4]
+        );
+        assert_eq!(
+            ops::matmul(&z(&[2, 0, 3]), &z(&[3, 0])).unwrap().shape(),
+            [2, 0, 0]
+        );
+        assert_eq!(ops::softmax(&z(&[0, 5])).unwrap().shape(), [0, 5]);
+        assert_eq!(ops::softmax(&z(&[2, 0])).unwrap().shape(), [2, 0]);
+        assert_eq!(
+            ops::layer_norm(&z(&[0, 4]), &[4], None, None, 1e-5)
+                .unwrap()
+                .shape(),
+            [0, 4]
+        );
+        assert_eq!(ops::permute(&z(&[0, 2]), &[1, 0]).unwrap().shape(), [2, 0]);
+        assert_eq!(ops::chunk(&z(&[4, 0]), 2, 1).unwrap().len(), 0);
+        let idx = Tensor::zeros(&[0], DType::I64, &d).unwrap();
+        assert_eq!(ops::one_hot(&idx, 3).unwrap().shape(), [0, 3]);
+        assert_eq!(ops::argmax(&z(&[0, 3])).unwrap().shape(), [0]);
+        assert!(ops::argmax(&z(&[3, 0])).is_err());
+    }
+}

@@ -315,7 +315,13 @@ impl Op for Bn {
                 momentum,
                 unbias,
             } => {
-                let (gx, _, _) = elementwise_grid(ctx, self.name, &bufs, c as u64)?;
+                let (gx, gy, _) = elementwise_grid(ctx, self.name, &bufs, c as u64)?;
+                if gy > 1 {
+                    return Err(Error::shape(
+                        self.name,
+                        format!("{c} channels are more than one row of workgroups covers"),
+                    ));
+                }
                 let p = BnRunningParams {
                     channels: u(c)?,
                     stat_base: u(stat_base)?,
@@ -324,9 +330,6 @@ impl Op for Bn {
                     unbias,
                     _pad: [0; 3],
                 };
-                if (c as u64) > (gx as u64) * (split::WORKGROUP as u64) {
-                    return Err(Error::shape(self.name, format!("{c} channels in one row")));
-                }
                 launch_whole(ctx, Kernel::BatchNormRunning(p), &bufs, [gx, 1, 1])
             }
             Kind::Increment => {

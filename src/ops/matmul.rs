@@ -339,7 +339,7 @@ impl Op for Gemm {
         let (a, b) = (inputs[0].as_f32(), inputs[1].as_f32());
         let (m, n, k) = (self.m, self.n, self.k);
         let c = out.as_f32_mut();
-        if k > 0 {
+        if k > 0 && m > 0 && n > 0 {
             // The bounds the raw-pointer GEMM relies on, checked once.
             if self.extent(&self.a, m, k) > a.len()
                 || self.extent(&self.b, k, n) > b.len()

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, LayerNormParams, MaskedFillParams, RowParams};
 use crate::gpu::pool::GpuBuffer;
-use crate::gpu::split;
 use crate::gpu::GpuContext;
 use crate::ops::add::broadcast_shape;
 use crate::ops::common::{
@@ -269,7 +268,6 @@ impl Op for MaskedFill {
         let (gx, gy, row_width) =
             elementwise_grid(ctx, "masked_fill", &[inputs[0], inputs[1], out], n)?;
         let (shape, mask_strides) = pad8("masked_fill", &self.out, &self.mask_strides)?;
-        split::check_u32_index(ctx, n, "masked_fill")?;
         launch_whole(
             ctx,
             Kernel::MaskedFill(MaskedFillParams {
