@@ -10,7 +10,7 @@ use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{Buffer, DType, Device, DynModule, GpuDevice, ModuleExt, PositionalEncoding, Tensor};
 
 struct Figure {
-    name: &'static str,
+    name: String,
     what: String,
     value: f64,
     unit: &'static str,
@@ -100,7 +100,7 @@ fn gpu_add_vs_copy(g: &GpuDevice, gpu: &Device, mib: usize, runs: usize) -> wgnn
     let copy_bytes = 2.0 * n as f64 * 4.0;
     let (a, c) = (add_bytes / t_add / 1e9, copy_bytes / t_copy / 1e9);
     Ok(Figure {
-        name: "gpu_add",
+        name: "gpu_add".into(),
         what: format!(
             "x[{batch},{seq},{d}] + pe[:, :{seq}] ({} MiB in, {} MiB out), {r} per submission",
             mib, mib
@@ -131,7 +131,7 @@ fn cpu_add_vs_memcpy(mib: usize, runs: usize) -> wgnn::Result<Figure> {
         2.0 * n as f64 * 4.0 / t_copy / 1e9,
     );
     Ok(Figure {
-        name: "cpu_add",
+        name: "cpu_add".into(),
         what: format!(
             "{mib} MiB + table rows, {} threads",
             std::thread::available_parallelism()
@@ -157,7 +157,7 @@ fn table_gpu_vs_cpu_upload(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Re
         g.synchronize()
     })?;
     Ok(Figure {
-        name: "table",
+        name: "table".into(),
         what: format!("PositionalEncoding({d}, {len}) generated on the GPU"),
         value: t_gpu * 1e3,
         unit: "ms",
@@ -192,7 +192,7 @@ fn tree_vs_one_upload(
         g.synchronize()
     })?;
     Ok(Figure {
-        name: "to_device",
+        name: "to_device".into(),
         what: format!("to_device of a tree of {count} tensors, {mib} MiB in all"),
         value: t_tree * 1e3,
         unit: "ms",
@@ -252,7 +252,7 @@ fn op_overhead(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Vec<Fig
     let t_rec = median(rec);
     Ok(vec![
         Figure {
-            name: "op_record",
+            name: "op_record".into(),
             what: "host time to record one [1,1,4] forward (no submit, no wait)".into(),
             value: t_rec * 1e6,
             unit: "us",
@@ -261,7 +261,7 @@ fn op_overhead(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Vec<Fig
             ratio: t_empty / t_rec,
         },
         Figure {
-            name: "op_1",
+            name: "op_1".into(),
             what: "PositionalEncoding forward of x[1,1,4], then synchronize".into(),
             value: t_one * 1e6,
             unit: "us",
@@ -270,7 +270,7 @@ fn op_overhead(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Vec<Fig
             ratio: t_empty / t_one,
         },
         Figure {
-            name: "op_32",
+            name: "op_32".into(),
             what: format!("a chain of {chain} such forwards, then one synchronize"),
             value: t_chain * 1e6,
             unit: "us",
@@ -307,7 +307,7 @@ fn matmul_gpu_vs_cpu(
     let t_cpu = time(runs, || ops::matmul(&a, &b).map(|_| ()))?;
     let (vg, vc) = (flops / t_gpu / 1e9, flops / t_cpu / 1e9);
     Ok(Figure {
-        name: "matmul",
+        name: format!("matmul_{m}x{k}x{n}"),
         what: format!("[{m}x{k}]·[{k}x{n}], {r} per submission"),
         value: vg,
         unit: "GF/s",
@@ -357,7 +357,7 @@ fn model_gpu_vs_cpu(
     let t_cpu = time(runs, || cpu_model.forward(&x, None, true).map(|_| ()))?;
     let (vg, vc) = (batch as f64 / t_gpu, batch as f64 / t_cpu);
     Ok(Figure {
-        name: "model",
+        name: format!("model_d{}_b{batch}_s{seq}", hp.model_dim),
         what: format!(
             "TransformerPredictor d{} h{} l{}, batch {batch} x seq {seq}, eval forward",
             hp.model_dim, hp.num_heads, hp.num_layers
@@ -439,12 +439,12 @@ fn main() -> wgnn::Result<()> {
         if quick { ", --quick sizes" } else { "" }
     );
     println!(
-        "{:<10} {:>12}   {:<36} {:>12}   {:>6}   what",
+        "{:<24} {:>15}   {:<34} {:>15}   {:>6}   what",
         "figure", "value", "baseline", "", "ratio"
     );
     for f in &figures {
         println!(
-            "{:<10} {:>7.2} {:<4}   {:<36} {:>7.2} {:<4}   {:>6.3}   {}",
+            "{:<24} {:>9.2} {:<5}   {:<34} {:>9.2} {:<5}   {:>6.3}   {}",
             f.name, f.value, f.unit, f.baseline_name, f.baseline, f.unit, f.ratio, f.what
         );
     }
