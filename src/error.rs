@@ -191,8 +191,9 @@ pub enum Error {
         #[source]
         source: IoSource,
     },
-    /// A malformed safetensors file or buffer.
-    #[error("invalid safetensors data{}: {message}", path_suffix(path))]
+    /// A malformed or refused file: safetensors, or a `torch.save` checkpoint (whose pickle
+    /// names a global outside the allow-list, or whose storages do not hold its tensors).
+    #[error("invalid checkpoint data{}: {message}", path_suffix(path))]
     Format {
         /// The file, if any.
         path: Option<String>,
@@ -281,6 +282,19 @@ fn path_suffix(p: &Option<String>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A format error without a file, given the file it came from.
+    pub(crate) fn with_path(self, path: &std::path::Path) -> Error {
+        match self {
+            Error::Format {
+                path: None,
+                message,
+            } => Error::Format {
+                path: Some(path.display().to_string()),
+                message,
+            },
+            e => e,
+        }
+    }
     pub(crate) fn shape(op: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Shape {
             op: op.into(),

@@ -48,6 +48,7 @@ pub mod nn;
 pub mod ops;
 mod state_dict;
 mod tensor;
+pub mod torch;
 pub mod tutorial6;
 
 pub use device::{enumerate_adapters, AdapterSummary, Device, GpuDevice, GpuOptions, GpuStats};

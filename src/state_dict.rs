@@ -155,11 +155,45 @@ impl StateDict {
         write_atomic(path, &bytes)
     }
 
-    /// Reads a safetensors file (from PyTorch, wgnn or anything else that writes the format).
+    /// Reads a state dict from a file, whichever of the formats PyTorch users have it in (told
+    /// apart by the bytes, not the name): safetensors, a `torch.save` zip (`.pt`, `.pth`,
+    /// Lightning `.ckpt`) or a legacy `torch.save` stream. From a `torch.save` file it takes the
+    /// whole file when it is a dict of tensors, else its `state_dict` (Lightning), `model` or
+    /// `module` entry; [`Checkpoint`](crate::torch::Checkpoint) picks any other and shows the
+    /// rest. `torch.save` files are read without running anything in them: see
+    /// [`crate::torch`].
     pub fn load(path: impl AsRef<Path>) -> Result<StateDict> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-        parse(&bytes, Some(path.display().to_string()))
+        match crate::torch::detect(&bytes) {
+            Ok(crate::torch::FileFormat::TorchZip | crate::torch::FileFormat::TorchLegacy) => {
+                crate::torch::Checkpoint::from_bytes(&bytes)
+                    .and_then(|c| c.state_dict(None))
+                    .map_err(|e| e.with_path(path))
+            }
+            _ => parse(&bytes, Some(path.display().to_string())),
+        }
+    }
+
+    /// The same dict with `prefix` removed from every key that starts with it (the `module.` of
+    /// `DataParallel`, the `model.` of a wrapper); other keys are kept as they are.
+    pub fn strip_prefix(&self, prefix: &str) -> StateDict {
+        let mut out = StateDict::new();
+        for (k, t) in self.iter() {
+            out.insert(k.strip_prefix(prefix).unwrap_or(k), t.clone());
+        }
+        out.metadata = self.metadata.clone();
+        out
+    }
+
+    /// The same dict with `prefix` put before every key.
+    pub fn with_prefix(&self, prefix: &str) -> StateDict {
+        let mut out = StateDict::new();
+        for (k, t) in self.iter() {
+            out.insert(format!("{prefix}{k}"), t.clone());
+        }
+        out.metadata = self.metadata.clone();
+        out
     }
 
     /// Every tensor moved to `device` (one batched upload).
