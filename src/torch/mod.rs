@@ -507,6 +507,9 @@ fn convert(p: &pickle::Pickle, id: Id, s: &Storages, depth: usize) -> Result<PyV
     })
 }
 
+/// Largest tensor an expanded (stride-0) view may materialise beyond its storage's own size.
+const EXPAND_LIMIT: u64 = 256 << 20;
+
 /// Copies a (possibly strided) view out of its storage into a contiguous tensor, after checking
 /// that every element it reads lies inside the storage.
 fn materialise(p: &pickle::Pickle, t: &pickle::TensorNode, s: &Storages) -> Result<TorchTensor> {
@@ -530,8 +533,20 @@ fn materialise(p: &pickle::Pickle, t: &pickle::TensorNode, s: &Storages) -> Resu
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| fmt_err("a dimension beyond usize")))
         .collect::<Result<_>>()?;
+    let total = numel
+        .checked_mul(esize)
+        .ok_or_else(|| fmt_err(format!("shape {:?} overflows", t.shape)))?;
+    // A view larger than its storage repeats elements (stride 0, `expand`): allowed up to
+    // EXPAND_LIMIT, so a few bytes of file cannot ask for terabytes.
+    if total > raw.len() as u64 && total > EXPAND_LIMIT {
+        return Err(fmt_err(format!(
+            "a tensor of shape {:?} would materialise {total} bytes from a storage of {}              (an expanded view larger than {EXPAND_LIMIT} bytes)",
+            t.shape,
+            raw.len()
+        )));
+    }
     let mut bytes = HostBytes::zeroed(
-        usize::try_from(numel * esize).map_err(|_| fmt_err("a tensor larger than memory"))?,
+        usize::try_from(total).map_err(|_| fmt_err("a tensor larger than memory"))?,
     )?;
     if numel > 0 {
         // The last element read: offset + Σ (size - 1) · stride.
