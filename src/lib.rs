@@ -18,6 +18,7 @@
 //! | `model.to(device)` | [`ModuleExt::to_device`] (one batched upload) |
 //! | `state_dict()` / `load_state_dict(sd, strict)` | [`ModuleExt::state_dict`] / [`ModuleExt::load_state_dict`] (atomic) |
 //! | `safetensors.torch.save_file` / `load_file` | [`StateDict::save`] / [`StateDict::load`] |
+//! | `torch.load(f, weights_only=True)` (`.pt`, `.pth`, `.ckpt`) | [`StateDict::load`], [`torch::Checkpoint`] |
 //! | `repr(model)` | [`ModuleExt::repr`], plus [`ModuleExt::summary`] |
 //! | `nn.Sequential`, `nn.ModuleList` | [`Sequential`] (runs its layers), [`ModuleList`] (boxed, or typed `ModuleList<Block>`) |
 //! | `model(x)` | [`Forward::forward`] |

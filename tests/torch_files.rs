@@ -176,3 +176,20 @@ fn a_lightning_checkpoint_shows_its_hyper_parameters_and_training_state() {
     let e = ck.state_dict(Some("nope")).unwrap_err().to_string();
     assert!(e.contains("\"nope\"") && e.contains("state_dict"), "{e}");
 }
+
+#[test]
+fn dotted_keys_and_dataparallel_prefixes_are_handled() {
+    let ck = Checkpoint::load(fixture("reverse.ckpt")).unwrap();
+    // Lightning's loop state has keys with dots in them.
+    let v = ck
+        .root
+        .at("loops.fit_loop.epoch_loop.state_dict._batches_that_stepped")
+        .unwrap();
+    assert!(matches!(v, PyValue::Int(1080)), "{}", v.summary());
+    // A DataParallel checkpoint: every key under `module.`; stripped, it loads strictly.
+    let sd = ck.state_dict(None).unwrap().with_prefix("module.");
+    assert!(sd.keys().iter().all(|k| k.starts_with("module.")));
+    let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
+    assert!(m.load_state_dict(&sd, true).is_err());
+    m.load_state_dict(&sd.strip_prefix("module."), true).unwrap();
+}

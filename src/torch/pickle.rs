@@ -214,7 +214,7 @@ impl Machine<'_> {
         match (&mut self.nodes[c], pairs) {
             (Node::List(v), false) => v.extend(items),
             (Node::Dict(v), true) => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err(bad("SETITEMS with an odd number of objects"));
                 }
                 for kv in items.chunks(2) {
@@ -500,7 +500,7 @@ impl Machine<'_> {
                 b'}' => self.push(Node::Dict(vec![]))?,
                 b'd' => {
                     let items = self.pop_mark()?;
-                    if items.len() % 2 != 0 {
+                    if !items.len().is_multiple_of(2) {
                         return Err(bad("DICT with an odd number of objects"));
                     }
                     self.push(Node::Dict(
