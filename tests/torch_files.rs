@@ -191,5 +191,6 @@ fn dotted_keys_and_dataparallel_prefixes_are_handled() {
     assert!(sd.keys().iter().all(|k| k.starts_with("module.")));
     let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
     assert!(m.load_state_dict(&sd, true).is_err());
-    m.load_state_dict(&sd.strip_prefix("module."), true).unwrap();
+    m.load_state_dict(&sd.strip_prefix("module."), true)
+        .unwrap();
 }
