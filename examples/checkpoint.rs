@@ -5,7 +5,7 @@
 //! cargo run --release --example checkpoint -- inspect FILE
 //! cargo run --release --example checkpoint -- convert IN OUT [--dtype f32|f16|bf16] [--key PATH]
 
-use wgnn::torch::{detect, Checkpoint, FileFormat, PyValue};
+use wgnn::torch::{detect_file, Checkpoint, FileFormat, PyValue};
 use wgnn::{DType, StateDict};
 
 const USAGE: &str = "usage: checkpoint inspect FILE | checkpoint convert IN OUT [--dtype f32|f16|bf16] [--key PATH]";
@@ -18,23 +18,6 @@ fn human(b: usize) -> String {
     } else {
         format!("{b} B")
     }
-}
-
-fn format_of(path: &str) -> wgnn::Result<FileFormat> {
-    let mut head = vec![0u8; 512];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(path)
-            .map_err(|e| wgnn::Error::InvalidArgument(format!("{path}: {e}")))?,
-        &mut head,
-    )
-    .map_err(|e| wgnn::Error::InvalidArgument(format!("{path}: {e}")))?;
-    detect(&head[..n]).map_err(|e| match e {
-        wgnn::Error::Format { message, .. } => wgnn::Error::Format {
-            path: Some(path.into()),
-            message,
-        },
-        e => e,
-    })
 }
 
 fn inspect_safetensors(path: &str) -> wgnn::Result<()> {
@@ -124,7 +107,7 @@ fn tree(name: &str, v: &PyValue, indent: usize, out: &mut Vec<String>, stats: &m
 }
 
 fn inspect(path: &str) -> wgnn::Result<()> {
-    let format = format_of(path)?;
+    let format = detect_file(path)?;
     if format == FileFormat::Safetensors {
         return inspect_safetensors(path);
     }
@@ -154,7 +137,7 @@ fn convert(input: &str, output: &str, dtype: Option<&str>, key: Option<&str>) ->
             )))
         }
     };
-    let mut sd = match format_of(input)? {
+    let mut sd = match detect_file(input)? {
         FileFormat::Safetensors if key.is_some() => {
             return Err(wgnn::Error::InvalidArgument(
                 "--key applies to torch.save files only".into(),

@@ -19,7 +19,7 @@
 use std::process::exit;
 use std::time::Instant;
 
-use wgnn::torch::{detect, Checkpoint, FileFormat};
+use wgnn::torch::{detect_file, Checkpoint, FileFormat};
 use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, DType, Device, ModuleExt, StateDict, Tensor};
 
@@ -153,15 +153,7 @@ fn hparams(
 }
 
 fn load(path: &str) -> wgnn::Result<(StateDict, Option<serde_json::Value>)> {
-    let mut head = vec![0u8; 512];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(path)
-            .map_err(|e| wgnn::Error::InvalidArgument(format!("{path}: {e}")))?,
-        &mut head,
-    )
-    .map_err(|e| wgnn::Error::InvalidArgument(format!("{path}: {e}")))?;
-    let format =
-        detect(&head[..n]).map_err(|e| wgnn::Error::InvalidArgument(format!("{path}: {e}")))?;
+    let format = detect_file(path)?;
     if format == FileFormat::Safetensors {
         let sd = StateDict::load(path)?;
         let json = sd

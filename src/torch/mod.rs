@@ -54,6 +54,16 @@ pub fn detect(bytes: &[u8]) -> Result<FileFormat> {
     ))
 }
 
+/// The format of the file at `path`, from its first bytes (see [`detect`]).
+pub fn detect_file(path: impl AsRef<Path>) -> Result<FileFormat> {
+    let path = path.as_ref();
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .map_err(|e| Error::io("reading", path, e))?;
+    detect(&head).map_err(|e| e.with_path(path))
+}
+
 /// A tensor of a checkpoint, with the flags PyTorch saved.
 #[derive(Clone, Debug)]
 pub struct TorchTensor {
