@@ -51,6 +51,73 @@ impl StateDict {
             }
         }
     }
+    /// Removes `key`, returning its tensor (the others keep their order).
+    pub fn remove(&mut self, key: &str) -> Option<Tensor> {
+        let i = self.index.remove(key)?;
+        let (_, t) = self.entries.remove(i);
+        self.kinds.remove(key);
+        for (k, t2) in self.entries.iter().enumerate().skip(i) {
+            self.index.insert(t2.0.clone(), k);
+        }
+        Some(t)
+    }
+    /// Renames `from` to `to` in place (same position). An error when `from` is missing or `to`
+    /// is taken.
+    pub fn rename(&mut self, from: &str, to: impl Into<String>) -> Result<()> {
+        let to = to.into();
+        if from == to {
+            return self
+                .get(from)
+                .map(|_| ())
+                .ok_or_else(|| missing_key(self, from));
+        }
+        if self.index.contains_key(&to) {
+            return Err(Error::invalid(format!(
+                "rename {from:?} -> {to:?}: the state dict already has {to:?}"
+            )));
+        }
+        let i = self
+            .index
+            .remove(from)
+            .ok_or_else(|| missing_key(self, from))?;
+        if let Some(kind) = self.kinds.remove(from) {
+            self.kinds.insert(to.clone(), kind);
+        }
+        self.entries[i].0 = to.clone();
+        self.index.insert(to, i);
+        Ok(())
+    }
+    /// Keeps the entries for which `keep(key, tensor)` is true, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &Tensor) -> bool) {
+        let old = std::mem::take(&mut self.entries);
+        self.index.clear();
+        for (k, t) in old {
+            if keep(&k, &t) {
+                self.index.insert(k.clone(), self.entries.len());
+                self.entries.push((k, t));
+            } else {
+                self.kinds.remove(&k);
+            }
+        }
+    }
+    /// The same tensors under `map(key)`, in order; an error when two keys map to one name.
+    pub fn map_keys(&self, mut map: impl FnMut(&str) -> String) -> Result<StateDict> {
+        let mut out = StateDict::new();
+        for (k, t) in self.iter() {
+            let new = map(k);
+            if out.index.contains_key(&new) {
+                return Err(Error::invalid(format!(
+                    "two keys map to {new:?} (one of them {k:?})"
+                )));
+            }
+            if let Some(kind) = self.kinds.get(k) {
+                out.kinds.insert(new.clone(), *kind);
+            }
+            out.insert(new, t.clone());
+        }
+        out.metadata = self.metadata.clone();
+        Ok(out)
+    }
     /// The tensor under `key`.
     pub fn get(&self, key: &str) -> Option<&Tensor> {
         self.index.get(key).map(|&i| &self.entries[i].1)
@@ -222,6 +289,17 @@ impl StateDict {
         }
         Ok(out)
     }
+}
+
+fn missing_key(sd: &StateDict, key: &str) -> Error {
+    Error::invalid(format!(
+        "the state dict has no key {key:?} (it has {} keys{})",
+        sd.len(),
+        sd.keys()
+            .first()
+            .map(|k| format!(", the first {k:?}"))
+            .unwrap_or_default()
+    ))
 }
 
 impl StateDict {

@@ -229,8 +229,9 @@ impl<M: ListItem> Module for ModuleList<M> {
 
 /// A module whose parameters, buffers and children are registered at run time, under any name —
 /// PyTorch's `register_parameter` / `register_buffer` / `add_module` on a plain `nn.Module`.
-/// Names are checked when they are registered (non-empty, no ".", not already used by a
-/// parameter, buffer or child), as PyTorch raises in `register_buffer`.
+/// Names are checked when they are registered (non-empty, no ".", not used by another kind of
+/// entry), as PyTorch raises in `register_buffer`; registering a name again replaces the entry,
+/// and [`DynModule::remove`] is `del m.name`.
 pub struct DynModule {
     type_name: String,
     extra: String,
@@ -255,46 +256,112 @@ impl DynModule {
         self.extra = extra.into();
         self
     }
-    fn check_new(&self, name: &str) -> Result<()> {
-        let taken = self.params.iter().any(|p| p.0 == name)
-            || self.buffers.iter().any(|b| b.0 == name)
-            || self.children.iter().any(|c| c.0 == name);
-        match name_problem(name).or(taken.then_some(NAME_TAKEN)) {
-            None => Ok(()),
-            Some(reason) => Err(Error::InvalidName {
-                module: self.type_name.clone(),
-                name: name.to_string(),
-                reason: format!("cannot register it: {reason}"),
-            }),
+    /// Where `name` is registered already: 0 parameter, 1 buffer, 2 child.
+    fn slot_of(&self, name: &str) -> Option<(usize, usize)> {
+        if let Some(i) = self.params.iter().position(|p| p.0 == name) {
+            return Some((0, i));
+        }
+        if let Some(i) = self.buffers.iter().position(|b| b.0 == name) {
+            return Some((1, i));
+        }
+        self.children
+            .iter()
+            .position(|c| c.0 == name)
+            .map(|i| (2, i))
+    }
+    /// Checks a name for registering as `kind` (0 parameter, 1 buffer, 2 child): `Some(i)`
+    /// when an entry of the same kind has it (PyTorch replaces it), an error when it is
+    /// invalid or another kind has it (PyTorch raises `KeyError: attribute already exists`).
+    fn check_new(&self, name: &str, kind: usize) -> Result<Option<usize>> {
+        let err = |reason: &str| Error::InvalidName {
+            module: self.type_name.clone(),
+            name: name.to_string(),
+            reason: format!("cannot register it: {reason}"),
+        };
+        if let Some(reason) = name_problem(name) {
+            return Err(err(reason));
+        }
+        match self.slot_of(name) {
+            None => Ok(None),
+            Some((k, i)) if k == kind => Ok(Some(i)),
+            Some(_) => Err(err(NAME_TAKEN)),
         }
     }
-    /// `register_parameter(name, p)`; an invalid or taken name is an error.
+    /// `register_parameter(name, p)`: an invalid name, or one a buffer or child has, is an
+    /// error; a parameter of that name is replaced (in place, keeping its position).
     pub fn register_parameter(
         &mut self,
         name: impl Into<String>,
         p: Parameter,
     ) -> Result<&mut Self> {
         let name = name.into();
-        self.check_new(&name)?;
-        self.params.push((name, p));
+        match self.check_new(&name, 0)? {
+            Some(i) => self.params[i].1 = p,
+            None => self.params.push((name, p)),
+        }
         Ok(self)
     }
-    /// `register_buffer(name, t, persistent)`; an invalid or taken name is an error.
+    /// `register_buffer(name, t, persistent)`: as PyTorch, re-registering a buffer replaces it,
+    /// and a name a parameter or child has is an error.
+    ///
+    /// ```
+    /// use wgnn::{Buffer, Device, DType, DynModule, ModuleExt, Parameter, Tensor};
+    /// let z = |n| Tensor::zeros(&[n], DType::F32, &Device::Cpu);
+    /// let mut m = DynModule::new("M");
+    /// m.register_buffer("running", Buffer::new(z(3)?))?;
+    /// m.register_buffer("running", Buffer::non_persistent(z(5)?))?; // replaced
+    /// assert_eq!(m.get_buffer("running")?.tensor().shape(), [5]);
+    /// m.register_parameter("w", Parameter::new(z(1)?))?;
+    /// assert!(m.register_buffer("w", Buffer::new(z(1)?)).is_err()); // KeyError in PyTorch
+    /// m.remove("running")?; // `del m.running`
+    /// assert!(m.named_buffers().is_empty());
+    /// # Ok::<(), wgnn::Error>(())
+    /// ```
     pub fn register_buffer(&mut self, name: impl Into<String>, b: Buffer) -> Result<&mut Self> {
         let name = name.into();
-        self.check_new(&name)?;
-        self.buffers.push((name, b));
+        match self.check_new(&name, 1)? {
+            Some(i) => self.buffers[i].1 = b,
+            None => self.buffers.push((name, b)),
+        }
         Ok(self)
     }
-    /// `add_module(name, m)`; an invalid or taken name is an error.
+    /// `add_module(name, m)`: a child of that name is replaced; a parameter's or buffer's name
+    /// is an error.
     pub fn add_module(
         &mut self,
         name: impl Into<String>,
         m: impl Module + 'static,
     ) -> Result<&mut Self> {
         let name = name.into();
-        self.check_new(&name)?;
-        self.children.push((name, Box::new(m)));
+        match self.check_new(&name, 2)? {
+            Some(i) => self.children[i].1 = Box::new(m),
+            None => self.children.push((name, Box::new(m))),
+        }
+        Ok(self)
+    }
+    /// `del m.name`: removes the parameter, buffer or child of that name; an error naming
+    /// what exists when there is none.
+    pub fn remove(&mut self, name: &str) -> Result<&mut Self> {
+        match self.slot_of(name) {
+            Some((0, i)) => drop(self.params.remove(i)),
+            Some((1, i)) => drop(self.buffers.remove(i)),
+            Some((_, i)) => drop(self.children.remove(i)),
+            None => {
+                return Err(Error::NotFound {
+                    kind: "attribute",
+                    path: name.into(),
+                    missing: name.into(),
+                    parent: String::new(),
+                    available: self
+                        .params
+                        .iter()
+                        .map(|p| p.0.clone())
+                        .chain(self.buffers.iter().map(|b| b.0.clone()))
+                        .chain(self.children.iter().map(|c| c.0.clone()))
+                        .collect(),
+                })
+            }
+        }
         Ok(self)
     }
 }

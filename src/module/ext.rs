@@ -174,6 +174,45 @@ pub trait ModuleExt: Module {
     fn load_state_dict(&mut self, sd: &StateDict, strict: bool) -> Result<LoadReport> {
         crate::state_dict::load_into(self.as_dyn_mut(), sd, strict)
     }
+    /// `load_state_dict` of a checkpoint whose names differ: every key goes through `map`
+    /// first (two keys mapping to one name is an error). Anything `map` cannot express —
+    /// splitting a fused tensor, say — is done on the dict with tensor ops before loading:
+    ///
+    /// ```
+    /// use wgnn::{nn::Linear, ops, Device, DType, ModuleExt, StateDict, Tensor};
+    /// # struct Attn { q: Linear, k: Linear, v: Linear }
+    /// # wgnn::impl_module!(Attn { parameters: [], buffers: [], modules: [q, k, v] });
+    /// # let d = Device::Cpu;
+    /// # let mut attn = Attn { q: Linear::new(4, 4, &d)?, k: Linear::new(4, 4, &d)?, v: Linear::new(4, 4, &d)? };
+    /// // A checkpoint of torch.nn.MultiheadAttention: one fused in_proj_weight [3E, E].
+    /// let mut sd = StateDict::new();
+    /// sd.insert("module.attn.in_proj_weight", Tensor::zeros(&[12, 4], DType::F32, &d)?);
+    /// sd.insert("module.attn.in_proj_bias", Tensor::zeros(&[12], DType::F32, &d)?);
+    /// // Split it into q, k, v with tensor ops...
+    /// for (part, name) in ["q", "k", "v"].iter().enumerate() {
+    ///     let w = ops::narrow(sd.get("module.attn.in_proj_weight").unwrap(), 0, part * 4, 4)?;
+    ///     let b = ops::narrow(sd.get("module.attn.in_proj_bias").unwrap(), 0, part * 4, 4)?;
+    ///     sd.insert(format!("module.attn.{name}.weight"), w);
+    ///     sd.insert(format!("module.attn.{name}.bias"), b);
+    /// }
+    /// sd.remove("module.attn.in_proj_weight");
+    /// sd.remove("module.attn.in_proj_bias");
+    /// // ...then drop DataParallel's `module.` and the wrapper's `attn.` while loading.
+    /// attn.load_state_dict_with(&sd, true, |k| k.trim_start_matches("module.attn.").to_string())?;
+    /// # Ok::<(), wgnn::Error>(())
+    /// ```
+    fn load_state_dict_with(
+        &mut self,
+        sd: &StateDict,
+        strict: bool,
+        map: impl FnMut(&str) -> String,
+    ) -> Result<LoadReport>
+    where
+        Self: Sized,
+    {
+        let mapped = sd.map_keys(map)?;
+        crate::state_dict::load_into(self.as_dyn_mut(), &mapped, strict)
+    }
     /// PyTorch's repr: `Name(\n  (child): Child(extra)\n)`.
     fn repr(&self) -> String {
         super::print::repr(self.as_dyn())
