@@ -4,6 +4,9 @@
 //   op 1: scale     y = x * alpha
 //   op 2: dropout   y = keep ? x * alpha : 0, keep = u >= threshold for u the 24-bit uniform
 //                   of a counter-based hash of (seed, offset + i): the stream of `wgnn::Generator`.
+//   op 3: uniform   y = x + u * 2^-24: the stream as floats in [0, 1). The product is exact, so
+//                   a compiler that fuses it with the add changes nothing (scaling to other
+//                   bounds is a separate op: a fused multiply-add could round differently).
 
 struct Params {
     count: u32,
@@ -60,8 +63,11 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>) {
         case 1u: {
             y[i] = v * p.alpha;
         }
-        default: {
+        case 2u: {
             y[i] = select(0.0, v * p.alpha, uniform24(i) >= p.threshold);
+        }
+        default: {
+            y[i] = v + f32(uniform24(i)) * 5.9604645e-8;
         }
     }
 }

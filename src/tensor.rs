@@ -75,16 +75,55 @@ pub struct Tensor {
     pub(crate) storage: Storage,
 }
 
-/// Rust types that map to a [`DType`].
-pub trait Element: bytemuck::Pod {
+/// Rust types that map to a [`DType`]: the numeric types, and `bool` (one byte, 0 or 1).
+pub trait Element: Copy + Send + Sync + 'static {
     /// The dtype of this element type.
     const DTYPE: DType;
+    /// The little-endian bytes of `data` (borrowed where the layout already is that).
+    fn as_bytes(data: &[Self]) -> std::borrow::Cow<'_, [u8]>;
+    /// Values from little-endian bytes; an error for bytes that are no value of the type.
+    fn from_bytes(bytes: &[u8]) -> Result<Vec<Self>>;
+    /// `v` as this type, for constructors taking numbers (`Tensor::full`).
+    fn from_f64(v: f64) -> Self;
 }
 macro_rules! element {
-    ($($t:ty => $d:ident),*) => { $(impl Element for $t { const DTYPE: DType = DType::$d; })* };
+    ($($t:ty => $d:ident, $conv:expr),*) => { $(impl Element for $t {
+        const DTYPE: DType = DType::$d;
+        fn as_bytes(data: &[Self]) -> std::borrow::Cow<'_, [u8]> {
+            std::borrow::Cow::Borrowed(bytemuck::cast_slice(data))
+        }
+        fn from_bytes(bytes: &[u8]) -> Result<Vec<Self>> {
+            Ok(bytemuck::pod_collect_to_vec(bytes))
+        }
+        fn from_f64(v: f64) -> Self {
+            let f: fn(f64) -> $t = $conv;
+            f(v)
+        }
+    })* };
 }
-element!(f32 => F32, f64 => F64, f16 => F16, bf16 => BF16, i64 => I64, i32 => I32, i16 => I16,
-    i8 => I8, u8 => U8, u16 => U16, u32 => U32, u64 => U64);
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn as_bytes(data: &[Self]) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Owned(data.iter().map(|&b| b as u8).collect())
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Vec<Self>> {
+        bytes
+            .iter()
+            .map(|&b| match b {
+                0 => Ok(false),
+                1 => Ok(true),
+                v => Err(Error::invalid(format!("a bool tensor holds the byte {v}"))),
+            })
+            .collect()
+    }
+    fn from_f64(v: f64) -> Self {
+        v != 0.0
+    }
+}
+element!(f32 => F32, |v| v as f32, f64 => F64, |v| v, f16 => F16, f16::from_f64,
+    bf16 => BF16, bf16::from_f64, i64 => I64, |v| v as i64, i32 => I32, |v| v as i32,
+    i16 => I16, |v| v as i16, i8 => I8, |v| v as i8, u8 => U8, |v| v as u8, u16 => U16,
+    |v| v as u16, u32 => U32, |v| v as u32, u64 => U64, |v| v as u64);
 
 /// Element count of a shape, or an error on overflow.
 pub(crate) fn numel_of(shape: &[usize]) -> Result<usize> {
@@ -126,7 +165,7 @@ impl Tensor {
 
     /// A CPU tensor from a slice. The slice length must equal the shape's element count.
     pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Result<Tensor> {
-        Tensor::from_bytes(bytemuck::cast_slice(data), shape, T::DTYPE)
+        Tensor::from_bytes(&T::as_bytes(data), shape, T::DTYPE)
     }
 
     /// A CPU tensor from raw little-endian bytes of `dtype`.
@@ -268,7 +307,113 @@ impl Tensor {
                 got: T::DTYPE.name().into(),
             });
         }
-        Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
+        T::from_bytes(&self.to_bytes()?)
+    }
+
+    /// `torch.rand(shape)` with a seeded generator: float32 uniform in [0, 1), computed on
+    /// `device`, the same bits on every device for the same seed.
+    pub fn rand(
+        shape: &[usize],
+        generator: &mut crate::ops::Generator,
+        device: &Device,
+    ) -> Result<Tensor> {
+        crate::ops::uniform(shape, 0.0, 1.0, generator, device)
+    }
+
+    /// `torch.randn(shape)` with a seeded generator: float32 standard normal, the same bits on
+    /// every device for the same seed (see [`crate::ops::normal`]).
+    pub fn randn(
+        shape: &[usize],
+        generator: &mut crate::ops::Generator,
+        device: &Device,
+    ) -> Result<Tensor> {
+        crate::ops::normal(shape, generator, device)
+    }
+
+    /// The value of a one-element tensor (`t.item()`), from any device.
+    pub fn item<T: Element>(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "item",
+                format!(
+                    "a tensor of shape {:?} has {} elements, not one",
+                    self.shape,
+                    self.numel()
+                ),
+            ));
+        }
+        self.to_vec::<T>()?
+            .pop()
+            .ok_or_else(|| Error::internal("item read nothing"))
+    }
+
+    /// `torch.full(shape, value)` of `T`'s dtype, on `device`.
+    ///
+    /// ```
+    /// use wgnn::{ops::Generator, Device, DType, Tensor};
+    /// let cpu = Device::Cpu;
+    /// assert_eq!(Tensor::full(&[2], 0.5f32, &cpu)?.to_vec::<f32>()?, [0.5, 0.5]);
+    /// assert_eq!(Tensor::ones(&[2], DType::I64, &cpu)?.to_vec::<i64>()?, [1, 1]);
+    /// assert_eq!(Tensor::arange::<i64>(0.0, 3.0, 1.0, &cpu)?.to_vec::<i64>()?, [0, 1, 2]);
+    /// let mask = Tensor::from_slice(&[true, false], &[2])?; // bool is an Element
+    /// assert_eq!(mask.to_vec::<bool>()?, [true, false]);
+    /// let x = Tensor::rand(&[3], &mut Generator::new(0), &cpu)?; // same stream on every device
+    /// assert!(x.to_vec::<f32>()?.iter().all(|v| (0.0..1.0).contains(v)));
+    /// assert_eq!(Tensor::full(&[1], 7i64, &cpu)?.item::<i64>()?, 7);
+    /// # Ok::<(), wgnn::Error>(())
+    /// ```
+    pub fn full<T: Element>(shape: &[usize], value: T, device: &Device) -> Result<Tensor> {
+        let n = numel_of(shape)?;
+        let one = T::as_bytes(std::slice::from_ref(&value)).into_owned();
+        let mut host =
+            HostBytes::zeroed(n.checked_mul(one.len()).ok_or_else(|| {
+                Error::invalid(format!("shape {shape:?} is larger than memory"))
+            })?)?;
+        if one.iter().any(|&b| b != 0) {
+            for c in host.bytes_mut().chunks_exact_mut(one.len()) {
+                c.copy_from_slice(&one);
+            }
+        }
+        Tensor::from_host(host, shape, T::DTYPE)?.to(device)
+    }
+
+    /// `torch.ones(shape, dtype)` on `device`, for every dtype (`true` for bool).
+    pub fn ones(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        match dtype {
+            DType::F32 => Tensor::full(shape, 1f32, device),
+            DType::F64 => Tensor::full(shape, 1f64, device),
+            DType::F16 => Tensor::full(shape, f16::ONE, device),
+            DType::BF16 => Tensor::full(shape, bf16::ONE, device),
+            DType::I64 => Tensor::full(shape, 1i64, device),
+            DType::I32 => Tensor::full(shape, 1i32, device),
+            DType::I16 => Tensor::full(shape, 1i16, device),
+            DType::I8 => Tensor::full(shape, 1i8, device),
+            DType::U8 => Tensor::full(shape, 1u8, device),
+            DType::U16 => Tensor::full(shape, 1u16, device),
+            DType::U32 => Tensor::full(shape, 1u32, device),
+            DType::U64 => Tensor::full(shape, 1u64, device),
+            DType::Bool => Tensor::full(shape, true, device),
+        }
+    }
+
+    /// `torch.arange(start, end, step)` of `T` (`i64` like PyTorch's integer arange, or `f32`
+    /// …) on `device`: `start + i·step` for every `i` with the value before `end`.
+    pub fn arange<T: Element>(start: f64, end: f64, step: f64, device: &Device) -> Result<Tensor> {
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            return Err(Error::invalid(format!(
+                "arange({start}, {end}, {step}): the step must be finite and non-zero and the ends finite"
+            )));
+        }
+        let n = ((end - start) / step).ceil().max(0.0);
+        if n > (isize::MAX as f64) / 8.0 {
+            return Err(Error::invalid(format!(
+                "arange({start}, {end}, {step}) is larger than memory"
+            )));
+        }
+        let v: Vec<T> = (0..n as usize)
+            .map(|i| T::from_f64(start + i as f64 * step))
+            .collect();
+        Tensor::from_slice(&v, &[v.len()])?.to(device)
     }
 
     /// The same values on `device` (a no-op clone when already there; GPU→GPU across devices

@@ -224,9 +224,10 @@ fn bad_names_are_rejected_when_registered_and_when_saved() {
             v.parameter("w", &self.0);
             v.parameter("w", &self.1);
         }
-        fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-            v.parameter("w", &mut self.0);
-            v.parameter("w", &mut self.1);
+        fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
+            let HandWritten(a, b) = self;
+            v.parameter("w", a);
+            v.parameter("w", b);
         }
     }
     let mut h = HandWritten(

@@ -131,3 +131,297 @@ fn a_dataparallel_checkpoint_loads_strictly_after_renaming() {
         "two keys mapped to one name"
     );
 }
+
+mod common;
+
+use wgnn::nn::{init, LayerNorm};
+use wgnn::ops::Generator;
+use wgnn::{impl_module, Forward, Module, Sequential};
+
+/// `self.bias = nn.Parameter(...) if bias else None`; `register_buffer("mask", None)`.
+struct Optional {
+    weight: Parameter,
+    bias: Option<Parameter>,
+    mask: Option<Buffer>,
+}
+impl_module!(Optional {
+    parameters: [weight, bias],
+    buffers: [mask],
+    modules: []
+});
+
+#[test]
+fn optional_parameters_and_buffers_are_absent_while_none() {
+    let mut m = Optional {
+        weight: Parameter::new(z(&[2])),
+        bias: None,
+        mask: None,
+    };
+    assert_eq!(m.state_dict().unwrap().keys(), ["weight"]);
+    assert!(m.named_buffers().is_empty());
+    m.bias = Some(Parameter::new(z(&[2])));
+    m.mask = Some(Buffer::non_persistent(z(&[2])));
+    assert_eq!(m.state_dict().unwrap().keys(), ["weight", "bias"]);
+    assert_eq!(m.named_buffers().len(), 1);
+    m.to_device(&common::gpu()).unwrap();
+    assert!(!m.mask.as_ref().unwrap().tensor().is_on(&Device::Cpu));
+}
+
+#[test]
+fn mutable_access_by_path_with_errors_for_misuse() {
+    let d = Device::Cpu;
+    let mut net = DynModule::new("Net");
+    let mut inner = DynModule::new("Inner");
+    inner
+        .add_module("fc", Linear::new(2, 2, &d).unwrap())
+        .unwrap();
+    inner
+        .register_buffer("count", Buffer::new(z(&[1])))
+        .unwrap();
+    net.add_module("inner", inner).unwrap();
+    net.get_parameter_mut("inner.fc.weight")
+        .unwrap()
+        .set_requires_grad(false);
+    assert!(!net
+        .get_parameter("inner.fc.weight")
+        .unwrap()
+        .requires_grad());
+    net.get_buffer_mut("inner.count")
+        .unwrap()
+        .set_tensor(Tensor::from_slice(&[7f32], &[1]).unwrap())
+        .unwrap();
+    assert_eq!(
+        net.get_buffer("inner.count")
+            .unwrap()
+            .tensor()
+            .item::<f32>()
+            .unwrap(),
+        7.0
+    );
+    // A new value of another shape is refused, naming both.
+    let e = net
+        .get_parameter_mut("inner.fc.bias")
+        .unwrap()
+        .set_tensor(z(&[3]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[2]") && e.contains("[3]"), "{e}");
+    // The submodule, typed back through as_any_mut, and run.
+    let fc = net.get_submodule_mut("inner.fc").unwrap();
+    let fc = fc
+        .as_any_mut()
+        .and_then(|a| a.downcast_mut::<Linear>())
+        .unwrap();
+    assert_eq!(fc.forward(&z(&[1, 2])).unwrap().shape(), [1, 2]);
+    // Wrong path, wrong kind: errors naming what exists.
+    let e = net
+        .get_parameter_mut("inner.fc.nope")
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope") && e.contains("weight"), "{e}");
+    assert!(net.get_buffer_mut("inner.fc.weight").is_err());
+    assert!(net.get_submodule_mut("inner.count").is_err());
+    assert!(net.get_submodule_mut("").is_ok());
+}
+
+#[test]
+fn a_typed_sequential_runs_and_hands_back_its_layers() {
+    let d = Device::Cpu;
+    let mut seq: Sequential<Linear> = Sequential::from_items(vec![
+        Linear::new(3, 4, &d).unwrap(),
+        Linear::no_bias(4, 2, &d).unwrap(),
+    ]);
+    seq.get_mut(0).unwrap().bias = None;
+    assert_eq!(seq.state_dict().unwrap().keys(), ["0.weight", "1.weight"]);
+    assert_eq!(seq.forward(&z(&[5, 3])).unwrap().shape(), [5, 2]);
+    assert_eq!(
+        seq.iter()
+            .map(|l| l.weight.tensor().shape()[0])
+            .collect::<Vec<_>>(),
+        [4, 2]
+    );
+}
+
+#[test]
+fn bool_tensors_and_small_constructors() {
+    let g = common::gpu();
+    let b = Tensor::from_slice(&[true, false, true], &[3]).unwrap();
+    assert_eq!(b.dtype(), DType::Bool);
+    assert_eq!(
+        b.to(&g).unwrap().to_vec::<bool>().unwrap(),
+        [true, false, true]
+    );
+    let bad = Tensor::from_bytes(&[0, 2], &[2], DType::Bool).unwrap();
+    assert!(bad.to_vec::<bool>().is_err(), "a byte 2 is no bool");
+    assert_eq!(
+        Tensor::full(&[2, 2], 2.5f32, &g)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        [2.5; 4]
+    );
+    assert_eq!(
+        Tensor::ones(&[3], DType::I64, &g)
+            .unwrap()
+            .to_vec::<i64>()
+            .unwrap(),
+        [1; 3]
+    );
+    assert_eq!(
+        Tensor::ones(&[2], DType::Bool, &Device::Cpu)
+            .unwrap()
+            .to_vec::<bool>()
+            .unwrap(),
+        [true; 2]
+    );
+    assert_eq!(
+        Tensor::arange::<i64>(0.0, 5.0, 2.0, &g)
+            .unwrap()
+            .to_vec::<i64>()
+            .unwrap(),
+        [0, 2, 4]
+    );
+    assert_eq!(
+        Tensor::arange::<f32>(1.0, 0.0, -0.25, &Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        [1.0, 0.75, 0.5, 0.25]
+    );
+    assert!(Tensor::arange::<f32>(0.0, 1.0, 0.0, &Device::Cpu).is_err());
+    assert_eq!(
+        Tensor::full(&[1], 3i64, &g).unwrap().item::<i64>().unwrap(),
+        3
+    );
+    assert!(z(&[2]).item::<f32>().is_err());
+}
+
+#[test]
+fn rand_and_randn_give_the_same_stream_on_cpu_and_gpu() {
+    let g = common::gpu();
+    let n = 100_000;
+    let (mut a, mut b) = (Generator::new(11), Generator::new(11));
+    let cpu = Tensor::rand(&[n], &mut a, &Device::Cpu)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let gpu = Tensor::rand(&[n], &mut b, &g)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(cpu, gpu);
+    assert_eq!(a.offset(), n as u64);
+    let mean = cpu.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    assert!(
+        cpu.iter().all(|&v| (0.0..1.0).contains(&v)) && (mean - 0.5).abs() < 0.005,
+        "{mean}"
+    );
+    let cpu = Tensor::randn(&[n], &mut a, &Device::Cpu)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let gpu = Tensor::randn(&[n], &mut b, &g)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(cpu, gpu);
+    let mean = cpu.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let var = cpu.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+    assert!(
+        mean.abs() < 0.02 && (var - 1.0).abs() < 0.02,
+        "mean {mean} var {var}"
+    );
+    // Another seed, another stream.
+    let other = Tensor::rand(&[8], &mut Generator::new(12), &Device::Cpu)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_ne!(
+        other,
+        Tensor::rand(&[8], &mut Generator::new(11), &Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+    );
+}
+
+#[test]
+fn pytorch_default_init_of_linear_512_is_within_bounds_and_variance_and_device_independent() {
+    let g = common::gpu();
+    let mut on_cpu = Linear::new(512, 512, &Device::Cpu).unwrap();
+    let mut on_gpu = Linear::new(512, 512, &g).unwrap();
+    init::linear_(&mut on_cpu, &mut Generator::new(5)).unwrap();
+    init::linear_(&mut on_gpu, &mut Generator::new(5)).unwrap();
+    let w = on_cpu.weight.tensor().to_vec::<f32>().unwrap();
+    assert_eq!(
+        w,
+        on_gpu.weight.tensor().to_vec::<f32>().unwrap(),
+        "same seed, same tensors"
+    );
+    let bound = 1.0 / 512f64.sqrt();
+    assert!(w.iter().all(|&v| (v as f64).abs() <= bound));
+    let var = w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / w.len() as f64;
+    let want = bound * bound / 3.0;
+    assert!((var / want - 1.0).abs() < 0.05, "variance {var} vs {want}");
+    let b = on_cpu
+        .bias
+        .as_ref()
+        .unwrap()
+        .tensor()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(b.iter().all(|&v| (v as f64).abs() <= bound) && b.iter().any(|&v| v != 0.0));
+    // xavier_uniform_ (the tutorial's attention) and normal_.
+    let mut p = Parameter::new(z(&[96, 32]));
+    init::xavier_uniform_(&mut p, 1.0, &mut Generator::new(1)).unwrap();
+    let xb = (6.0f64 / 128.0).sqrt();
+    let v = p.tensor().to_vec::<f32>().unwrap();
+    assert!(v.iter().all(|&x| (x as f64).abs() <= xb));
+    let var = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len() as f64;
+    assert!((var / (xb * xb / 3.0) - 1.0).abs() < 0.1, "{var}");
+    let mut p = Parameter::new(z(&[200, 100]));
+    init::normal_(&mut p, 2.0, 0.5, &mut Generator::new(2)).unwrap();
+    let v = p.tensor().to_vec::<f32>().unwrap();
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+    let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    assert!(
+        (mean - 2.0).abs() < 0.02 && (sd - 0.5).abs() < 0.02,
+        "{mean} {sd}"
+    );
+    assert!(
+        init::kaiming_uniform_(&mut Parameter::new(z(&[3])), 0.0, &mut Generator::new(0)).is_err()
+    );
+}
+
+#[test]
+fn apply_visits_children_before_parents_and_resets_every_layer() {
+    let d = Device::Cpu;
+    let mut net = Sequential::new().push(Linear::new(4, 4, &d).unwrap()).push(
+        Sequential::new()
+            .push(LayerNorm::new(4, &d).unwrap())
+            .push(Linear::new(4, 2, &d).unwrap()),
+    );
+    let mut order = Vec::new();
+    net.apply(&mut |m: &mut dyn Module| order.push(m.type_name()));
+    assert_eq!(
+        order,
+        ["Linear", "LayerNorm", "Linear", "Sequential", "Sequential"]
+    );
+    init::reset_parameters(&mut net, &mut Generator::new(3)).unwrap();
+    let w = net
+        .get_parameter("1.1.weight")
+        .unwrap()
+        .tensor()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(w.iter().any(|&v| v != 0.0) && w.iter().all(|&v| v.abs() <= 0.5));
+    assert_eq!(
+        net.get_parameter("1.0.weight")
+            .unwrap()
+            .tensor()
+            .to_vec::<f32>()
+            .unwrap(),
+        [1.0; 4]
+    );
+}

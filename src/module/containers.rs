@@ -6,15 +6,46 @@ use super::{Buffer, Forward, Layer, Module, Parameter, Visitor, VisitorMut};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// What a [`Sequential`] can hold: any layer type (`Sequential<Block>`, typed), or boxed layers
+/// of mixed types (`Sequential`, the default).
+pub trait SeqItem: ListItem {
+    /// Runs the item's forward.
+    fn forward_item(&mut self, x: &Tensor) -> Result<Tensor>;
+}
+impl<M: Layer> SeqItem for M {
+    fn forward_item(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x)
+    }
+}
+impl ListItem for Box<dyn Layer> {
+    fn as_module(&self) -> &dyn Module {
+        self.as_ref()
+    }
+    fn as_module_mut(&mut self) -> &mut dyn Module {
+        self.as_mut()
+    }
+}
+impl SeqItem for Box<dyn Layer> {
+    fn forward_item(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.as_mut().forward(x)
+    }
+}
+
 /// `nn.Sequential`: layers named by index ("0", "1", …), run in order by
-/// [`Forward::forward`].
-#[derive(Default)]
-pub struct Sequential {
-    items: Vec<Box<dyn Layer>>,
+/// [`Forward::forward`]. `Sequential` holds boxed layers of any types; `Sequential<Block>`
+/// holds one type and gives it back typed.
+pub struct Sequential<M: SeqItem = Box<dyn Layer>> {
+    items: Vec<M>,
+}
+
+impl<M: SeqItem> Default for Sequential<M> {
+    fn default() -> Self {
+        Sequential { items: Vec::new() }
+    }
 }
 
 impl Sequential {
-    /// An empty container.
+    /// An empty container of boxed layers.
     pub fn new() -> Self {
         Self::default()
     }
@@ -27,6 +58,17 @@ impl Sequential {
     pub fn append(&mut self, m: Box<dyn Layer>) {
         self.items.push(m);
     }
+}
+
+impl<M: SeqItem> Sequential<M> {
+    /// A container of these layers, in order.
+    pub fn from_items(items: Vec<M>) -> Self {
+        Sequential { items }
+    }
+    /// Appends a layer.
+    pub fn push_item(&mut self, m: M) {
+        self.items.push(m);
+    }
     /// Number of layers.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -36,37 +78,45 @@ impl Sequential {
         self.items.is_empty()
     }
     /// Layer `i`.
-    pub fn get(&self, i: usize) -> Option<&dyn Module> {
-        self.items.get(i).map(|b| b.as_ref() as &dyn Module)
+    pub fn get(&self, i: usize) -> Option<&M> {
+        self.items.get(i)
     }
     /// Layer `i`, mutably (to run or change it).
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut (dyn Layer + 'static)> {
-        self.items.get_mut(i).map(|b| b.as_mut())
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut M> {
+        self.items.get_mut(i)
+    }
+    /// The layers in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, M> {
+        self.items.iter()
+    }
+    /// The layers in order, mutably.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, M> {
+        self.items.iter_mut()
     }
 }
 
-impl Module for Sequential {
+impl<M: SeqItem> Module for Sequential<M> {
     fn type_name(&self) -> String {
         "Sequential".into()
     }
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
         for (i, m) in self.items.iter().enumerate() {
-            v.module(&i.to_string(), m.as_ref() as &dyn Module);
+            v.module(&i.to_string(), m.as_module());
         }
     }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+    fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
         for (i, m) in self.items.iter_mut().enumerate() {
-            v.module(&i.to_string(), m.as_mut() as &mut dyn Module);
+            v.module(&i.to_string(), m.as_module_mut());
         }
     }
 }
 
-impl Forward for Sequential {
+impl<M: SeqItem> Forward for Sequential<M> {
     /// Runs the layers in order.
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for m in &mut self.items {
-            h = m.forward(&h)?;
+            h = m.forward_item(&h)?;
         }
         Ok(h)
     }
@@ -220,7 +270,7 @@ impl<M: ListItem> Module for ModuleList<M> {
             v.module(&i.to_string(), m.as_module());
         }
     }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+    fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
         for (i, m) in self.items.iter_mut().enumerate() {
             v.module(&i.to_string(), m.as_module_mut());
         }
@@ -384,7 +434,7 @@ impl Module for DynModule {
             v.module(n, m.as_ref());
         }
     }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+    fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
         for (n, p) in &mut self.params {
             v.parameter(n, p);
         }

@@ -93,6 +93,58 @@ pub trait ModuleExt: Module {
     fn get_submodule(&self, path: &str) -> Result<&dyn Module> {
         Ok(lookup(self.as_dyn(), "submodule", path)?.0.module)
     }
+    /// `get_submodule(path)`, mutably: to change a layer in place or run its own forward.
+    ///
+    /// ```
+    /// use wgnn::{nn::Linear, Device, DynModule, ModuleExt};
+    /// let mut m = DynModule::new("Net");
+    /// m.add_module("fc", Linear::new(2, 3, &Device::Cpu)?)?;
+    /// let fc = m.get_submodule_mut("fc")?;
+    /// let fc = fc.as_any_mut().and_then(|a| a.downcast_mut::<Linear>()).unwrap();
+    /// fc.bias = None;
+    /// assert_eq!(m.state_dict()?.keys(), ["fc.weight"]);
+    /// # Ok::<(), wgnn::Error>(())
+    /// ```
+    fn get_submodule_mut(&mut self, path: &str) -> Result<&mut dyn Module> {
+        // The read-only walk gives the errors (naming what exists); then descend mutably.
+        lookup(self.as_dyn(), "submodule", path)?;
+        descend(self.as_dyn_mut(), path)
+    }
+    /// `get_parameter(path)`, mutably (to freeze one parameter, or give it a new value with
+    /// [`Parameter::set_tensor`]).
+    fn get_parameter_mut(&mut self, path: &str) -> Result<&mut Parameter> {
+        self.get_parameter(path)?;
+        let (parent, name) = path.rsplit_once('.').unwrap_or(("", path));
+        let m = descend(self.as_dyn_mut(), parent)?;
+        let mut f = FindSlot {
+            name,
+            param: None,
+            buffer: None,
+        };
+        m.visit_mut(&mut f);
+        f.param
+            .ok_or_else(|| Error::internal(format!("parameter {path} vanished")))
+    }
+    /// `get_buffer(path)`, mutably.
+    fn get_buffer_mut(&mut self, path: &str) -> Result<&mut Buffer> {
+        self.get_buffer(path)?;
+        let (parent, name) = path.rsplit_once('.').unwrap_or(("", path));
+        let m = descend(self.as_dyn_mut(), parent)?;
+        let mut f = FindSlot {
+            name,
+            param: None,
+            buffer: None,
+        };
+        m.visit_mut(&mut f);
+        f.buffer
+            .ok_or_else(|| Error::internal(format!("buffer {path} vanished")))
+    }
+    /// `module.apply(fn)`: calls `f` on every submodule, children before their parent, then on
+    /// the module itself (PyTorch's order). With [`Module::as_any_mut`], `f` can act on one
+    /// layer type — what `nn::init` does for PyTorch's default initialisation.
+    fn apply(&mut self, f: &mut dyn FnMut(&mut dyn Module)) {
+        apply_tree(self.as_dyn_mut(), f);
+    }
     /// `requires_grad_(on)` over the whole subtree: freezes or unfreezes every parameter.
     fn set_requires_grad(&mut self, on: bool) {
         for_each_mut(self.as_dyn_mut(), &mut |_, slot| {
@@ -227,13 +279,80 @@ pub trait ModuleExt: Module {
     fn as_dyn_mut(&mut self) -> &mut dyn Module;
 }
 
+/// Finds one named child or one named slot of a module, keeping the borrow.
+struct FindSlot<'a, 'n> {
+    name: &'n str,
+    param: Option<&'a mut Parameter>,
+    buffer: Option<&'a mut Buffer>,
+}
+impl<'a> super::VisitorMut<'a> for FindSlot<'a, '_> {
+    fn parameter(&mut self, name: &str, p: &'a mut Parameter) {
+        if name == self.name && self.param.is_none() {
+            self.param = Some(p);
+        }
+    }
+    fn buffer(&mut self, name: &str, b: &'a mut Buffer) {
+        if name == self.name && self.buffer.is_none() {
+            self.buffer = Some(b);
+        }
+    }
+    fn module(&mut self, _: &str, _: &'a mut dyn Module) {}
+}
+
+struct FindChild<'a, 'n> {
+    name: &'n str,
+    found: Option<&'a mut dyn Module>,
+}
+impl<'a> super::VisitorMut<'a> for FindChild<'a, '_> {
+    fn parameter(&mut self, _: &str, _: &'a mut Parameter) {}
+    fn buffer(&mut self, _: &str, _: &'a mut Buffer) {}
+    fn module(&mut self, name: &str, m: &'a mut dyn Module) {
+        if name == self.name && self.found.is_none() {
+            self.found = Some(m);
+        }
+    }
+}
+
+/// The submodule at `path` (already checked to exist), mutably.
+fn descend<'a>(root: &'a mut dyn Module, path: &str) -> Result<&'a mut dyn Module> {
+    let mut cur = root;
+    if path.is_empty() {
+        return Ok(cur);
+    }
+    for part in path.split('.') {
+        let mut f = FindChild {
+            name: part,
+            found: None,
+        };
+        cur.visit_mut(&mut f);
+        cur = f
+            .found
+            .ok_or_else(|| Error::internal(format!("submodule {path} vanished at {part}")))?;
+    }
+    Ok(cur)
+}
+
+/// Children first (each subtree in turn), then the module itself.
+fn apply_tree(m: &mut dyn Module, f: &mut dyn FnMut(&mut dyn Module)) {
+    struct Apply<'f>(&'f mut dyn FnMut(&mut dyn Module));
+    impl<'a> super::VisitorMut<'a> for Apply<'_> {
+        fn parameter(&mut self, _: &str, _: &'a mut Parameter) {}
+        fn buffer(&mut self, _: &str, _: &'a mut Buffer) {}
+        fn module(&mut self, _: &str, m: &'a mut dyn Module) {
+            apply_tree(m, self.0);
+        }
+    }
+    m.visit_mut(&mut Apply(f));
+    f(m);
+}
+
 /// Sets the flag on `m` and every descendant.
 fn set_training_tree(m: &mut dyn Module, on: bool) {
     struct Modes(bool);
-    impl super::VisitorMut for Modes {
-        fn parameter(&mut self, _: &str, _: &mut Parameter) {}
-        fn buffer(&mut self, _: &str, _: &mut Buffer) {}
-        fn module(&mut self, _: &str, m: &mut dyn Module) {
+    impl<'a> super::VisitorMut<'a> for Modes {
+        fn parameter(&mut self, _: &str, _: &'a mut Parameter) {}
+        fn buffer(&mut self, _: &str, _: &'a mut Buffer) {}
+        fn module(&mut self, _: &str, m: &'a mut dyn Module) {
             set_training_tree(m, self.0);
         }
     }

@@ -9,9 +9,10 @@ mod kinds;
 mod print;
 pub(crate) mod walk;
 
-pub use containers::{DynModule, ListItem, ModuleList, Sequential};
+pub use containers::{DynModule, ListItem, ModuleList, SeqItem, Sequential};
 pub use ext::ModuleExt;
 pub use forward::{Forward, Layer};
+
 pub use kinds::{TensorInfo, TensorKind};
 
 use crate::tensor::Tensor;
@@ -54,6 +55,29 @@ impl Parameter {
     pub(crate) fn set(&mut self, t: Tensor) {
         self.tensor = t;
     }
+    /// Gives the parameter a new value (`with torch.no_grad(): p.copy_(t)`, or `p.data = t`):
+    /// same shape and dtype, or an error naming both.
+    pub fn set_tensor(&mut self, t: Tensor) -> crate::Result<()> {
+        check_same(&self.tensor, &t, "parameter")?;
+        self.tensor = t;
+        Ok(())
+    }
+}
+
+fn check_same(cur: &Tensor, new: &Tensor, what: &str) -> crate::Result<()> {
+    if cur.shape() != new.shape() || cur.dtype() != new.dtype() {
+        return Err(crate::Error::shape(
+            "set_tensor",
+            format!(
+                "the {what} is {} {:?}, the new value {} {:?}",
+                cur.dtype().name(),
+                cur.shape(),
+                new.dtype().name(),
+                new.shape()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A tensor that is state but not trained (`register_buffer`). Persistent buffers are saved in
@@ -87,6 +111,12 @@ impl Buffer {
     pub fn persistent(&self) -> bool {
         self.persistent
     }
+    /// Gives the buffer a new value of the same shape and dtype.
+    pub fn set_tensor(&mut self, t: Tensor) -> crate::Result<()> {
+        check_same(&self.tensor, &t, "buffer")?;
+        self.tensor = t;
+        Ok(())
+    }
     pub(crate) fn set(&mut self, t: Tensor) {
         self.tensor = t;
     }
@@ -102,14 +132,85 @@ pub trait Visitor<'a> {
     fn module(&mut self, name: &str, m: &'a dyn Module);
 }
 
-/// Receives a module's own fields, mutably.
-pub trait VisitorMut {
+/// Receives a module's own fields, mutably, for as long as the module is borrowed (`'a`), so
+/// a visitor can keep what it found ([`ModuleExt::get_submodule_mut`] does).
+pub trait VisitorMut<'a> {
     /// A parameter registered under `name`.
-    fn parameter(&mut self, name: &str, p: &mut Parameter);
+    fn parameter(&mut self, name: &str, p: &'a mut Parameter);
     /// A buffer registered under `name`.
-    fn buffer(&mut self, name: &str, b: &mut Buffer);
+    fn buffer(&mut self, name: &str, b: &'a mut Buffer);
     /// A child module registered under `name`.
-    fn module(&mut self, name: &str, m: &mut dyn Module);
+    fn module(&mut self, name: &str, m: &'a mut dyn Module);
+}
+
+/// A parameter field: `Parameter`, or `Option<Parameter>` for one that may be absent
+/// (`bias=None`), which is then not listed at all, as in PyTorch.
+///
+/// ```
+/// use wgnn::{impl_module, Buffer, Device, DType, ModuleExt, Parameter, Tensor};
+/// struct Affine { weight: Parameter, bias: Option<Parameter>, mask: Option<Buffer> }
+/// impl_module!(Affine { parameters: [weight, bias], buffers: [mask], modules: [] });
+/// let z = |n| Tensor::zeros(&[n], DType::F32, &Device::Cpu);
+/// let mut m = Affine { weight: Parameter::new(z(4)?), bias: None, mask: None };
+/// assert_eq!(m.state_dict()?.keys(), ["weight"]); // bias=None: absent
+/// m.bias = Some(Parameter::new(z(4)?));
+/// assert_eq!(m.state_dict()?.keys(), ["weight", "bias"]);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+pub trait ParamField {
+    /// Lists the field to `v` when present.
+    fn visit_field<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>);
+    /// The same, mutably.
+    fn visit_field_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>);
+}
+impl ParamField for Parameter {
+    fn visit_field<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>) {
+        v.parameter(name, self)
+    }
+    fn visit_field_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>) {
+        v.parameter(name, self)
+    }
+}
+impl ParamField for Option<Parameter> {
+    fn visit_field<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>) {
+        if let Some(p) = self {
+            v.parameter(name, p)
+        }
+    }
+    fn visit_field_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>) {
+        if let Some(p) = self {
+            v.parameter(name, p)
+        }
+    }
+}
+
+/// A buffer field: `Buffer`, or `Option<Buffer>` (`register_buffer(name, None)`), listed only
+/// when present.
+pub trait BufferField {
+    /// Lists the field to `v` when present.
+    fn visit_field<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>);
+    /// The same, mutably.
+    fn visit_field_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>);
+}
+impl BufferField for Buffer {
+    fn visit_field<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>) {
+        v.buffer(name, self)
+    }
+    fn visit_field_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>) {
+        v.buffer(name, self)
+    }
+}
+impl BufferField for Option<Buffer> {
+    fn visit_field<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>) {
+        if let Some(b) = self {
+            v.buffer(name, b)
+        }
+    }
+    fn visit_field_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>) {
+        if let Some(b) = self {
+            v.buffer(name, b)
+        }
+    }
 }
 
 /// A module: lists its parameters, buffers and children (in declaration order) to a visitor.
@@ -141,14 +242,21 @@ pub trait Module: Send + Sync {
     /// Lists own parameters, buffers and children.
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>);
     /// The same, mutably.
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut);
+    fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>);
+    /// The module as `Any`, for code that looks for a concrete layer type in a tree
+    /// ([`ModuleExt::apply`], `nn::init`); `impl_module!` provides it, hand-written modules may
+    /// leave the default (`None`).
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// Implements [`Module`] for a struct whose fields are named as in PyTorch. Every field must be
 /// listed — tensors under `parameters` / `buffers`, child modules under `modules`, everything
 /// else (sizes, `eps`, flags) under `other` — because the generated code destructures the
 /// struct without `..`: a field left out is a compile error, never a tensor silently not saved
-/// or not moved. A module whose forward depends on the mode names its `bool` flag with
+/// or not moved. A parameter or buffer field may be an `Option` (`bias=None`), absent from
+/// `named_parameters()` and the state dict while it is `None`. A module whose forward depends on the mode names its `bool` flag with
 /// `training: field` (not listed under `other`).
 ///
 /// ```
@@ -192,16 +300,19 @@ macro_rules! impl_module {
             #[allow(unused_variables)]
             fn visit<'a>(&'a self, v: &mut dyn $crate::Visitor<'a>) {
                 let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? $($tr: _,)? } = self;
-                $(v.parameter(stringify!($p), $p);)*
-                $(v.buffer(stringify!($b), $b);)*
+                $($crate::module::ParamField::visit_field($p, stringify!($p), v);)*
+                $($crate::module::BufferField::visit_field($b, stringify!($b), v);)*
                 $(v.module(stringify!($m), $m);)*
             }
             #[allow(unused_variables)]
-            fn visit_mut(&mut self, v: &mut dyn $crate::VisitorMut) {
+            fn visit_mut<'a>(&'a mut self, v: &mut dyn $crate::VisitorMut<'a>) {
                 let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? $($tr: _,)? } = self;
-                $(v.parameter(stringify!($p), $p);)*
-                $(v.buffer(stringify!($b), $b);)*
+                $($crate::module::ParamField::visit_field_mut($p, stringify!($p), v);)*
+                $($crate::module::BufferField::visit_field_mut($b, stringify!($b), v);)*
                 $(v.module(stringify!($m), $m);)*
+            }
+            fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+                Some(self)
             }
         }
     };

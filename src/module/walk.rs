@@ -125,14 +125,14 @@ struct WalkMut<'f> {
     f: &'f mut dyn FnMut(&str, Slot<'_>),
 }
 
-impl VisitorMut for WalkMut<'_> {
-    fn parameter(&mut self, name: &str, p: &mut Parameter) {
+impl<'a> VisitorMut<'a> for WalkMut<'_> {
+    fn parameter(&mut self, name: &str, p: &'a mut Parameter) {
         (self.f)(&join(&self.prefix, name), Slot::Param(p));
     }
-    fn buffer(&mut self, name: &str, b: &mut Buffer) {
+    fn buffer(&mut self, name: &str, b: &'a mut Buffer) {
         (self.f)(&join(&self.prefix, name), Slot::Buffer(b));
     }
-    fn module(&mut self, name: &str, m: &mut dyn Module) {
+    fn module(&mut self, name: &str, m: &'a mut dyn Module) {
         let saved = std::mem::take(&mut self.prefix);
         self.prefix = join(&saved, name);
         m.visit_mut(self);

@@ -9,7 +9,7 @@ use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::impl_module;
-use crate::module::{Buffer, Forward, Module, Parameter, Visitor, VisitorMut};
+use crate::module::{Buffer, Forward, Module, ParamField, Parameter, Visitor, VisitorMut};
 use crate::ops::{self, Generator};
 use crate::tensor::Tensor;
 
@@ -66,15 +66,15 @@ impl Module for Linear {
     }
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
         v.parameter("weight", &self.weight);
-        if let Some(b) = &self.bias {
-            v.parameter("bias", b);
-        }
+        self.bias.visit_field("bias", v);
     }
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
-        v.parameter("weight", &mut self.weight);
-        if let Some(b) = &mut self.bias {
-            v.parameter("bias", b);
-        }
+    fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
+        let Linear { weight, bias } = self;
+        v.parameter("weight", weight);
+        bias.visit_field_mut("bias", v);
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 }
 

@@ -3,6 +3,7 @@
 //! functions of the Transformer tutorial.
 
 mod attention;
+pub mod init;
 mod layers;
 mod positional;
 

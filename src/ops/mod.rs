@@ -27,4 +27,4 @@ pub use layout::{chunk, expand, narrow, permute, transpose};
 pub use matmul::{linear, matmul, matmul_nt};
 pub use norm::{layer_norm, masked_fill, softmax};
 pub use positional::{div_term, positional_table, reference_value, MAX_GPU_POSITION};
-pub use unary::{dropout, relu, scale, Generator};
+pub use unary::{dropout, normal, relu, scale, uniform, Generator};

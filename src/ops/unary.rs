@@ -65,6 +65,69 @@ pub(crate) fn uniform24(seed: u64, counter: u64) -> u32 {
     h >> 8
 }
 
+/// 2⁻²⁴: turns a 24-bit integer into a float in [0, 1) exactly.
+const U24: f32 = 1.0 / (1u32 << 24) as f32;
+
+/// Values uniform in `[lo, hi)` of `shape` on `device`, from `generator` (which advances by
+/// the element count): the same bits on the CPU and every GPU, computed where they are used.
+pub fn uniform(
+    shape: &[usize],
+    lo: f32,
+    hi: f32,
+    generator: &mut Generator,
+    device: &crate::Device,
+) -> Result<Tensor> {
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Err(Error::invalid(format!(
+            "uniform({lo}, {hi}): the bounds must be finite, lo ≤ hi"
+        )));
+    }
+    let zeros = Tensor::zeros(shape, crate::DType::F32, device)?;
+    let offset = generator.take(zeros.numel() as u64);
+    let u = unary(
+        "uniform",
+        &zeros,
+        Kind::Uniform {
+            seed: generator.seed,
+            offset,
+        },
+    )?;
+    if (lo, hi) == (0.0, 1.0) {
+        return Ok(u);
+    }
+    // Scaled and shifted by separate ops: each one rounding, the same on every device.
+    let scaled = scale(&u, hi - lo)?;
+    let shift = Tensor::full(&[1], lo, device)?;
+    crate::ops::broadcast_add(&scaled, &shift)
+}
+
+/// Standard normal values of `shape` on `device` from `generator`: Box–Muller on the host from
+/// the generator's uniform stream (in f64, rounded once), then uploaded — so the same seed gives
+/// the same bits on every device (WGSL's `log` and `cos` are not exactly rounded, so the GPU does
+/// not compute them).
+pub fn normal(
+    shape: &[usize],
+    generator: &mut Generator,
+    device: &crate::Device,
+) -> Result<Tensor> {
+    let n = crate::tensor::numel_of(shape)?;
+    let pairs = n.div_ceil(2) as u64;
+    let offset = generator.take(2 * pairs);
+    let mut v: Vec<f32> = crate::tensor::try_zeroed_vec(n, "normal values")?;
+    for (k, out) in v.chunks_mut(2).enumerate() {
+        let c = offset.wrapping_add(2 * k as u64);
+        let u1 = (uniform24(generator.seed, c) as f64 + 1.0) / (1u64 << 24) as f64;
+        let u2 = uniform24(generator.seed, c.wrapping_add(1)) as f64 / (1u64 << 24) as f64;
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = std::f64::consts::TAU * u2;
+        out[0] = (r * t.cos()) as f32;
+        if out.len() > 1 {
+            out[1] = (r * t.sin()) as f32;
+        }
+    }
+    Tensor::from_slice(&v, shape)?.to(device)
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Relu,
@@ -75,6 +138,11 @@ enum Kind {
         offset: u64,
         threshold: u32,
         scale: f32,
+    },
+    /// x + u · 2⁻²⁴ (exact).
+    Uniform {
+        seed: u64,
+        offset: u64,
     },
 }
 
@@ -164,6 +232,12 @@ impl Op for Unary {
                         *y = v * a;
                     }
                 }
+                Kind::Uniform { seed, offset } => {
+                    for (j, (y, &v)) in chunk.iter_mut().zip(xs).enumerate() {
+                        let u = uniform24(seed, offset.wrapping_add((start + j) as u64)) as f32;
+                        *y = v + u * U24;
+                    }
+                }
                 Kind::Dropout {
                     seed,
                     offset,
@@ -196,6 +270,13 @@ impl Op for Unary {
             Kind::Scale(a) => {
                 p.op = 1;
                 p.alpha = a;
+            }
+            Kind::Uniform { seed, offset } => {
+                p.op = 3;
+                p.seed_lo = seed as u32;
+                p.seed_hi = (seed >> 32) as u32;
+                p.offset_lo = offset as u32;
+                p.offset_hi = (offset >> 32) as u32;
             }
             Kind::Dropout {
                 seed,
