@@ -38,9 +38,14 @@ fn every_hostile_file_is_refused_with_a_format_error_that_names_the_problem() {
             }
         }
     }
-    // The generator's valid twin loads.
+    // The generator's valid twins load.
     let sd = StateDict::load(fixture("hostile/valid.pt")).unwrap();
     assert_eq!(sd.get("w").unwrap().shape(), [2, 2]);
+    let sd = StateDict::load(fixture("hostile/valid_huge_stride.pt")).unwrap();
+    assert_eq!(
+        sd.get("w").unwrap().to_vec::<f32>().unwrap(),
+        [1.0, 2.0, 3.0, 4.0]
+    );
 }
 
 fn no_panic(bytes: &[u8]) {

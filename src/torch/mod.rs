@@ -583,13 +583,15 @@ fn materialise(p: &pickle::Pickle, t: &pickle::TensorNode, s: &Storages) -> Resu
         for o in out.chunks_exact_mut(es) {
             let b = (at * esize) as usize;
             o.copy_from_slice(&raw[b..b + es]);
+            // Wrapping: a size-1 dimension may carry any stride (PyTorch ignores it), and the
+            // step past the last element is undone before it is used.
             for d in (0..rank).rev() {
                 coord[d] += 1;
-                at += t.stride[d];
+                at = at.wrapping_add(t.stride[d]);
                 if coord[d] < t.shape[d] {
                     break;
                 }
-                at -= t.stride[d] * t.shape[d];
+                at = at.wrapping_sub(t.stride[d].wrapping_mul(t.shape[d]));
                 coord[d] = 0;
             }
         }
