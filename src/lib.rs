@@ -47,6 +47,7 @@ mod gpu;
 pub mod module;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 mod state_dict;
 mod tensor;
 pub mod torch;

@@ -99,6 +99,10 @@ kernels! {
     BatchNormRunning(BnRunningParams) = "batch_norm_running" [Read, Read, Read, ReadWrite],
     /// int64 + 1 (BatchNorm's step counter).
     AddScalarI64(CountParams) = "add_scalar_i64" [Read, ReadWrite],
+    /// Per-row cross entropy against int64 targets.
+    CrossEntropyRows(RowParams) = "cross_entropy_rows" [Read, Read, ReadWrite],
+    /// The mean of a vector, as a scalar.
+    Mean(CountParams) = "mean" [Read, ReadWrite],
 }
 
 /// Host mirror of `positional_encoding.wgsl`'s `Params`.
