@@ -347,3 +347,45 @@ fn empty_tensors_go_through_every_op_without_a_panic() {
         assert!(ops::argmax(&z(&[3, 0])).is_err());
     }
 }
+
+#[test]
+fn masks_may_be_float_bool_or_bytes_with_the_same_result_everywhere() {
+    let g = gpu();
+    let x = t(&[2, 3, 5], 4);
+    let keep = [
+        true, false, true, true, false, false, true, true, false, true, true, true, false, true,
+        true,
+    ];
+    let as_f32: Vec<f32> = keep
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| {
+            if k {
+                1.0 + i as f32
+            } else if i % 2 == 0 {
+                0.0
+            } else {
+                -0.0
+            }
+        })
+        .collect();
+    let as_u8: Vec<u8> = keep.iter().map(|&k| if k { 7 } else { 0 }).collect();
+    let masks = [
+        Tensor::from_slice(&as_f32, &[3, 5]).unwrap(),
+        Tensor::from_slice(&keep, &[3, 5]).unwrap(),
+        Tensor::from_slice(&as_u8, &[3, 5]).unwrap(),
+    ];
+    let want = f32s(&ops::masked_fill(&x, &masks[0], -9e15).unwrap());
+    let xs = f32s(&x);
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(*w, if keep[i % 15] { xs[i] } else { -9e15 }, "element {i}");
+    }
+    for m in &masks {
+        for d in [Device::Cpu, g.clone()] {
+            let y = ops::masked_fill(&x.to(&d).unwrap(), &m.to(&d).unwrap(), -9e15).unwrap();
+            assert_eq!(f32s(&y), want, "{} mask on {d}", m.dtype());
+        }
+    }
+    let e = ops::masked_fill(&x, &Tensor::from_slice(&[1i64; 5], &[5]).unwrap(), 0.0).unwrap_err();
+    assert!(e.to_string().contains("int64"), "{e}");
+}

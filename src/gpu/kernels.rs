@@ -208,7 +208,7 @@ pub(crate) struct MaskedFillParams {
     pub count: u32,
     pub row_width: u32,
     pub value: f32,
-    pub _pad: u32,
+    pub bytes: u32,
     pub shape: [u32; 8],
     pub mask_strides: [u32; 8],
 }

@@ -205,18 +205,27 @@ struct MaskedFill {
     out: Vec<usize>,
     mask_strides: Vec<usize>,
     value: f32,
+    /// One byte an element (bool / uint8) rather than float32.
+    bytes: bool,
 }
 
-/// `x.masked_fill(mask == 0, value)` — the tutorial's attention mask — with a float32 `mask`
-/// that broadcasts to `x`'s shape (`[S, S]`, `[B, 1, S, S]`, …). Bit-identical on CPU and GPU.
+/// `x.masked_fill(mask == 0, value)` — the tutorial's attention mask — with a `mask` (float32,
+/// bool or uint8; zero masks, anything else keeps) that broadcasts to `x`'s shape (`[S, S]`,
+/// `[B, 1, S, S]`, …). Bit-identical on CPU and GPU.
 pub fn masked_fill(x: &Tensor, mask: &Tensor, value: f32) -> Result<Tensor> {
     let name = "masked_fill";
     check_f32(name, x, "x")?;
-    check_f32(
-        name,
-        mask,
-        "mask (a float mask: 0 masks, anything else keeps)",
-    )?;
+    let bytes = match mask.dtype() {
+        crate::DType::F32 => false,
+        crate::DType::Bool | crate::DType::U8 => true,
+        other => {
+            return Err(Error::Dtype {
+                op: "masked_fill (mask)".into(),
+                expected: "float32, bool or uint8 (zero masks, anything else keeps)".into(),
+                got: other.name().into(),
+            })
+        }
+    };
     let (xs, ms) = (x.shape(), mask.shape());
     if broadcast_shape(xs, ms).ok().as_deref() != Some(xs) {
         return Err(Error::shape(
@@ -236,6 +245,7 @@ pub fn masked_fill(x: &Tensor, mask: &Tensor, value: f32) -> Result<Tensor> {
         out: xs.to_vec(),
         mask_strides,
         value,
+        bytes,
     };
     run(&op, &[x, mask], None)
 }
@@ -248,7 +258,16 @@ impl Op for MaskedFill {
         &self.out
     }
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
-        let (x, m) = (inputs[0].as_f32(), inputs[1].as_f32());
+        let x = inputs[0].as_f32();
+        let mb = inputs[1].bytes();
+        let zero = |i: usize| -> bool {
+            if self.bytes {
+                mb[i] == 0
+            } else {
+                let w = [mb[4 * i], mb[4 * i + 1], mb[4 * i + 2], mb[4 * i + 3]];
+                u32::from_le_bytes(w) & 0x7fff_ffff == 0
+            }
+        };
         let (shape, st) = (&self.out, &self.mask_strides);
         par_chunks(out.as_f32_mut(), |start, chunk| {
             for (j, y) in chunk.iter_mut().enumerate() {
@@ -258,7 +277,7 @@ impl Op for MaskedFill {
                     mi += (o % shape[d]) * st[d];
                     o /= shape[d];
                 }
-                *y = if m[mi] == 0.0 { self.value } else { x[i] };
+                *y = if zero(mi) { self.value } else { x[i] };
             }
         });
         Ok(())
@@ -274,9 +293,9 @@ impl Op for MaskedFill {
                 count: n as u32,
                 row_width,
                 value: self.value,
+                bytes: self.bytes as u32,
                 shape,
                 mask_strides,
-                ..Default::default()
             }),
             &[inputs[0], inputs[1], out],
             [gx, gy, 1],
