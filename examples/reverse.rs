@@ -301,7 +301,7 @@ fn run(a: Args) -> wgnn::Result<()> {
         "positional_encoding.pe is a non-persistent buffer: wgnn built it on {device}; the checkpoint did not contain it\n"
     );
 
-    let x: Vec<i64> = match &a.inputs {
+    let (x, seq): (Vec<i64>, usize) = match &a.inputs {
         Some(path) => {
             let f = StateDict::load(path)?;
             let t = f
@@ -321,15 +321,12 @@ fn run(a: Args) -> wgnn::Result<()> {
                     hp.input_dim
                 )));
             }
-            v
+            (v, t.shape()[1])
         }
-        None => random_inputs(a.samples, hp.input_dim.min(hp.num_classes), a.seed),
-    };
-    let seq = match &a.inputs {
-        Some(path) => StateDict::load(path)?
-            .get("x")
-            .map_or(SEQ, |t| t.shape()[1]),
-        None => SEQ,
+        None => (
+            random_inputs(a.samples, hp.input_dim.min(hp.num_classes), a.seed),
+            SEQ,
+        ),
     };
     let n = x.len() / seq;
     let (mut preds, mut logits_all) = (Vec::with_capacity(n * seq), Vec::new());

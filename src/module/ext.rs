@@ -114,29 +114,15 @@ pub trait ModuleExt: Module {
     /// [`Parameter::set_tensor`]).
     fn get_parameter_mut(&mut self, path: &str) -> Result<&mut Parameter> {
         self.get_parameter(path)?;
-        let (parent, name) = path.rsplit_once('.').unwrap_or(("", path));
-        let m = descend(self.as_dyn_mut(), parent)?;
-        let mut f = FindSlot {
-            name,
-            param: None,
-            buffer: None,
-        };
-        m.visit_mut(&mut f);
-        f.param
+        slot_mut(self.as_dyn_mut(), path)?
+            .param
             .ok_or_else(|| Error::internal(format!("parameter {path} vanished")))
     }
     /// `get_buffer(path)`, mutably.
     fn get_buffer_mut(&mut self, path: &str) -> Result<&mut Buffer> {
         self.get_buffer(path)?;
-        let (parent, name) = path.rsplit_once('.').unwrap_or(("", path));
-        let m = descend(self.as_dyn_mut(), parent)?;
-        let mut f = FindSlot {
-            name,
-            param: None,
-            buffer: None,
-        };
-        m.visit_mut(&mut f);
-        f.buffer
+        slot_mut(self.as_dyn_mut(), path)?
+            .buffer
             .ok_or_else(|| Error::internal(format!("buffer {path} vanished")))
     }
     /// `module.apply(fn)`: calls `f` on every submodule, children before their parent, then on
@@ -311,6 +297,18 @@ impl<'a> super::VisitorMut<'a> for FindChild<'a, '_> {
             self.found = Some(m);
         }
     }
+}
+
+/// The parameter and buffer named by the last part of `path` in the module the rest names.
+fn slot_mut<'a, 'p>(root: &'a mut dyn Module, path: &'p str) -> Result<FindSlot<'a, 'p>> {
+    let (parent, name) = path.rsplit_once('.').unwrap_or(("", path));
+    let mut f = FindSlot {
+        name,
+        param: None,
+        buffer: None,
+    };
+    descend(root, parent)?.visit_mut(&mut f);
+    Ok(f)
 }
 
 /// The submodule at `path` (already checked to exist), mutably.

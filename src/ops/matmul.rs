@@ -350,7 +350,7 @@ impl Op for Gemm {
                     self.name
                 )));
             }
-            let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
+            let threads = crate::ops::threads::cores();
             let par = if m * n * k >= 1 << 18 && threads > 1 {
                 gemm::Parallelism::Rayon(threads)
             } else {

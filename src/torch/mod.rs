@@ -388,15 +388,20 @@ fn read_zip(bytes: &[u8]) -> Result<PyValue> {
     let mut pos = 0;
     let p = pickle::load(&pkl, &mut pos, &mut pickle::storage_pid)?;
     // Bind the storages the pickle names to their entries.
+    // Moved, not copied: a storage shared by several tensors appears once per tensor.
     for n in &p.nodes {
         if let Node::Storage(key, dtype, numel) = n {
-            let raw = data.get(key).ok_or_else(|| {
+            if let Some((_, raw)) = storages.entries.get(key) {
+                check_storage(key, *dtype, *numel, raw.len() as u64)?;
+                continue;
+            }
+            let raw = data.remove(key).ok_or_else(|| {
                 fmt_err(format!(
                     "storage {key:?} has no entry data/{key} in the archive"
                 ))
             })?;
             check_storage(key, *dtype, *numel, raw.len() as u64)?;
-            storages.entries.insert(key.clone(), (*dtype, raw.clone()));
+            storages.entries.insert(key.clone(), (*dtype, raw));
         }
     }
     convert(&p, p.root, &storages, 0)
@@ -577,6 +582,25 @@ fn materialise(p: &pickle::Pickle, t: &pickle::TensorNode, s: &Storages) -> Resu
         }
         let out = bytes.bytes_mut();
         let es = esize as usize;
+        // The common case, a contiguous tensor, is one copy.
+        let contiguous = t
+            .stride
+            .iter()
+            .zip(&t.shape)
+            .rev()
+            .try_fold(1u64, |want, (&st, &d)| {
+                (d == 1 || st == want).then_some(want * d)
+            })
+            .is_some();
+        if contiguous {
+            let b = (t.offset * esize) as usize;
+            out.copy_from_slice(&raw[b..b + out.len()]);
+            return Ok(TorchTensor {
+                tensor: Tensor::from_host(bytes, &shape, *dtype)?,
+                is_parameter: t.is_parameter,
+                requires_grad: t.requires_grad,
+            });
+        }
         let rank = shape.len();
         let mut coord = vec![0u64; rank];
         let mut at = t.offset;
