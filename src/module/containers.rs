@@ -6,6 +6,60 @@ use super::{Buffer, Forward, Layer, Module, Parameter, Visitor, VisitorMut};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// The accessors `Sequential` and `ModuleList` share: children named by index, typed.
+macro_rules! indexed_items {
+    ($name:ident, $bound:ident, $from_doc:literal) => {
+        impl<M: $bound> $name<M> {
+            #[doc = $from_doc]
+            pub fn from_items(items: Vec<M>) -> Self {
+                $name { items }
+            }
+            /// Appends a child.
+            pub fn push_item(&mut self, m: M) {
+                self.items.push(m);
+            }
+            /// Number of children.
+            pub fn len(&self) -> usize {
+                self.items.len()
+            }
+            /// True when it has no children.
+            pub fn is_empty(&self) -> bool {
+                self.items.is_empty()
+            }
+            /// Child `i`.
+            pub fn get(&self, i: usize) -> Option<&M> {
+                self.items.get(i)
+            }
+            /// Child `i`, mutably (to run or change it).
+            pub fn get_mut(&mut self, i: usize) -> Option<&mut M> {
+                self.items.get_mut(i)
+            }
+            /// The children in order.
+            pub fn iter(&self) -> std::slice::Iter<'_, M> {
+                self.items.iter()
+            }
+            /// The children in order, mutably.
+            pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, M> {
+                self.items.iter_mut()
+            }
+        }
+    };
+}
+
+/// Lists indexed children ("0", "1", …) to a visitor.
+fn visit_items<'a, M: ListItem>(items: &'a [M], v: &mut dyn Visitor<'a>) {
+    for (i, m) in items.iter().enumerate() {
+        v.module(&i.to_string(), m.as_module());
+    }
+}
+
+/// The same, mutably.
+fn visit_items_mut<'a, M: ListItem>(items: &'a mut [M], v: &mut dyn VisitorMut<'a>) {
+    for (i, m) in items.iter_mut().enumerate() {
+        v.module(&i.to_string(), m.as_module_mut());
+    }
+}
+
 /// What a [`Sequential`] can hold: any layer type (`Sequential<Block>`, typed), or boxed layers
 /// of mixed types (`Sequential`, the default).
 pub trait SeqItem: ListItem {
@@ -60,54 +114,21 @@ impl Sequential {
     }
 }
 
-impl<M: SeqItem> Sequential<M> {
-    /// A container of these layers, in order.
-    pub fn from_items(items: Vec<M>) -> Self {
-        Sequential { items }
-    }
-    /// Appends a layer.
-    pub fn push_item(&mut self, m: M) {
-        self.items.push(m);
-    }
-    /// Number of layers.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-    /// True when it has no layers.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-    /// Layer `i`.
-    pub fn get(&self, i: usize) -> Option<&M> {
-        self.items.get(i)
-    }
-    /// Layer `i`, mutably (to run or change it).
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut M> {
-        self.items.get_mut(i)
-    }
-    /// The layers in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, M> {
-        self.items.iter()
-    }
-    /// The layers in order, mutably.
-    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, M> {
-        self.items.iter_mut()
-    }
-}
+indexed_items!(
+    Sequential,
+    SeqItem,
+    "A container of these layers, in order."
+);
 
 impl<M: SeqItem> Module for Sequential<M> {
     fn type_name(&self) -> String {
         "Sequential".into()
     }
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        for (i, m) in self.items.iter().enumerate() {
-            v.module(&i.to_string(), m.as_module());
-        }
+        visit_items(&self.items, v);
     }
     fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
-        for (i, m) in self.items.iter_mut().enumerate() {
-            v.module(&i.to_string(), m.as_module_mut());
-        }
+        visit_items_mut(&mut self.items, v);
     }
 }
 
@@ -192,40 +213,9 @@ impl ModuleList {
     }
 }
 
-impl<M: ListItem> ModuleList<M> {
-    /// A list of these items, in order.
-    pub fn from_items(items: Vec<M>) -> Self {
-        ModuleList { items }
-    }
-    /// Appends an item.
-    pub fn push_item(&mut self, m: M) {
-        self.items.push(m);
-    }
-    /// Number of children.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-    /// True when it has no children.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-    /// Child `i`.
-    pub fn get(&self, i: usize) -> Option<&M> {
-        self.items.get(i)
-    }
-    /// Child `i`, mutably.
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut M> {
-        self.items.get_mut(i)
-    }
-    /// The children in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, M> {
-        self.items.iter()
-    }
-    /// The children in order, mutably.
-    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, M> {
-        self.items.iter_mut()
-    }
+indexed_items!(ModuleList, ListItem, "A list of these items, in order.");
 
+impl<M: ListItem> ModuleList<M> {
     /// PyTorch's `ModuleList.__repr__`: consecutive children with equal reprs are one line.
     fn folded_repr(&self) -> String {
         if self.items.is_empty() {
@@ -266,14 +256,10 @@ impl<M: ListItem> Module for ModuleList<M> {
         Some(self.folded_repr())
     }
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        for (i, m) in self.items.iter().enumerate() {
-            v.module(&i.to_string(), m.as_module());
-        }
+        visit_items(&self.items, v);
     }
     fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
-        for (i, m) in self.items.iter_mut().enumerate() {
-            v.module(&i.to_string(), m.as_module_mut());
-        }
+        visit_items_mut(&mut self.items, v);
     }
 }
 
