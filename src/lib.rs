@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod autograd;
 mod device;
 mod dtype;
 mod error;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 
+use crate::autograd::Origin;
 use crate::device::{Device, GpuDevice};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -73,6 +74,8 @@ pub struct Tensor {
     shape: Vec<usize>,
     dtype: DType,
     pub(crate) storage: Storage,
+    /// Where it came from, when it requires a gradient (see [`crate::autograd`]).
+    origin: Option<Origin>,
 }
 
 /// Rust types that map to a [`DType`]: the numeric types, and `bool` (one byte, 0 or 1).
@@ -143,6 +146,7 @@ impl Tensor {
             shape,
             dtype,
             storage,
+            origin: None,
         }
     }
 
@@ -436,11 +440,55 @@ impl Tensor {
                 ),
             ));
         }
-        Ok(Tensor::from_parts(
-            shape.to_vec(),
-            self.dtype,
-            self.storage.clone(),
-        ))
+        let out = Tensor::from_parts(shape.to_vec(), self.dtype, self.storage.clone());
+        let from = self.shape.clone();
+        Ok(crate::autograd::record("reshape", out, &[self], || {
+            Box::new(move |g, _| Ok(vec![Some(g.reshape(&from)?)]))
+        }))
+    }
+
+    /// Whether a gradient flows back through this tensor: it is a trainable parameter's value,
+    /// or was computed from one while recording (PyTorch's `requires_grad`).
+    pub fn requires_grad(&self) -> bool {
+        self.origin.is_some()
+    }
+
+    /// The same values, cut off from the graph (`t.detach()`): no gradient flows through it.
+    pub fn detach(&self) -> Tensor {
+        Tensor::from_parts(self.shape.clone(), self.dtype, self.storage.clone())
+    }
+
+    /// `loss.backward()`: computes the gradient of this one-element tensor with respect to every
+    /// trainable parameter it was computed from, and adds it into each parameter's
+    /// [`grad`](crate::Parameter::grad). Frozen parameters and buffers get none. The gradients
+    /// are computed on the tensors' device. An error if nothing trainable took part.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "backward",
+                format!(
+                    "backward() needs a one-element tensor (a loss), got shape {:?}; use \
+                     backward_with(grad) for others",
+                    self.shape
+                ),
+            ));
+        }
+        let one = Tensor::full(&self.shape, 1f32, &self.device())?;
+        crate::autograd::backward(self, one)
+    }
+
+    /// `t.backward(grad)`: backward from a tensor of any shape, `grad` being d(loss)/d(self).
+    pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        crate::autograd::backward(self, grad.detach())
+    }
+
+    pub(crate) fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
+    }
+
+    pub(crate) fn with_origin(mut self, origin: Option<Origin>) -> Tensor {
+        self.origin = origin;
+        self
     }
 
     /// Converts to another dtype, on the tensor's own device. Floats round to nearest even;

@@ -103,6 +103,22 @@ kernels! {
     CrossEntropyRows(RowParams) = "cross_entropy_rows" [Read, Read, ReadWrite],
     /// The mean of a vector, as a scalar.
     Mean(CountParams) = "mean" [Read, ReadWrite],
+    /// Elementwise mul / relu backward / add / gradient clipping of two tensors.
+    Binary(BinaryParams) = "binary" [Read, Read, ReadWrite],
+    /// The sum (or sum of squares) of each row.
+    RowSum(RowSumParams) = "row_sum" [Read, ReadWrite],
+    /// narrow's gradient: a slice placed in zeros.
+    Pad(PadParams) = "pad" [Read, ReadWrite],
+    /// softmax's gradient.
+    SoftmaxBackward(RowParams) = "softmax_backward" [Read, Read, ReadWrite],
+    /// LayerNorm's gradient with respect to its input.
+    LayerNormBackward(LayerNormParams) = "layer_norm_backward" [Read, Read, Read, ReadWrite],
+    /// The mean cross entropy's gradient with respect to the logits.
+    CrossEntropyBackward(RowParams) = "cross_entropy_backward" [Read, Read, Read, ReadWrite],
+    /// BatchNorm's gradient with respect to its input.
+    BatchNormBackward(BnParams) = "batch_norm_backward" [Read, Read, Read, Read, Read, Read, ReadWrite],
+    /// Adam's and SGD's elementwise updates.
+    Adam(AdamParams) = "adam" [Read, Read, Read, Read, ReadWrite],
 }
 
 /// Host mirror of `positional_encoding.wgsl`'s `Params`.
@@ -297,6 +313,61 @@ pub(crate) struct CountParams {
     pub _pad: [u32; 3],
 }
 const _: () = assert!(std::mem::size_of::<CountParams>() == 16);
+
+/// Host mirror of `binary.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BinaryParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub op: u32,
+    pub alpha: f32,
+}
+const _: () = assert!(std::mem::size_of::<BinaryParams>() == 16);
+
+/// Host mirror of `row_sum.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RowSumParams {
+    pub rows: u32,
+    pub width: u32,
+    pub groups_x: u32,
+    pub op: u32,
+}
+const _: () = assert!(std::mem::size_of::<RowSumParams>() == 16);
+
+/// Host mirror of `pad.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct PadParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub inner: u32,
+    pub full: u32,
+    pub start: u32,
+    pub len: u32,
+    pub _pad: [u32; 2],
+}
+const _: () = assert!(std::mem::size_of::<PadParams>() == 32);
+
+/// Host mirror of `adam.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AdamParams {
+    pub count: u32,
+    pub row_width: u32,
+    pub op: u32,
+    pub one_minus_beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta2: f32,
+    pub weight_decay: f32,
+    pub neg_step: f32,
+    pub bc2_sqrt: f32,
+    pub eps: f32,
+    pub momentum: f32,
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<AdamParams>() == 48);
 
 /// A built kernel: its pipeline and the explicit layout of its bind group (binding 0 is the
 /// params uniform, bound at a dynamic offset into the device's uniform ring).

@@ -139,6 +139,14 @@ pub trait ModuleExt: Module {
             }
         });
     }
+    /// `zero_grad()`: drops every parameter's gradient (`p.grad = None`, PyTorch's default).
+    fn zero_grad(&mut self) {
+        for_each_mut(self.as_dyn_mut(), &mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                p.zero_grad()
+            }
+        });
+    }
     /// `train()`: sets the training flag of every module of the tree (Dropout drops, BatchNorm
     /// uses and updates batch statistics). Modules start in training mode, as in PyTorch.
     fn train(&mut self) {

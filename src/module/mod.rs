@@ -15,32 +15,64 @@ pub use forward::{Forward, Layer};
 
 pub use kinds::{TensorInfo, TensorKind};
 
+use std::sync::Arc;
+
+use crate::autograd::{Leaf, Origin};
 use crate::tensor::Tensor;
 
 /// A trainable tensor (`nn.Parameter`). `requires_grad = false` makes it frozen: still a
-/// parameter, still in `parameters()` and the state dict — unlike a buffer.
-#[derive(Clone, Debug)]
+/// parameter, still in `parameters()` and the state dict — unlike a buffer — but no gradient
+/// reaches it. A trainable parameter's [`tensor`](Parameter::tensor) carries its gradient slot:
+/// ops on it record the graph, and `loss.backward()` fills [`grad`](Parameter::grad).
 pub struct Parameter {
     tensor: Tensor,
     requires_grad: bool,
+    leaf: Arc<Leaf>,
+}
+
+impl Clone for Parameter {
+    /// A parameter with its own gradient slot (holding a copy of the gradient), as
+    /// `copy.deepcopy` gives in PyTorch: training the clone does not touch the original's grad.
+    fn clone(&self) -> Self {
+        let mut p = Parameter {
+            tensor: self.tensor.detach(),
+            requires_grad: self.requires_grad,
+            leaf: Arc::new(Leaf::default()),
+        };
+        p.leaf.set(self.grad());
+        p.attach();
+        p
+    }
+}
+
+impl std::fmt::Debug for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameter")
+            .field("tensor", &self.tensor)
+            .field("requires_grad", &self.requires_grad)
+            .field("has_grad", &self.grad().is_some())
+            .finish()
+    }
 }
 
 impl Parameter {
     /// A trainable parameter (`requires_grad = True`).
     pub fn new(tensor: Tensor) -> Self {
-        Parameter {
+        let mut p = Parameter {
             tensor,
             requires_grad: true,
-        }
+            leaf: Arc::new(Leaf::default()),
+        };
+        p.attach();
+        p
     }
     /// A frozen parameter (`nn.Parameter(t, requires_grad=False)`).
     pub fn frozen(tensor: Tensor) -> Self {
-        Parameter {
-            tensor,
-            requires_grad: false,
-        }
+        let mut p = Parameter::new(tensor);
+        p.set_requires_grad(false);
+        p
     }
-    /// The value.
+    /// The value (linked to the gradient slot when trainable).
     pub fn tensor(&self) -> &Tensor {
         &self.tensor
     }
@@ -48,18 +80,65 @@ impl Parameter {
     pub fn requires_grad(&self) -> bool {
         self.requires_grad
     }
-    /// Freezes or unfreezes it.
+    /// Freezes or unfreezes it (`p.requires_grad_(on)`).
     pub fn set_requires_grad(&mut self, on: bool) {
         self.requires_grad = on;
+        self.attach();
     }
+    /// The gradient accumulated by `backward` since the last [`zero_grad`](Parameter::zero_grad)
+    /// (`p.grad`), on the parameter's device; `None` if no backward reached it.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.leaf.get()
+    }
+    /// Sets the gradient (`p.grad = g`): same shape as the parameter, or an error.
+    pub fn set_grad(&mut self, g: Option<Tensor>) -> crate::Result<()> {
+        if let Some(g) = &g {
+            if g.shape() != self.tensor.shape() || g.dtype() != self.tensor.dtype() {
+                return Err(crate::Error::shape(
+                    "set_grad",
+                    format!(
+                        "the parameter is {} {:?}, the gradient {} {:?}",
+                        self.tensor.dtype().name(),
+                        self.tensor.shape(),
+                        g.dtype().name(),
+                        g.shape()
+                    ),
+                ));
+            }
+        }
+        self.leaf.set(g.map(|g| g.detach()));
+        Ok(())
+    }
+    /// Drops the gradient (`p.grad = None`, what `zero_grad()` does by default).
+    pub fn zero_grad(&mut self) {
+        self.leaf.set(None);
+    }
+    /// Links the tensor to the gradient slot when trainable, unlinks it when frozen.
+    fn attach(&mut self) {
+        let t = self.tensor.detach();
+        self.tensor = if self.requires_grad {
+            t.with_origin(Some(Origin::Leaf(self.leaf.clone())))
+        } else {
+            t
+        };
+    }
+    /// A new value from a move or a load: a gradient on another device or of another shape
+    /// would no longer fit, so it is dropped then.
     pub(crate) fn set(&mut self, t: Tensor) {
+        let fits = self.grad().is_some_and(|g| {
+            g.shape() == t.shape() && g.dtype() == t.dtype() && g.device() == t.device()
+        });
+        if !fits {
+            self.leaf.set(None);
+        }
         self.tensor = t;
+        self.attach();
     }
     /// Gives the parameter a new value (`with torch.no_grad(): p.copy_(t)`, or `p.data = t`):
     /// same shape and dtype, or an error naming both.
     pub fn set_tensor(&mut self, t: Tensor) -> crate::Result<()> {
         check_same(&self.tensor, &t, "parameter")?;
-        self.tensor = t;
+        self.set(t);
         Ok(())
     }
 }

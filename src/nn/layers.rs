@@ -231,10 +231,10 @@ impl Forward for BatchNorm1d {
             ));
         }
         if !self.training {
-            return ops::normalize(
+            return ops::batch_norm(
                 x,
-                (self.running_mean.tensor(), 0),
-                (self.running_var.tensor(), 0),
+                self.running_mean.tensor(),
+                self.running_var.tensor(),
                 w,
                 b,
                 self.eps,
@@ -250,6 +250,7 @@ impl Forward for BatchNorm1d {
         }
         let stats = ops::batch_stats(x)?;
         let y = ops::normalize(x, (&stats, 0), (&stats, c), w, b, self.eps)?;
+        let y = ops::record_batch_norm(y, x, (&stats, 0), (&stats, c), w, b, self.eps, true)?;
         let counter = ops::increment(self.num_batches_tracked.tensor())?;
         let mean = ops::running_update(
             self.running_mean.tensor(),

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use crate::autograd::{record, wants};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{BroadcastParams, Kernel, PrefixParams};
 use crate::gpu::launch::Launch;
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::split::{self, Bind};
 use crate::gpu::GpuContext;
+use crate::ops::grad::{pad, sum_to};
 use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Tensor};
@@ -115,7 +117,16 @@ pub fn broadcast_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     check_f32(name, b, "b")?;
     let out = broadcast_shape(x.shape(), b.shape())?;
     let plan = plan(x.shape(), b.shape(), &out)?;
-    run(&Add { name, plan, out }, &[x, b], None)
+    let y = run(&Add { name, plan, out }, &[x, b], None)?;
+    Ok(record(name, y, &[x, b], || {
+        let (xs, bs) = (x.shape().to_vec(), b.shape().to_vec());
+        Box::new(move |g, needs| {
+            Ok(vec![
+                wants(needs, 0).then(|| sum_to(g, &xs)).transpose()?,
+                wants(needs, 1).then(|| sum_to(g, &bs)).transpose()?,
+            ])
+        })
+    }))
 }
 
 /// `x + table[:, :seq]` for `x: [batch, seq, d]` and `table: [1, max_len, d]` or `[max_len, d]`
@@ -164,7 +175,7 @@ pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
         rows: x.shape()[0],
         row: seq * d,
     };
-    run(
+    let y = run(
         &Add {
             name,
             plan,
@@ -172,7 +183,21 @@ pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
         },
         &[x, table],
         None,
-    )
+    )?;
+    Ok(record(name, y, &[x, table], || {
+        let ts = table.shape().to_vec();
+        Box::new(move |g, needs| {
+            // The table's gradient: summed over the batch, placed in the first seq rows.
+            let table_grad = |g: &Tensor| -> Result<Tensor> {
+                let rows = sum_to(g, &[1, seq, d])?.reshape(&[seq, d])?;
+                pad(&rows, 0, 0, &[max_len, d])?.reshape(&ts)
+            };
+            Ok(vec![
+                wants(needs, 0).then(|| g.clone()),
+                wants(needs, 1).then(|| table_grad(g)).transpose()?,
+            ])
+        })
+    }))
 }
 
 impl Op for Add {

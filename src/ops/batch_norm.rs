@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::autograd::{record, wants};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{BnParams, BnRunningParams, BnStatsParams, CountParams, Kernel};
@@ -11,6 +12,7 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::split;
 use crate::gpu::GpuContext;
 use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole, sum64};
+use crate::ops::grad::{add, mul, pad, sum_to};
 use crate::ops::op::{check_f32, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -44,6 +46,14 @@ enum Kind {
     },
     /// int64 + 1.
     Increment,
+    /// x, mean source, var source, weight, g, sums [2, C] (Σ g·x̂ ; Σ g) → dx.
+    Backward {
+        mean_base: usize,
+        var_base: usize,
+        eps: f32,
+        weight: bool,
+        batch: bool,
+    },
 }
 
 struct Bn {
@@ -125,6 +135,74 @@ pub(crate) fn normalize(
     run(&op, &[x, mean.0, var.0, w, b], None)
 }
 
+/// Records batch norm's node on its output `y`: `batch` when `mean` / `var` are the batch's own
+/// statistics (training: the gradient flows through them too), else given statistics.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_batch_norm(
+    y: Tensor,
+    x: &Tensor,
+    mean: (&Tensor, usize),
+    var: (&Tensor, usize),
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    batch: bool,
+) -> Result<Tensor> {
+    let dims = bn_dims("batch_norm", x)?;
+    let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    Ok(record("batch_norm", y, &inputs, || {
+        let (x, w) = (x.detach(), weight.map(Tensor::detach));
+        let (mt, mb, vt, vb) = (mean.0.detach(), mean.1, var.0.detach(), var.1);
+        let has_bias = bias.is_some();
+        Box::new(move |g, needs| {
+            let (_, c, l) = dims;
+            // Per-channel sums over the batch (and length) dimensions.
+            let per_channel = |t: &Tensor| -> Result<Tensor> {
+                if x.shape().len() == 2 {
+                    sum_to(t, &[c])
+                } else {
+                    sum_to(t, &[c, 1])?.reshape(&[c])
+                }
+            };
+            let xhat = normalize(&x, (&mt, mb), (&vt, vb), None, None, eps)?;
+            let dw = per_channel(&mul(g, &xhat)?)?;
+            let db = per_channel(g)?;
+            let dx = if wants(needs, 0) {
+                let sums = if batch {
+                    let row = |t: &Tensor, at: usize| pad(&t.reshape(&[1, c])?, 0, at, &[2, c]);
+                    add(&row(&dw, 0)?, &row(&db, 1)?)?
+                } else {
+                    g.clone()
+                };
+                let op = Bn {
+                    name: "batch_norm backward",
+                    kind: Kind::Backward {
+                        mean_base: mb,
+                        var_base: vb,
+                        eps: eps as f32,
+                        weight: w.is_some(),
+                        batch,
+                    },
+                    dims: (x.numel() / (c * l).max(1), c, l),
+                    out: x.shape().to_vec(),
+                };
+                let wt = w.as_ref().unwrap_or(&x);
+                Some(run(&op, &[&x, &mt, &vt, wt, g, &sums], None)?)
+            } else {
+                None
+            };
+            let mut grads = vec![dx];
+            if w.is_some() {
+                grads.push(Some(dw));
+            }
+            if has_bias {
+                grads.push(Some(db));
+            }
+            Ok(grads)
+        })
+    }))
+}
+
 /// `F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)`: `x`
 /// (`[N, C]` or `[N, C, L]`) normalised with the given per-channel statistics.
 pub fn batch_norm(
@@ -135,7 +213,8 @@ pub fn batch_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
-    normalize(x, (mean, 0), (var, 0), weight, bias, eps)
+    let y = normalize(x, (mean, 0), (var, 0), weight, bias, eps)?;
+    record_batch_norm(y, x, (mean, 0), (var, 0), weight, bias, eps, false)
 }
 
 /// `(1 - f) · running + f · stats[stat_base..] · unbias`, with `f` the momentum or, for
@@ -240,6 +319,29 @@ impl Op for Bn {
                     *y = t;
                 }
             }
+            Kind::Backward {
+                mean_base,
+                var_base,
+                eps,
+                weight,
+                batch,
+            } => {
+                let x = inputs[0].as_f32();
+                let (m, v, w) = (inputs[1].as_f32(), inputs[2].as_f32(), inputs[3].as_f32());
+                let (g, sums) = (inputs[4].as_f32(), inputs[5].as_f32());
+                let count = (n * l) as f32;
+                for (i, dx) in out.as_f32_mut().iter_mut().enumerate() {
+                    let ch = (i / l) % c;
+                    let rstd = 1.0 / (v[var_base + ch] + eps).sqrt();
+                    let scale = if weight { w[ch] * rstd } else { rstd };
+                    let mut t = g[i];
+                    if batch {
+                        let xh = (x[i] - m[mean_base + ch]) * rstd;
+                        t = (t - sums[c + ch] / count) - xh * (sums[ch] / count);
+                    }
+                    *dx = scale * t;
+                }
+            }
             Kind::Running {
                 stat_base,
                 momentum,
@@ -309,6 +411,27 @@ impl Op for Bn {
                     eps,
                 };
                 launch_whole(ctx, Kernel::BatchNorm(p), &bufs, [gx, gy, 1])
+            }
+            Kind::Backward {
+                mean_base,
+                var_base,
+                eps,
+                weight,
+                batch,
+            } => {
+                let total = (n * c * l) as u64;
+                let (gx, gy, row_width) = elementwise_grid(ctx, self.name, &bufs, total)?;
+                let p = BnParams {
+                    count: total as u32,
+                    row_width,
+                    channels: u(c)?,
+                    inner: u(l)?,
+                    mean_base: u(mean_base)?,
+                    var_base: u(var_base)?,
+                    affine: weight as u32 | (batch as u32) << 1,
+                    eps,
+                };
+                launch_whole(ctx, Kernel::BatchNormBackward(p), &bufs, [gx, gy, 1])
             }
             Kind::Running {
                 stat_base,

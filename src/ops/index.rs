@@ -65,7 +65,7 @@ pub fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
     };
     let mut out = indices.shape().to_vec();
     out.push(dim);
-    run(
+    let y = run(
         &Index {
             name,
             kind: Kind::Embedding { rows, dim },
@@ -73,7 +73,19 @@ pub fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
         },
         &[indices, weight],
         None,
-    )
+    )?;
+    Ok(crate::autograd::record(name, y, &[indices, weight], || {
+        let idx = indices.detach();
+        Box::new(move |g, _| {
+            // dweight = one_hot(indices)ᵀ · g: each row sums the gradients of its picks (the
+            // products are exact, the sums in GEMM order). Costs n·rows·dim: fine for the small
+            // vocabularies of the tutorials.
+            let n = idx.numel();
+            let oh = one_hot(&idx.reshape(&[n])?, rows)?;
+            let dw = crate::ops::matmul_tn(&oh, &g.reshape(&[n, dim])?)?;
+            Ok(vec![None, Some(dw)])
+        })
+    }))
 }
 
 /// `x.argmax(dim=-1)` as int64: the first index of each row's maximum (NaN counts as the

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use crate::autograd::record;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, StridedParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{contiguous_strides, elementwise_grid, launch_whole, pad8, MAX_RANK};
+use crate::ops::grad::{pad, sum_to};
 use crate::ops::op::{run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -158,13 +160,21 @@ pub fn permute(x: &Tensor, dims: &[usize]) -> Result<Tensor> {
         ));
     }
     let st = contiguous_strides(s);
-    gather(
+    let y = gather(
         name,
         x,
         dims.iter().map(|&d| s[d]).collect(),
         dims.iter().map(|&d| st[d]).collect(),
         0,
-    )
+    )?;
+    Ok(record(name, y, &[x], || {
+        // The inverse permutation carries the gradient back.
+        let mut inverse = vec![0; dims.len()];
+        for (i, &d) in dims.iter().enumerate() {
+            inverse[d] = i;
+        }
+        Box::new(move |g, _| Ok(vec![Some(permute(g, &inverse)?)]))
+    }))
 }
 
 /// `x.transpose(d0, d1)` (a copy).
@@ -194,7 +204,11 @@ pub fn narrow(x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor
     let st = contiguous_strides(s);
     let mut out = s.to_vec();
     out[dim] = len;
-    gather(name, x, out, st.clone(), start * st[dim])
+    let y = gather(name, x, out, st.clone(), start * st[dim])?;
+    Ok(record(name, y, &[x], || {
+        let full = s.to_vec();
+        Box::new(move |g, _| Ok(vec![Some(pad(g, dim, start, &full)?)]))
+    }))
 }
 
 /// `x.chunk(chunks, dim)`: PyTorch's split into pieces of `ceil(size / chunks)` (the last may be
@@ -235,5 +249,9 @@ pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
             return Err(bad());
         }
     }
-    gather(name, x, shape.to_vec(), strides, 0)
+    let y = gather(name, x, shape.to_vec(), strides, 0)?;
+    Ok(record(name, y, &[x], || {
+        let from = s.to_vec();
+        Box::new(move |g, _| Ok(vec![Some(sum_to(g, &from)?)]))
+    }))
 }

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use crate::autograd::record;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{CountParams, Kernel, RowParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole, row_grid, sum64};
+use crate::ops::grad::cross_entropy_backward;
 use crate::ops::op::{check_f32, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -59,7 +61,11 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         &[logits, targets],
         None,
     )?;
-    mean(&per_row)
+    let loss = crate::autograd::no_grad(|| mean(&per_row))?;
+    Ok(record(name, loss, &[logits, targets], || {
+        let (x, t) = (logits.detach(), targets.detach());
+        Box::new(move |g, _| Ok(vec![Some(cross_entropy_backward(&x, &t, g)?), None]))
+    }))
 }
 
 /// The mean of every element, as a 0-d float32 tensor.
@@ -68,7 +74,19 @@ pub fn mean(x: &Tensor) -> Result<Tensor> {
     if x.numel() == 0 {
         return Err(Error::shape("mean", "the mean of an empty tensor"));
     }
-    run(&Mean { n: x.numel() }, &[x], None)
+    let y = run(&Mean { n: x.numel() }, &[x], None)?;
+    Ok(record("mean", y, &[x], || {
+        let shape = x.shape().to_vec();
+        let n = x.numel();
+        Box::new(move |g, _| {
+            // Every element gets g / n.
+            let ones: Vec<usize> = vec![1; shape.len()];
+            let each = crate::ops::expand(&g.reshape(&ones)?, &shape)?;
+            // g · (1/n): PyTorch divides; the two agree exactly when n is a power of two and
+            // within one rounding otherwise.
+            Ok(vec![Some(crate::ops::scale(&each, 1.0 / n as f32)?)])
+        })
+    }))
 }
 
 impl Op for CeRows {

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::autograd::{record, wants};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, MatmulParams};
 use crate::gpu::launch::Launch;
@@ -16,6 +17,7 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::split::{self, Bind};
 use crate::gpu::GpuContext;
 use crate::ops::add::broadcast_shape;
+use crate::ops::grad::sum_to;
 use crate::ops::op::{check_f32, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -58,6 +60,7 @@ fn plan(
     name: &'static str,
     a: &[usize],
     b: &[usize],
+    trans_a: bool,
     trans_b: bool,
     alpha: f32,
     bias: bool,
@@ -82,7 +85,11 @@ fn plan(
     } else {
         b.to_vec()
     };
-    let (m, ka) = (am[am.len() - 2], am[am.len() - 1]);
+    let (m, ka) = if trans_a {
+        (am[am.len() - 1], am[am.len() - 2])
+    } else {
+        (am[am.len() - 2], am[am.len() - 1])
+    };
     let (kb, n) = if trans_b {
         (bm[bm.len() - 1], bm[bm.len() - 2])
     } else {
@@ -115,10 +122,18 @@ fn plan(
     if b.len() > 1 {
         out.push(n);
     }
-    let mut ga = Operand {
-        rs: k,
-        cs: 1,
-        ..Default::default()
+    let mut ga = if trans_a {
+        Operand {
+            rs: 1,
+            cs: m,
+            ..Default::default()
+        }
+    } else {
+        Operand {
+            rs: k,
+            cs: 1,
+            ..Default::default()
+        }
     };
     let gb = if trans_b {
         Operand {
@@ -135,7 +150,7 @@ fn plan(
     };
     let numel = |s: &[usize]| s.iter().product::<usize>();
     // b without a batch and a's batch the output's: a's rows are one [batch·M, K] matrix.
-    if numel(bb) == 1 && ba == out_batch.as_slice() {
+    if !trans_a && numel(bb) == 1 && ba == out_batch.as_slice() {
         return Ok(Planned::Ready(Gemm {
             name,
             out,
@@ -209,7 +224,7 @@ fn gemm(
     name: &'static str,
     a: &Tensor,
     b: &Tensor,
-    trans_b: bool,
+    (trans_a, trans_b): (bool, bool),
     alpha: f32,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
@@ -218,7 +233,15 @@ fn gemm(
     if let Some(t) = bias {
         check_f32(name, t, "bias")?;
     }
-    match plan(name, a.shape(), b.shape(), trans_b, alpha, bias.is_some())? {
+    match plan(
+        name,
+        a.shape(),
+        b.shape(),
+        trans_a,
+        trans_b,
+        alpha,
+        bias.is_some(),
+    )? {
         Planned::Ready(g) => {
             let mut inputs = vec![a, b];
             inputs.extend(bias);
@@ -232,7 +255,7 @@ fn gemm(
                 shape.extend_from_slice(&s[s.len() - 2..]);
                 crate::ops::expand(t, &shape)
             };
-            gemm(name, &full(a)?, &full(b)?, trans_b, alpha, bias)
+            gemm(name, &full(a)?, &full(b)?, (trans_a, trans_b), alpha, bias)
         }
     }
 }
@@ -251,7 +274,36 @@ fn gemm(
 /// # Ok::<(), wgnn::Error>(())
 /// ```
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    gemm("matmul", a, b, false, 1.0, None)
+    let y = gemm("matmul", a, b, (false, false), 1.0, None)?;
+    Ok(record("matmul", y, &[a, b], || {
+        let (a, b) = (a.detach(), b.detach());
+        Box::new(move |g, needs| {
+            if a.shape().len() < 2 || b.shape().len() < 2 {
+                return Err(Error::invalid(
+                    "matmul backward: 1-D operands are not supported yet (unsqueeze them first)",
+                ));
+            }
+            // y = a·b: da = g·bᵀ, db = aᵀ·g, each summed over broadcast batches.
+            Ok(vec![
+                wants(needs, 0)
+                    .then(|| {
+                        sum_to(
+                            &gemm("matmul backward", g, &b, (false, true), 1.0, None)?,
+                            a.shape(),
+                        )
+                    })
+                    .transpose()?,
+                wants(needs, 1)
+                    .then(|| {
+                        sum_to(
+                            &gemm("matmul backward", &a, g, (true, false), 1.0, None)?,
+                            b.shape(),
+                        )
+                    })
+                    .transpose()?,
+            ])
+        })
+    }))
 }
 
 /// `alpha · a · bᵀ` over the last two dimensions (`[…, M, K] · […, N, K]ᵀ`), without copying a
@@ -267,7 +319,37 @@ pub fn matmul_nt(a: &Tensor, b: &Tensor, alpha: f32) -> Result<Tensor> {
             ),
         ));
     }
-    gemm("matmul_nt", a, b, true, alpha, None)
+    let y = gemm("matmul_nt", a, b, (false, true), alpha, None)?;
+    Ok(record("matmul_nt", y, &[a, b], || {
+        let (a, b) = (a.detach(), b.detach());
+        Box::new(move |g, needs| {
+            // y = α·a·bᵀ: da = α·g·b, db = α·gᵀ·a, each summed over broadcast batches.
+            Ok(vec![
+                wants(needs, 0)
+                    .then(|| {
+                        sum_to(
+                            &gemm("matmul_nt backward", g, &b, (false, false), alpha, None)?,
+                            a.shape(),
+                        )
+                    })
+                    .transpose()?,
+                wants(needs, 1)
+                    .then(|| {
+                        sum_to(
+                            &gemm("matmul_nt backward", g, &a, (true, false), alpha, None)?,
+                            b.shape(),
+                        )
+                    })
+                    .transpose()?,
+            ])
+        })
+    }))
+}
+
+/// `aᵀ · b` over the last two dimensions (`[…, K, M]ᵀ · […, K, N]`), without copying a
+/// transpose: the weight gradients of backward.
+pub(crate) fn matmul_tn(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    gemm("matmul_tn", a, b, (true, false), 1.0, None)
 }
 
 /// `F.linear(x, weight, bias)`: `x · weightᵀ + bias` for `x: […, in]`, `weight: [out, in]`,
@@ -305,7 +387,31 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
             ));
         }
     }
-    gemm(name, x, weight, true, 1.0, bias)
+    let y = gemm(name, x, weight, (false, true), 1.0, bias)?;
+    let inputs: Vec<&Tensor> = [x, weight].into_iter().chain(bias).collect();
+    Ok(record(name, y, &inputs, || {
+        let (x, w) = (x.detach(), weight.detach());
+        Box::new(move |g, needs| {
+            // y = x·Wᵀ + b: dx = g·W; dW = gᵀ·x over all rows; db = g summed over rows.
+            let rows = x.numel() / in_f.max(1);
+            let g2 = g.reshape(&[rows, out_f])?;
+            let mut grads = vec![
+                wants(needs, 0)
+                    .then(|| gemm("linear backward", g, &w, (false, false), 1.0, None))
+                    .transpose()?,
+                wants(needs, 1)
+                    .then(|| {
+                        let x2 = x.reshape(&[rows, in_f])?;
+                        gemm("linear backward", &g2, &x2, (true, false), 1.0, None)
+                    })
+                    .transpose()?,
+            ];
+            if needs.len() > 2 {
+                grads.push(wants(needs, 2).then(|| sum_to(&g2, &[out_f])).transpose()?);
+            }
+            Ok(grads)
+        })
+    }))
 }
 
 impl Gemm {
@@ -472,28 +578,37 @@ mod tests {
     #[test]
     fn plans_fold_broadcast_and_expand() {
         // A linear layer: batch folded into rows.
-        let g = ready(plan("t", &[4, 16, 32], &[96, 32], true, 1.0, true).unwrap());
+        let g = ready(plan("t", &[4, 16, 32], &[96, 32], false, true, 1.0, true).unwrap());
         assert_eq!((g.m, g.n, g.k, g.nb1, g.nb2), (64, 96, 32, 1, 1));
         assert_eq!(g.out, [4, 16, 96]);
         // Same batch on both: one level.
-        let g = ready(plan("t", &[2, 3, 5, 7], &[2, 3, 7, 4], false, 1.0, false).unwrap());
+        let g = ready(plan("t", &[2, 3, 5, 7], &[2, 3, 7, 4], false, false, 1.0, false).unwrap());
         assert_eq!((g.nb1, g.nb2, g.a.bs2, g.b.bs2), (1, 6, 35, 28));
         // [B, 1] × [1, H]: two levels with a zero stride each.
-        let g = ready(plan("t", &[2, 1, 5, 7], &[1, 3, 7, 4], false, 1.0, false).unwrap());
+        let g = ready(plan("t", &[2, 1, 5, 7], &[1, 3, 7, 4], false, false, 1.0, false).unwrap());
         assert_eq!((g.nb1, g.nb2), (2, 3));
         assert_eq!((g.a.bs1, g.a.bs2, g.b.bs1, g.b.bs2), (35, 0, 0, 28));
         // Alternating broadcast over three dims needs an expansion.
         assert!(matches!(
-            plan("t", &[2, 1, 2, 5, 7], &[1, 3, 1, 7, 4], false, 1.0, false).unwrap(),
+            plan(
+                "t",
+                &[2, 1, 2, 5, 7],
+                &[1, 3, 1, 7, 4],
+                false,
+                false,
+                1.0,
+                false
+            )
+            .unwrap(),
             Planned::Expand(_)
         ));
         // 1-D operands.
-        let g = ready(plan("t", &[7], &[7, 4], false, 1.0, false).unwrap());
+        let g = ready(plan("t", &[7], &[7, 4], false, false, 1.0, false).unwrap());
         assert_eq!(g.out, [4]);
-        let g = ready(plan("t", &[3, 7], &[7], false, 1.0, false).unwrap());
+        let g = ready(plan("t", &[3, 7], &[7], false, false, 1.0, false).unwrap());
         assert_eq!(g.out, [3]);
         // Errors name both shapes.
-        let e = plan("t", &[3, 7], &[6, 2], false, 1.0, false)
+        let e = plan("t", &[3, 7], &[6, 2], false, false, 1.0, false)
             .err()
             .unwrap()
             .to_string();

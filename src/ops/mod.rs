@@ -10,6 +10,7 @@
 mod add;
 mod batch_norm;
 mod common;
+pub(crate) mod grad;
 mod index;
 mod layout;
 mod loss;
@@ -19,13 +20,18 @@ mod op;
 mod positional;
 pub(crate) mod threads;
 mod unary;
+pub(crate) mod update;
 
 pub use add::{add_positional, broadcast_add, broadcast_shape};
 pub use batch_norm::batch_norm;
-pub(crate) use batch_norm::{batch_stats, bn_dims, increment, normalize, running_update};
+pub(crate) use batch_norm::{
+    batch_stats, bn_dims, increment, normalize, record_batch_norm, running_update,
+};
+pub(crate) use grad::add;
 pub use index::{argmax, embedding, one_hot};
 pub use layout::{chunk, expand, narrow, permute, transpose};
 pub use loss::{cross_entropy, mean};
+pub(crate) use matmul::matmul_tn;
 pub use matmul::{linear, matmul, matmul_nt};
 pub use norm::{layer_norm, masked_fill, softmax};
 pub use positional::{div_term, positional_table, reference_value, MAX_GPU_POSITION};

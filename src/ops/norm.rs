@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::autograd::{record, wants};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, LayerNormParams, MaskedFillParams, RowParams};
 use crate::gpu::pool::GpuBuffer;
@@ -14,6 +15,7 @@ use crate::ops::add::broadcast_shape;
 use crate::ops::common::{
     contiguous_strides, elementwise_grid, launch_whole, pad8, par_rows, row_grid, sum64,
 };
+use crate::ops::grad::{layer_norm_backward, mul, softmax_backward, sum_to};
 use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Tensor};
@@ -31,13 +33,17 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
             "x must have at least one dimension",
         ));
     }
-    run(
+    let y = run(
         &Softmax {
             out: x.shape().to_vec(),
         },
         &[x],
         None,
-    )
+    )?;
+    let saved = y.detach();
+    Ok(record("softmax", y, &[x], move || {
+        Box::new(move |g, _| Ok(vec![Some(softmax_backward(&saved, g)?)]))
+    }))
 }
 
 fn width_rows(shape: &[usize]) -> (usize, usize) {
@@ -137,13 +143,44 @@ pub fn layer_norm(
     // Absent affine tensors are bound as x (never read).
     inputs.push(weight.unwrap_or(x));
     inputs.push(bias.unwrap_or(x));
+    let width: usize = normalized_shape.iter().product();
     let op = LayerNorm {
         out: s.to_vec(),
-        width: normalized_shape.iter().product(),
+        width,
         eps: eps as f32,
         affine,
     };
-    run(&op, &inputs, None)
+    let y = run(&op, &inputs, None)?;
+    let recorded: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    Ok(record(name, y, &recorded, || {
+        let (x, w) = (x.detach(), weight.map(Tensor::detach));
+        let ns = normalized_shape.to_vec();
+        let has_bias = bias.is_some();
+        Box::new(move |g, needs| {
+            // dx from the row kernel; dweight = Σ g·x̂ and dbias = Σ g over the leading dims.
+            let mut grads = vec![wants(needs, 0)
+                .then(|| layer_norm_backward(&x, w.as_ref(), g, width, eps as f32))
+                .transpose()?];
+            if w.is_some() {
+                grads.push(
+                    wants(needs, 1)
+                        .then(|| {
+                            let xhat = layer_norm(&x, &ns, None, None, eps)?;
+                            sum_to(&mul(g, &xhat)?, &ns)
+                        })
+                        .transpose()?,
+                );
+            }
+            if has_bias {
+                grads.push(
+                    wants(needs, grads.len())
+                        .then(|| sum_to(g, &ns))
+                        .transpose()?,
+                );
+            }
+            Ok(grads)
+        })
+    }))
 }
 
 impl Op for LayerNorm {
@@ -247,7 +284,19 @@ pub fn masked_fill(x: &Tensor, mask: &Tensor, value: f32) -> Result<Tensor> {
         value,
         bytes,
     };
-    run(&op, &[x, mask], None)
+    let y = run(&op, &[x, mask], None)?;
+    Ok(record(name, y, &[x, mask], || {
+        let mask = mask.detach();
+        Box::new(move |g, needs| {
+            if wants(needs, 1) {
+                return Err(Error::invalid(
+                    "masked_fill backward: the mask cannot take a gradient (detach it)",
+                ));
+            }
+            // The filled positions did not come from x: their gradient is 0.
+            Ok(vec![Some(masked_fill(g, &mask, 0.0)?), None])
+        })
+    }))
 }
 
 impl Op for MaskedFill {

@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, UnaryParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{elementwise_grid, launch_whole};
+use crate::ops::grad::relu_backward;
 use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Tensor};
@@ -167,12 +169,19 @@ fn unary(name: &'static str, x: &Tensor, kind: Kind) -> Result<Tensor> {
 
 /// `torch.relu(x)`: negatives become 0 (NaN stays NaN).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    unary("relu", x, Kind::Relu)
+    let y = unary("relu", x, Kind::Relu)?;
+    Ok(record("relu", y, &[x], || {
+        let x = x.detach();
+        Box::new(move |g, _| Ok(vec![Some(relu_backward(g, &x)?)]))
+    }))
 }
 
 /// `x * alpha` (one rounding per element).
 pub fn scale(x: &Tensor, alpha: f32) -> Result<Tensor> {
-    unary("scale", x, Kind::Scale(alpha))
+    let y = unary("scale", x, Kind::Scale(alpha))?;
+    Ok(record("scale", y, &[x], || {
+        Box::new(move |g, _| Ok(vec![Some(scale(g, alpha)?)]))
+    }))
 }
 
 /// `F.dropout(x, p, training)`: in training, each element is zeroed with probability `p` and the
@@ -196,16 +205,17 @@ pub fn dropout(x: &Tensor, p: f64, training: bool, generator: &mut Generator) ->
         (1.0 / (1.0 - p)) as f32
     };
     let offset = generator.take(x.numel() as u64);
-    unary(
-        "dropout",
-        x,
-        Kind::Dropout {
-            seed: generator.seed,
-            offset,
-            threshold,
-            scale,
-        },
-    )
+    let kind = Kind::Dropout {
+        seed: generator.seed,
+        offset,
+        threshold,
+        scale,
+    };
+    let y = unary("dropout", x, kind)?;
+    // The same stream at the same offset gives the same mask: the gradient is g · mask / (1 - p).
+    Ok(record("dropout", y, &[x], || {
+        Box::new(move |g, _| Ok(vec![Some(unary("dropout backward", g, kind)?)]))
+    }))
 }
 
 impl Op for Unary {

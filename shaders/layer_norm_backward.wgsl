@@ -1,0 +1,84 @@
+// The gradient of LayerNorm over the last `width` elements with respect to x, one 64-invocation
+// workgroup per row. mean and rstd are recomputed as forward does; with x̂ = (x - mean) · rstd
+// and h = g · w (w = 1 without weight): dx = rstd · (h - mean(h) - x̂ · mean(h · x̂)).
+
+struct Params {
+    rows: u32,
+    width: u32,
+    groups_x: u32,
+    affine: u32,   // bit 0: weight
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+
+var<workgroup> part: array<f32, 64>;
+
+fn reduce_sum(t: u32) -> f32 {
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if t < s {
+            part[t] = part[t] + part[t + s];
+        }
+        workgroupBarrier();
+    }
+    let r = part[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn h(i: u32, base: u32) -> f32 {
+    if (p.affine & 1u) != 0u {
+        return g[base + i] * w[i];
+    }
+    return g[base + i];
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row = wid.y * p.groups_x + wid.x;
+    if row >= p.rows {
+        return;
+    }
+    let t = lid.x;
+    let base = row * p.width;
+    let n = f32(p.width);
+    var s = 0.0;
+    for (var i = t; i < p.width; i += 64u) {
+        s += x[base + i];
+    }
+    part[t] = s;
+    workgroupBarrier();
+    let mean = reduce_sum(t) / n;
+    var q = 0.0;
+    for (var i = t; i < p.width; i += 64u) {
+        let d = x[base + i] - mean;
+        q += d * d;
+    }
+    part[t] = q;
+    workgroupBarrier();
+    let rstd = inverseSqrt(reduce_sum(t) / n + p.eps);
+    var sh = 0.0;
+    var shx = 0.0;
+    for (var i = t; i < p.width; i += 64u) {
+        let hv = h(i, base);
+        sh += hv;
+        shx += hv * ((x[base + i] - mean) * rstd);
+    }
+    part[t] = sh;
+    workgroupBarrier();
+    let mh = reduce_sum(t) / n;
+    part[t] = shx;
+    workgroupBarrier();
+    let mhx = reduce_sum(t) / n;
+    for (var i = t; i < p.width; i += 64u) {
+        let xh = (x[base + i] - mean) * rstd;
+        dx[base + i] = rstd * ((h(i, base) - mh) - xh * mhx);
+    }
+}

@@ -1,0 +1,471 @@
+//! The ops that only backward and the optimizers need: elementwise mul / add / relu's gradient /
+//! clipping, row sums (the gradient over broadcast dimensions, squared norms), narrow's gradient
+//! (`pad`), and the gradients of softmax, layer_norm and cross_entropy, each on the CPU and the
+//! GPU side by side like every op.
+//!
+//! Numbers: the elementwise ops and `pad` give the same bits on both devices; the row kernels add
+//! in the order of `sum64` on both (64 strided partial sums, then a tree), and the three
+//! gradients of reductions use `exp` / `inverseSqrt` like their forwards: bounded, tested against
+//! PyTorch's gradients at 1e-5 × max|grad| (`tests/autograd.rs`).
+
+use std::sync::Arc;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{
+    BinaryParams, Kernel, LayerNormParams, PadParams, RowParams, RowSumParams,
+};
+use crate::gpu::pool::GpuBuffer;
+use crate::gpu::GpuContext;
+use crate::ops::common::{as_i64, elementwise_grid, launch_whole, par_rows, row_grid, sum64};
+use crate::ops::op::{check_f32, run, Op};
+use crate::ops::threads::par_chunks;
+use crate::tensor::{HostBytes, Tensor};
+
+#[derive(Clone, Copy, PartialEq)]
+enum BinKind {
+    Mul,
+    ReluBackward,
+    Add,
+    /// Scale by `min(max_norm / (sqrt(b[0]) + 1e-6), 1)`.
+    Clip(f32),
+}
+
+struct Binary {
+    name: &'static str,
+    kind: BinKind,
+    out: Vec<usize>,
+}
+
+fn binary(name: &'static str, a: &Tensor, b: &Tensor, kind: BinKind) -> Result<Tensor> {
+    check_f32(name, a, "a")?;
+    check_f32(name, b, "b")?;
+    let ok = match kind {
+        BinKind::Clip(_) => b.numel() == 1,
+        _ => a.shape() == b.shape(),
+    };
+    if !ok {
+        return Err(Error::shape(
+            name,
+            format!("operands {:?} and {:?} do not fit", a.shape(), b.shape()),
+        ));
+    }
+    run(
+        &Binary {
+            name,
+            kind,
+            out: a.shape().to_vec(),
+        },
+        &[a, b],
+        None,
+    )
+}
+
+/// `a + b` for tensors of one shape (gradient accumulation).
+pub(crate) fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("add", a, b, BinKind::Add)
+}
+
+/// `a * b` for tensors of one shape.
+pub(crate) fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("mul", a, b, BinKind::Mul)
+}
+
+/// relu's gradient: `g` where `x > 0`, else 0 (PyTorch's `threshold_backward`).
+pub(crate) fn relu_backward(g: &Tensor, x: &Tensor) -> Result<Tensor> {
+    binary("relu backward", g, x, BinKind::ReluBackward)
+}
+
+/// `g · min(max_norm / (sqrt(sumsq) + 1e-6), 1)` with `sumsq` a one-element device tensor:
+/// `clip_grad_norm_`'s scaling without reading the norm back.
+pub(crate) fn clip_scale(g: &Tensor, sumsq: &Tensor, max_norm: f32) -> Result<Tensor> {
+    binary("clip_grad_norm_", g, sumsq, BinKind::Clip(max_norm))
+}
+
+impl Op for Binary {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let (a, b) = (inputs[0].as_f32(), inputs[1].as_f32());
+        let kind = self.kind;
+        let coef = match kind {
+            BinKind::Clip(max) => (max / (b[0].sqrt() + 1e-6)).min(1.0),
+            _ => 0.0,
+        };
+        par_chunks(out.as_f32_mut(), |start, chunk| {
+            let a = &a[start..start + chunk.len()];
+            for (j, (y, &av)) in chunk.iter_mut().zip(a).enumerate() {
+                *y = match kind {
+                    BinKind::Mul => av * b[start + j],
+                    BinKind::ReluBackward => {
+                        if b[start + j] > 0.0 {
+                            av
+                        } else {
+                            0.0
+                        }
+                    }
+                    BinKind::Add => av + b[start + j],
+                    BinKind::Clip(_) => av * coef,
+                };
+            }
+        });
+        Ok(())
+    }
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let n = self.out.iter().product::<usize>() as u64;
+        let (gx, gy, row_width) =
+            elementwise_grid(ctx, self.name, &[inputs[0], inputs[1], out], n)?;
+        let (op, alpha) = match self.kind {
+            BinKind::Mul => (0, 0.0),
+            BinKind::ReluBackward => (1, 0.0),
+            BinKind::Add => (2, 0.0),
+            BinKind::Clip(m) => (3, m),
+        };
+        launch_whole(
+            ctx,
+            Kernel::Binary(BinaryParams {
+                count: n as u32,
+                row_width,
+                op,
+                alpha,
+            }),
+            &[inputs[0], inputs[1], out],
+            [gx, gy, 1],
+        )
+    }
+}
+
+/// Which row kernel.
+#[derive(Clone, Copy, PartialEq)]
+enum RowKind {
+    Sum,
+    SumSquares,
+    SoftmaxBackward,
+    /// bit 0 of `affine`: a weight.
+    LayerNormBackward {
+        eps: f32,
+        weight: bool,
+    },
+    CrossEntropyBackward,
+}
+
+struct Rows {
+    name: &'static str,
+    kind: RowKind,
+    rows: usize,
+    width: usize,
+    out: Vec<usize>,
+}
+
+impl Op for Rows {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let w = self.width;
+        let x = inputs[0].as_f32();
+        match self.kind {
+            RowKind::Sum | RowKind::SumSquares => {
+                let sq = self.kind == RowKind::SumSquares;
+                par_rows(out.as_f32_mut(), 1, |r, y| {
+                    let row = &x[r * w..(r + 1) * w];
+                    y[0] = sum64(w, |i| if sq { row[i] * row[i] } else { row[i] });
+                });
+            }
+            RowKind::SoftmaxBackward => {
+                let g = inputs[1].as_f32();
+                par_rows(out.as_f32_mut(), w, |r, dx| {
+                    let (y, g) = (&x[r * w..(r + 1) * w], &g[r * w..(r + 1) * w]);
+                    let dot = sum64(w, |i| g[i] * y[i]);
+                    for i in 0..w {
+                        dx[i] = y[i] * (g[i] - dot);
+                    }
+                });
+            }
+            RowKind::LayerNormBackward { eps, weight } => {
+                let (wt, g) = (inputs[1].as_f32(), inputs[2].as_f32());
+                let n = w as f32;
+                par_rows(out.as_f32_mut(), w, |r, dx| {
+                    let (xr, gr) = (&x[r * w..(r + 1) * w], &g[r * w..(r + 1) * w]);
+                    let h = |i: usize| if weight { gr[i] * wt[i] } else { gr[i] };
+                    let mean = sum64(w, |i| xr[i]) / n;
+                    let var = sum64(w, |i| (xr[i] - mean) * (xr[i] - mean)) / n;
+                    let rstd = 1.0 / (var + eps).sqrt();
+                    let mh = sum64(w, h) / n;
+                    let mhx = sum64(w, |i| h(i) * ((xr[i] - mean) * rstd)) / n;
+                    for i in 0..w {
+                        let xh = (xr[i] - mean) * rstd;
+                        dx[i] = rstd * ((h(i) - mh) - xh * mhx);
+                    }
+                });
+            }
+            RowKind::CrossEntropyBackward => {
+                let t = as_i64(inputs[1].bytes());
+                let gs = inputs[2].as_f32()[0] / self.rows as f32;
+                for (r, dx) in out.as_f32_mut().chunks_mut(w).enumerate() {
+                    let row = &x[r * w..(r + 1) * w];
+                    let c = usize::try_from(t[r])
+                        .ok()
+                        .filter(|&c| c < w)
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "cross_entropy backward: target {} is out of range for {w} classes",
+                                t[r]
+                            ))
+                        })?;
+                    let m = row.iter().fold(-f32::MAX, |m, &v| m.max(v));
+                    let ls = sum64(w, |i| (row[i] - m).exp()).ln();
+                    for i in 0..w {
+                        let v = ((row[i] - m) - ls).exp() * gs;
+                        dx[i] = if i == c { v - gs } else { v };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let mut bufs: Vec<&GpuBuffer> = inputs.to_vec();
+        bufs.push(out);
+        elementwise_grid(ctx, self.name, &bufs, (self.rows * self.width) as u64)?;
+        let (gx, gy) = row_grid(ctx, self.name, self.rows as u64)?;
+        let (rows, width) = (self.rows as u32, self.width as u32);
+        let row = RowParams {
+            rows,
+            width,
+            groups_x: gx,
+            _pad: 0,
+        };
+        let kernel = match self.kind {
+            RowKind::Sum | RowKind::SumSquares => Kernel::RowSum(RowSumParams {
+                rows,
+                width,
+                groups_x: gx,
+                op: (self.kind == RowKind::SumSquares) as u32,
+            }),
+            RowKind::SoftmaxBackward => Kernel::SoftmaxBackward(row),
+            RowKind::LayerNormBackward { eps, weight } => {
+                Kernel::LayerNormBackward(LayerNormParams {
+                    rows,
+                    width,
+                    groups_x: gx,
+                    affine: weight as u32,
+                    eps,
+                    _pad: [0; 3],
+                })
+            }
+            RowKind::CrossEntropyBackward => Kernel::CrossEntropyBackward(row),
+        };
+        launch_whole(ctx, kernel, &bufs, [gx, gy, 1])
+    }
+}
+
+fn rows_of(shape: &[usize], width: usize) -> usize {
+    shape
+        .iter()
+        .product::<usize>()
+        .checked_div(width)
+        .unwrap_or(0)
+}
+
+/// The sum (or, with `square`, the sum of squares) of each row of `x` viewed as `[rows, width]`.
+pub(crate) fn row_sum(x: &Tensor, width: usize, square: bool) -> Result<Tensor> {
+    check_f32("row_sum", x, "x")?;
+    let rows = rows_of(x.shape(), width);
+    if rows * width != x.numel() {
+        return Err(Error::internal("row_sum: width does not divide the tensor"));
+    }
+    let kind = if square {
+        RowKind::SumSquares
+    } else {
+        RowKind::Sum
+    };
+    run(
+        &Rows {
+            name: "row_sum",
+            kind,
+            rows,
+            width,
+            out: vec![rows],
+        },
+        &[x],
+        None,
+    )
+}
+
+/// The sum of the squares of every element, as a one-element tensor (a squared 2-norm).
+pub(crate) fn sum_squares(x: &Tensor) -> Result<Tensor> {
+    row_sum(&x.detach().reshape(&[1, x.numel()])?, x.numel(), true)
+}
+
+/// Sums `g` down to `shape` (which broadcasts to `g`'s shape): the gradient of a broadcast.
+/// The summed dimensions are moved last by one copy (none when they already are) and each
+/// remaining element is one row sum.
+pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let gs = g.shape();
+    if gs == shape {
+        return Ok(g.clone());
+    }
+    let off = gs.len().checked_sub(shape.len()).ok_or_else(|| {
+        Error::internal(format!("sum_to: {shape:?} has more dimensions than {gs:?}"))
+    })?;
+    // A dimension is summed when it is missing from `shape` or has size 1 there.
+    let summed: Vec<bool> = (0..gs.len())
+        .map(|d| d < off || (shape[d - off] == 1 && gs[d] != 1))
+        .collect();
+    for d in off..gs.len() {
+        if !summed[d] && shape[d - off] != gs[d] {
+            return Err(Error::internal(format!(
+                "sum_to: {shape:?} does not broadcast to {gs:?}"
+            )));
+        }
+    }
+    let kept: Vec<usize> = (0..gs.len()).filter(|&d| !summed[d]).collect();
+    let red: Vec<usize> = (0..gs.len()).filter(|&d| summed[d]).collect();
+    let width: usize = red.iter().map(|&d| gs[d]).product();
+    let order: Vec<usize> = kept.iter().chain(&red).copied().collect();
+    let moved = if order.iter().enumerate().all(|(i, &d)| i == d) {
+        g.clone()
+    } else {
+        crate::ops::permute(g, &order)?
+    };
+    row_sum(&moved, width, false)?.reshape(shape)
+}
+
+/// softmax's gradient from its output `y` and the output's gradient `g` (last dimension).
+pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let width = y.shape().last().copied().unwrap_or(1);
+    run(
+        &Rows {
+            name: "softmax backward",
+            kind: RowKind::SoftmaxBackward,
+            rows: rows_of(y.shape(), width),
+            width,
+            out: y.shape().to_vec(),
+        },
+        &[y, g],
+        None,
+    )
+}
+
+/// LayerNorm's gradient with respect to `x` (normalised over the last `width` elements).
+pub(crate) fn layer_norm_backward(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    g: &Tensor,
+    width: usize,
+    eps: f32,
+) -> Result<Tensor> {
+    let kind = RowKind::LayerNormBackward {
+        eps,
+        weight: weight.is_some(),
+    };
+    run(
+        &Rows {
+            name: "layer_norm backward",
+            kind,
+            rows: rows_of(x.shape(), width),
+            width,
+            out: x.shape().to_vec(),
+        },
+        &[x, weight.unwrap_or(x), g],
+        None,
+    )
+}
+
+/// The mean cross entropy's gradient with respect to `logits` [N, C], `g` the loss's gradient.
+pub(crate) fn cross_entropy_backward(
+    logits: &Tensor,
+    targets: &Tensor,
+    g: &Tensor,
+) -> Result<Tensor> {
+    let (rows, width) = match logits.shape() {
+        [n, c] => (*n, *c),
+        s => return Err(Error::internal(format!("cross_entropy backward of {s:?}"))),
+    };
+    if targets.dtype() != DType::I64 {
+        return Err(Error::internal("cross_entropy backward: targets not int64"));
+    }
+    run(
+        &Rows {
+            name: "cross_entropy backward",
+            kind: RowKind::CrossEntropyBackward,
+            rows,
+            width,
+            out: vec![rows, width],
+        },
+        &[logits, targets, g],
+        None,
+    )
+}
+
+struct Pad {
+    out: Vec<usize>,
+    outer: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+}
+
+/// narrow's gradient: `g` (the slice `start..start + len` of dimension `dim`) placed in zeros
+/// of `full` (the input's shape).
+pub(crate) fn pad(g: &Tensor, dim: usize, start: usize, full: &[usize]) -> Result<Tensor> {
+    let len = g.shape().get(dim).copied().unwrap_or(0);
+    let op = Pad {
+        out: full.to_vec(),
+        outer: full[..dim].iter().product(),
+        inner: full[dim + 1..].iter().product(),
+        start,
+        len,
+    };
+    run(&op, &[g], None)
+}
+
+impl Op for Pad {
+    fn name(&self) -> &'static str {
+        "narrow backward"
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let x = inputs[0].as_f32();
+        let (inner, len) = (self.inner, self.len);
+        let full = self.out.iter().product::<usize>() / (self.outer * inner).max(1);
+        let y = out.as_f32_mut();
+        for o in 0..self.outer {
+            for j in 0..len {
+                let src = (o * len + j) * inner;
+                let dst = (o * full + self.start + j) * inner;
+                y[dst..dst + inner].copy_from_slice(&x[src..src + inner]);
+            }
+        }
+        Ok(())
+    }
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let n = self.out.iter().product::<usize>() as u64;
+        let full = n as usize / (self.outer * self.inner).max(1);
+        let (gx, gy, row_width) = elementwise_grid(ctx, "narrow backward", &[inputs[0], out], n)?;
+        launch_whole(
+            ctx,
+            Kernel::Pad(PadParams {
+                count: n as u32,
+                row_width,
+                inner: self.inner as u32,
+                full: full as u32,
+                start: self.start as u32,
+                len: self.len as u32,
+                _pad: [0; 2],
+            }),
+            &[inputs[0], out],
+            [gx, gy, 1],
+        )
+    }
+}

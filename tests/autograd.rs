@@ -1,0 +1,379 @@
+//! Every op's backward against central finite differences (CPU), and the GPU's gradients against
+//! the CPU's. The loss is `Σ out · R` for a fixed random `R` (computed with `linear` + `mean`),
+//! so every output element weighs differently. Finite differences in float32 with h = 1e-2
+//! agree within 4e-5 × max|grad| here (the bound is 3e-4 × max|grad|, for curvature and the
+//! loss's rounding divided by 2h): they catch a wrong formula, not a last bit; the last bits are checked against PyTorch's own gradients in
+//! `tests/training.rs` (step 1 of the tutorial's training: every parameter's gradient within
+//! 1.6e-6 × max|grad|).
+
+mod common;
+
+use common::{gpu, randn};
+use wgnn::autograd::no_grad;
+use wgnn::module::Forward;
+use wgnn::nn::BatchNorm1d;
+use wgnn::{ops, DType, Device, Parameter, Tensor};
+
+type F = Box<dyn Fn(&[Tensor]) -> wgnn::Result<Tensor>>;
+
+struct Case {
+    name: &'static str,
+    inputs: Vec<(Vec<usize>, Vec<f32>)>,
+    f: F,
+}
+
+fn t(shape: &[usize], seed: u64) -> (Vec<usize>, Vec<f32>) {
+    let n = shape.iter().product();
+    (shape.to_vec(), randn(n, seed))
+}
+
+/// Values kept at least 0.1 away from 0 (for relu's kink).
+fn away(shape: &[usize], seed: u64) -> (Vec<usize>, Vec<f32>) {
+    let (s, v) = t(shape, seed);
+    (s, v.into_iter().map(|x| x + 0.1f32.copysign(x)).collect())
+}
+
+/// `Σ out · R` as a 0-d tensor.
+fn weigh(out: &Tensor) -> wgnn::Result<Tensor> {
+    let n = out.numel();
+    let r = Tensor::from_slice(&randn(n, 999), &[1, n])?.to(&out.device())?;
+    let dot = ops::linear(&out.reshape(&[1, n])?, &r, None)?;
+    ops::mean(&dot)
+}
+
+fn loss_at(case: &Case, values: &[Vec<f32>]) -> f64 {
+    no_grad(|| {
+        let ts: Vec<Tensor> = case
+            .inputs
+            .iter()
+            .zip(values)
+            .map(|((s, _), v)| Tensor::from_slice(v, s).unwrap())
+            .collect();
+        weigh(&(case.f)(&ts).unwrap())
+            .unwrap()
+            .item::<f32>()
+            .unwrap() as f64
+    })
+}
+
+/// The gradients of every input on `d`.
+fn grads(case: &Case, d: &Device) -> Vec<Vec<f32>> {
+    let params: Vec<Parameter> = case
+        .inputs
+        .iter()
+        .map(|(s, v)| Parameter::new(Tensor::from_slice(v, s).unwrap().to(d).unwrap()))
+        .collect();
+    let ts: Vec<Tensor> = params.iter().map(|p| p.tensor().clone()).collect();
+    let out = (case.f)(&ts).unwrap();
+    assert!(
+        out.requires_grad(),
+        "{}: the output does not require grad",
+        case.name
+    );
+    weigh(&out).unwrap().backward().unwrap();
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let g = p
+                .grad()
+                .unwrap_or_else(|| panic!("{}: input {i} got no gradient", case.name));
+            assert_eq!(g.shape(), p.tensor().shape());
+            assert!(g.is_on(d));
+            g.to_vec::<f32>().unwrap()
+        })
+        .collect()
+}
+
+fn check_finite_differences(case: &Case) {
+    let g = grads(case, &Device::Cpu);
+    let base: Vec<Vec<f32>> = case.inputs.iter().map(|(_, v)| v.clone()).collect();
+    let h = 1e-2f32;
+    let mut worst = 0f64;
+    for (i, gi) in g.iter().enumerate() {
+        let max = gi.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        // Up to 16 elements spread over the input.
+        let n = gi.len();
+        let picks: Vec<usize> = (0..16.min(n)).map(|k| k * n / 16.min(n)).collect();
+        for &e in &picks {
+            let mut plus = base.clone();
+            plus[i][e] += h;
+            let mut minus = base.clone();
+            minus[i][e] -= h;
+            let fd = (loss_at(case, &plus) - loss_at(case, &minus)) / (2.0 * h as f64);
+            let err = (fd - gi[e] as f64).abs();
+            assert!(
+                err <= 3e-4 * max + 1e-5,
+                "{}: input {i} element {e}: backward {} vs finite difference {fd}",
+                case.name,
+                gi[e]
+            );
+            worst = worst.max(err / max.max(1e-3));
+        }
+    }
+    eprintln!(
+        "{}: finite differences within {worst:.1e} × max|grad|",
+        case.name
+    );
+}
+
+fn cases() -> Vec<Case> {
+    let mask: Vec<f32> = (0..4 * 5).map(|i| (i % 3 != 0) as u8 as f32).collect();
+    let mask = Tensor::from_slice(&mask, &[1, 4, 5]).unwrap();
+    let idx = Tensor::from_slice(&[3i64, 0, 3, 1, 2, 2], &[2, 3]).unwrap();
+    let targets = Tensor::from_slice(&[1i64, 0, 4, 2, 2, 3], &[6]).unwrap();
+    vec![
+        Case {
+            name: "linear",
+            inputs: vec![t(&[2, 3, 5], 1), t(&[4, 5], 2), t(&[4], 3)],
+            f: Box::new(|x| ops::linear(&x[0], &x[1], Some(&x[2]))),
+        },
+        Case {
+            name: "matmul (broadcast batch)",
+            inputs: vec![t(&[2, 1, 3, 4], 4), t(&[3, 4, 5], 5)],
+            f: Box::new(|x| ops::matmul(&x[0], &x[1])),
+        },
+        Case {
+            name: "matmul_nt",
+            inputs: vec![t(&[2, 3, 4], 6), t(&[2, 5, 4], 7)],
+            f: Box::new(|x| ops::matmul_nt(&x[0], &x[1], 0.5)),
+        },
+        Case {
+            name: "broadcast_add",
+            inputs: vec![t(&[2, 3, 4], 8), t(&[3, 1], 9)],
+            f: Box::new(|x| ops::broadcast_add(&x[0], &x[1])),
+        },
+        Case {
+            name: "add_positional (learned table)",
+            inputs: vec![t(&[2, 5, 6], 10), t(&[1, 8, 6], 11)],
+            f: Box::new(|x| ops::add_positional(&x[0], &x[1])),
+        },
+        Case {
+            name: "add_positional (buffer table)",
+            inputs: vec![t(&[2, 5, 8], 12)],
+            f: Box::new(|x| {
+                let table = ops::positional_table(6, 8, &x[0].device())?;
+                ops::add_positional(&x[0], &table)
+            }),
+        },
+        Case {
+            name: "layer_norm",
+            inputs: vec![t(&[3, 2, 6], 13), t(&[2, 6], 14), t(&[2, 6], 15)],
+            f: Box::new(|x| ops::layer_norm(&x[0], &[2, 6], Some(&x[1]), Some(&x[2]), 1e-5)),
+        },
+        Case {
+            name: "layer_norm (no affine)",
+            inputs: vec![t(&[4, 7], 16)],
+            f: Box::new(|x| ops::layer_norm(&x[0], &[7], None, None, 1e-5)),
+        },
+        Case {
+            name: "relu",
+            inputs: vec![away(&[3, 7], 17)],
+            f: Box::new(|x| ops::relu(&x[0])),
+        },
+        Case {
+            name: "scale",
+            inputs: vec![t(&[3, 4], 18)],
+            f: Box::new(|x| ops::scale(&x[0], -1.5)),
+        },
+        Case {
+            name: "dropout",
+            inputs: vec![t(&[4, 9], 19)],
+            f: Box::new(|x| ops::dropout(&x[0], 0.3, true, &mut ops::Generator::new(5))),
+        },
+        Case {
+            name: "softmax",
+            inputs: vec![t(&[3, 2, 6], 20)],
+            f: Box::new(|x| ops::softmax(&ops::scale(&x[0], 3.0)?)),
+        },
+        Case {
+            name: "masked_fill (attention mask)",
+            inputs: vec![t(&[2, 4, 5], 21)],
+            f: Box::new(move |x| {
+                ops::softmax(&ops::masked_fill(&x[0], &mask.to(&x[0].device())?, -9e15)?)
+            }),
+        },
+        Case {
+            name: "reshape + permute + transpose",
+            inputs: vec![t(&[2, 3, 4], 22)],
+            f: Box::new(|x| {
+                let y = ops::permute(&x[0].reshape(&[2, 12])?.reshape(&[2, 3, 4])?, &[2, 0, 1])?;
+                ops::transpose(&y, 0, 2)
+            }),
+        },
+        Case {
+            name: "chunk + narrow",
+            inputs: vec![t(&[2, 9], 23)],
+            f: Box::new(|x| {
+                let c = ops::chunk(&x[0], 3, 1)?;
+                let a = ops::scale(&c[0], 2.0)?;
+                let b = ops::broadcast_add(&a, &c[2])?;
+                ops::broadcast_add(&b, &ops::narrow(&x[0], 1, 1, 3)?)
+            }),
+        },
+        Case {
+            name: "expand",
+            inputs: vec![t(&[3, 1], 24)],
+            f: Box::new(|x| ops::expand(&x[0], &[2, 3, 4])),
+        },
+        Case {
+            name: "embedding",
+            inputs: vec![t(&[5, 4], 25)],
+            f: Box::new(move |x| ops::embedding(&idx.to(&x[0].device())?, &x[0])),
+        },
+        Case {
+            name: "batch_norm (given statistics)",
+            inputs: vec![t(&[4, 3, 2], 26), t(&[3], 27), t(&[3], 28)],
+            f: Box::new(|x| {
+                let d = x[0].device();
+                let mean = Tensor::from_slice(&[0.1f32, -0.2, 0.3], &[3])?.to(&d)?;
+                let var = Tensor::from_slice(&[0.5f32, 1.5, 2.0], &[3])?.to(&d)?;
+                ops::batch_norm(&x[0], &mean, &var, Some(&x[1]), Some(&x[2]), 1e-5)
+            }),
+        },
+        Case {
+            name: "BatchNorm1d in training (batch statistics)",
+            inputs: vec![t(&[5, 3, 2], 29)],
+            f: Box::new(|x| {
+                let mut bn = BatchNorm1d::new(3, &x[0].device())?;
+                bn.forward(&x[0])
+            }),
+        },
+        Case {
+            name: "mean",
+            inputs: vec![t(&[3, 5], 30)],
+            f: Box::new(|x| ops::mean(&x[0])),
+        },
+        Case {
+            name: "cross_entropy",
+            inputs: vec![t(&[6, 5], 31)],
+            f: Box::new(move |x| {
+                ops::cross_entropy(&ops::scale(&x[0], 2.0)?, &targets.to(&x[0].device())?)
+            }),
+        },
+    ]
+}
+
+#[test]
+fn every_op_backward_matches_finite_differences() {
+    for case in cases() {
+        check_finite_differences(&case);
+    }
+}
+
+#[test]
+fn gpu_gradients_equal_the_cpu_gradients() {
+    let d = gpu();
+    for case in cases() {
+        let (c, g) = (grads(&case, &Device::Cpu), grads(&case, &d));
+        let mut same = true;
+        for (a, b) in c.iter().zip(&g) {
+            let max = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() <= 2e-6 * max.max(1e-6),
+                    "{}: CPU {x} vs GPU {y}",
+                    case.name
+                );
+                same &= x.to_bits() == y.to_bits();
+            }
+        }
+        eprintln!(
+            "{}: GPU gradients {}",
+            case.name,
+            if same {
+                "bit-identical"
+            } else {
+                "within 2e-6 × max"
+            }
+        );
+    }
+}
+
+#[test]
+fn batch_norm_weight_and_bias_gradients_match_finite_differences() {
+    let x = Tensor::from_slice(&randn(5 * 3 * 2, 40), &[5, 3, 2]).unwrap();
+    let (w0, b0) = (randn(3, 41), randn(3, 42));
+    let run = |w: &[f32], b: &[f32], backward: bool| -> (f64, Vec<f32>, Vec<f32>) {
+        let mut bn = BatchNorm1d::new(3, &Device::Cpu).unwrap();
+        bn.weight
+            .set_tensor(Tensor::from_slice(w, &[3]).unwrap())
+            .unwrap();
+        bn.bias
+            .set_tensor(Tensor::from_slice(b, &[3]).unwrap())
+            .unwrap();
+        let loss = weigh(&bn.forward(&x).unwrap()).unwrap();
+        let l = loss.item::<f32>().unwrap() as f64;
+        if !backward {
+            return (l, vec![], vec![]);
+        }
+        loss.backward().unwrap();
+        let g = |p: &Parameter| p.grad().unwrap().to_vec::<f32>().unwrap();
+        (l, g(&bn.weight), g(&bn.bias))
+    };
+    let (_, gw, gb) = run(&w0, &b0, true);
+    let h = 1e-2;
+    for c in 0..3 {
+        for (which, g) in [(0, &gw), (1, &gb)] {
+            let (mut wp, mut bp) = (w0.clone(), b0.clone());
+            let (mut wm, mut bm) = (w0.clone(), b0.clone());
+            let (p, m) = if which == 0 {
+                (&mut wp, &mut wm)
+            } else {
+                (&mut bp, &mut bm)
+            };
+            p[c] += h;
+            m[c] -= h;
+            let fd = (run(&wp, &bp, false).0 - run(&wm, &bm, false).0) / (2.0 * h as f64);
+            assert!(
+                (fd - g[c] as f64).abs() < 2e-3,
+                "channel {c}: {} vs {fd}",
+                g[c]
+            );
+        }
+    }
+}
+
+#[test]
+fn only_what_requires_grad_gets_a_gradient() {
+    // A frozen parameter and a plain tensor (a buffer's value) take part; neither gets one.
+    let w = Parameter::new(Tensor::from_slice(&[1f32, 2., 3.], &[1, 3]).unwrap());
+    let frozen = Parameter::frozen(Tensor::from_slice(&[0.5f32], &[1]).unwrap());
+    let buffer = Tensor::from_slice(&[1f32, 1., 1.], &[1, 3]).unwrap();
+    let x = ops::broadcast_add(w.tensor(), &buffer).unwrap();
+    let y = ops::linear(&x, &buffer, Some(frozen.tensor())).unwrap();
+    ops::mean(&y).unwrap().backward().unwrap();
+    assert_eq!(w.grad().unwrap().to_vec::<f32>().unwrap(), [1., 1., 1.]);
+    assert!(frozen.grad().is_none());
+    // Gradients accumulate over backward calls, as PyTorch's do, until zero_grad.
+    let y = ops::linear(w.tensor(), &buffer, None).unwrap();
+    ops::mean(&y).unwrap().backward().unwrap();
+    assert_eq!(w.grad().unwrap().to_vec::<f32>().unwrap(), [2., 2., 2.]);
+    // Nothing trainable: a clear error, not a silent no-op.
+    let e = ops::mean(&buffer)
+        .unwrap()
+        .backward()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not require a gradient"), "{e}");
+    // Inside no_grad nothing is recorded.
+    let z = no_grad(|| ops::relu(w.tensor()).unwrap());
+    assert!(!z.requires_grad());
+    // backward needs a scalar; backward_with takes the output's gradient.
+    let v = ops::scale(w.tensor(), 2.0).unwrap();
+    assert!(v
+        .backward()
+        .unwrap_err()
+        .to_string()
+        .contains("one-element"));
+    let mut p = w.clone();
+    p.zero_grad();
+    let v = ops::scale(p.tensor(), 2.0).unwrap();
+    v.backward_with(&Tensor::from_slice(&[1f32, 0., -1.], &[1, 3]).unwrap())
+        .unwrap();
+    assert_eq!(p.grad().unwrap().to_vec::<f32>().unwrap(), [2., 0., -2.]);
+    // The clone has its own slot: the original's grad is untouched.
+    assert_eq!(w.grad().unwrap().to_vec::<f32>().unwrap(), [2., 2., 2.]);
+    let bad = Tensor::zeros(&[3], DType::F32, &Device::Cpu).unwrap();
+    assert!(p.set_grad(Some(bad)).is_err());
+}
