@@ -284,6 +284,24 @@ impl_module!(TransformerPredictor {
 });
 
 impl TransformerPredictor {
+    /// The initialisation PyTorch gives the tutorial's model at construction: every layer's
+    /// default (`nn.Linear`'s kaiming-uniform, LayerNorm's ones and zeros), then each attention
+    /// layer's `_reset_parameters()` (xavier-uniform weights, zero biases). From `g`, so the
+    /// numbers are not `torch.manual_seed`'s, but the same on every device.
+    pub fn reset_parameters(&mut self, g: &mut ops::Generator) -> Result<()> {
+        crate::nn::init::reset_parameters(self, g)?;
+        for block in self.transformer.layers.iter_mut() {
+            let attn = &mut block.self_attn;
+            for l in [&mut attn.qkv_proj, &mut attn.o_proj] {
+                crate::nn::init::xavier_uniform_(&mut l.weight, 1.0, g)?;
+                if let Some(b) = &mut l.bias {
+                    crate::nn::init::zeros_(b)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `_create_model()`, with zero weights (load a state dict for real ones), in training mode.
     pub fn new(hp: &Hparams, device: &Device) -> Result<Self> {
         Ok(TransformerPredictor {
