@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use wgnn::ops::{self, add_positional, positional_table};
+use wgnn::optim::{clip_grad_norm_, Adam};
 use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{Buffer, DType, Device, DynModule, GpuDevice, ModuleExt, PositionalEncoding, Tensor};
 
@@ -370,6 +371,86 @@ fn model_gpu_vs_cpu(
     })
 }
 
+/// Seconds per training step of the reverse task (zero_grad, forward, cross entropy, backward,
+/// clip_grad_norm_, Adam) and per forward + loss alone (recording the graph, as training's
+/// forward does), on `dev`, waiting for the device at the end of each.
+fn train_times(dev: &Device, runs: usize) -> wgnn::Result<(f64, f64)> {
+    let hp = Hparams::reverse_task();
+    let mut m = TransformerPredictor::new(&hp, dev)?;
+    m.reset_parameters(&mut wgnn::ops::Generator::new(0))?;
+    m.train();
+    let mut opt = Adam::new(&m, hp.lr);
+    let x: Vec<i64> = (0..128 * 16)
+        .map(|i| ((i * 7 + i / 16) % 10) as i64)
+        .collect();
+    let xt = ops::one_hot(&Tensor::from_slice(&x, &[128, 16])?.to(dev)?, 10)?;
+    let y = Tensor::from_slice(&x, &[128 * 16])?.to(dev)?;
+    let wait = || match dev.as_gpu() {
+        Some(g) => g.synchronize(),
+        None => Ok(()),
+    };
+    let mut forward = || -> wgnn::Result<Tensor> {
+        let logits = m.forward(&xt, None, true)?;
+        ops::cross_entropy(&logits.reshape(&[128 * 16, 10])?, &y)
+    };
+    let t_forward = time(runs, || {
+        forward()?;
+        wait()
+    })?;
+    let t_step = time(runs, || {
+        m.zero_grad();
+        let logits = m.forward(&xt, None, true)?;
+        let loss = ops::cross_entropy(&logits.reshape(&[128 * 16, 10])?, &y)?;
+        loss.backward()?;
+        clip_grad_norm_(&mut m, 5.0)?;
+        opt.step(&mut m)?;
+        wait()
+    })?;
+    Ok((t_step, t_forward))
+}
+
+/// Training steps per second on the GPU and the CPU, each next to its forward alone.
+fn train_figures(gpu: &Device, runs: usize) -> wgnn::Result<Vec<Figure>> {
+    let (gs, gf) = train_times(gpu, runs)?;
+    let (cs, cf) = train_times(&Device::Cpu, runs)?;
+    let what = "reverse task d32 h1 l1, batch 128 x seq 16: zero_grad, forward, loss, backward, clip, Adam";
+    let per = |name: &str, step: f64, fwd: f64, base: &'static str| Figure {
+        name: name.to_string(),
+        what: format!(
+            "{what}; backward + step = {:.2} x forward",
+            (step - fwd) / fwd
+        ),
+        value: 1.0 / step,
+        unit: "st/s",
+        baseline_name: base,
+        baseline: 1.0 / fwd,
+        ratio: fwd / step,
+    };
+    Ok(vec![
+        per(
+            "train_step_gpu_d32_b128",
+            gs,
+            gf,
+            "forward + loss alone (GPU)",
+        ),
+        per(
+            "train_step_cpu_d32_b128",
+            cs,
+            cf,
+            "forward + loss alone (CPU)",
+        ),
+        Figure {
+            name: "train_gpu_vs_cpu_d32_b128".into(),
+            what: what.into(),
+            value: 1.0 / gs,
+            unit: "st/s",
+            baseline_name: "the same training step on the CPU",
+            baseline: 1.0 / cs,
+            ratio: cs / gs,
+        },
+    ])
+}
+
 fn main() -> wgnn::Result<()> {
     env_logger::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -418,6 +499,7 @@ fn main() -> wgnn::Result<()> {
     };
     let (big_shape, big_runs) = if quick { ((2, 64), 1) } else { ((32, 256), 3) };
     figures.push(model_gpu_vs_cpu(&g, &gpu, &big, big_shape, big_runs)?);
+    figures.extend(train_figures(&gpu, runs)?);
     if json {
         let v: Vec<serde_json::Value> = figures
             .iter()

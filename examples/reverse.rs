@@ -336,7 +336,10 @@ fn run(a: Args) -> wgnn::Result<()> {
         let nb = BATCH.min(n - b0);
         let xb = Tensor::from_slice(&x[b0 * seq..(b0 + nb) * seq], &[nb, seq])?.to(&device)?;
         let t = Instant::now();
-        let logits = model.forward(&ops::one_hot(&xb, hp.input_dim)?, None, true)?;
+        // Inference: no graph to record (`with torch.no_grad():`).
+        let logits = wgnn::autograd::no_grad(|| {
+            model.forward(&ops::one_hot(&xb, hp.input_dim)?, None, true)
+        })?;
         let p = ops::argmax(&logits)?.to_vec::<i64>()?;
         times.push(t.elapsed().as_secs_f64());
         preds.extend(p);

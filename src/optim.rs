@@ -7,7 +7,7 @@
 //! device, and `step(&mut model)` replaces each parameter that has a gradient by its update.
 //! Parameters without a gradient (frozen ones, or ones no backward reached) are skipped, as in
 //! PyTorch. The updates run on the device where the parameters are, in PyTorch's single-tensor
-//! order (see `shaders/adam.wgsl`), inside [`no_grad`](crate::autograd::no_grad).
+//! order (see `shaders/adam.wgsl`), inside [`no_grad`].
 //!
 //! ```
 //! use wgnn::{nn::Linear, ops, optim::Adam, Device, Forward, ModuleExt, Tensor};

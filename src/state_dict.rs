@@ -451,7 +451,9 @@ pub(crate) fn from_module(m: &dyn Module) -> Result<StateDict> {
     let mut sd = StateDict::new();
     for ((key, kind, _), t) in slots.into_iter().zip(host) {
         sd.kinds.insert(key.clone(), kind);
-        sd.insert(key, t);
+        // Detached, as PyTorch's state_dict() is: computing with an entry never reaches the
+        // parameter's gradient.
+        sd.insert(key, t.detach());
     }
     Ok(sd)
 }

@@ -424,8 +424,15 @@ impl Tensor {
     /// goes through the host).
     pub fn to(&self, device: &Device) -> Result<Tensor> {
         let mut v = to_device_many(&[self], device)?;
-        v.pop()
-            .ok_or_else(|| Error::internal("to_device_many returned nothing"))
+        let out = v
+            .pop()
+            .ok_or_else(|| Error::internal("to_device_many returned nothing"))?
+            .detach();
+        // Differentiable, as PyTorch's `.to()`: the gradient goes back to where `self` lives.
+        Ok(crate::autograd::record("to", out, &[self], || {
+            let home = self.device();
+            Box::new(move |g, _| Ok(vec![Some(g.to(&home)?)]))
+        }))
     }
 
     /// A copy with `shape`, which must hold the same number of elements.

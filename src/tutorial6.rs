@@ -206,14 +206,16 @@ impl TransformerEncoder {
     /// mask (`x = l(x)`). With a mask, maps after the first differ from those of a masked
     /// forward.
     pub fn get_attention_maps(&mut self, x: &Tensor, mask: Option<&Tensor>) -> Result<Vec<Tensor>> {
-        let mut maps = Vec::with_capacity(self.layers.len());
-        let mut x = x.clone();
-        for l in self.layers.iter_mut() {
-            let (_, attn_map) = l.self_attn.forward_with_attention(&x, mask)?;
-            maps.push(attn_map);
-            x = l.forward(&x, None)?;
-        }
-        Ok(maps)
+        crate::autograd::no_grad(|| {
+            let mut maps = Vec::with_capacity(self.layers.len());
+            let mut x = x.clone();
+            for l in self.layers.iter_mut() {
+                let (_, attn_map) = l.self_attn.forward_with_attention(&x, mask)?;
+                maps.push(attn_map);
+                x = l.forward(&x, None)?;
+            }
+            Ok(maps)
+        })
     }
 }
 
@@ -350,10 +352,13 @@ impl TransformerPredictor {
         mask: Option<&Tensor>,
         add_positional_encoding: bool,
     ) -> Result<Vec<Tensor>> {
-        let mut x = self.input_net.forward(x)?;
-        if add_positional_encoding {
-            x = self.positional_encoding.forward(&x)?;
-        }
-        self.transformer.get_attention_maps(&x, mask)
+        // `@torch.no_grad()` in the tutorial: nothing is recorded.
+        crate::autograd::no_grad(|| {
+            let mut x = self.input_net.forward(x)?;
+            if add_positional_encoding {
+                x = self.positional_encoding.forward(&x)?;
+            }
+            self.transformer.get_attention_maps(&x, mask)
+        })
     }
 }

@@ -6,6 +6,10 @@
 //! positional table. Reductions (`matmul`/`linear`, `softmax`, `layer_norm`, `batch_norm`) add
 //! in another order than PyTorch and use WGSL's `exp` / `inverseSqrt`, which are not exactly
 //! rounded: each file states its bound against PyTorch and the tests check it.
+//!
+//! Gradients: every public op records its backward next to its forward (see
+//! [`crate::autograd`]); the backward is written with ops, so it runs on the tensors' device and
+//! inherits their numbers (elementwise and layout gradients are bit-identical across devices).
 
 mod add;
 mod batch_norm;
