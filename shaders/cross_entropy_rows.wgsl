@@ -1,19 +1,23 @@
-// Per-row cross entropy of logits [rows, width] against int64 targets (low, high u32 words),
-// one 64-invocation workgroup per row, as PyTorch's log_softmax + nll_loss:
-// loss = -((x[t] - max) - log(Σ exp(x - max))). A target outside [0, width) gives NaN (the
-// host checks CPU inputs; see `ops::cross_entropy`).
+// Cross entropy of logits [rows, width] against int64 targets (low, high u32 words), one
+// 64-invocation workgroup per row, as PyTorch's log_softmax + nll_loss. Both directions share
+// the row's maximum m and log Σ exp(x - m):
+//   op 0 (forward):  out[row] = -((x[t] - m) - log Σ exp(x - m)); a target outside [0, width)
+//                    gives NaN (the host checks CPU inputs; see `ops::cross_entropy`).
+//   op 1 (backward of the mean): out[row, i] = exp(log_softmax(x)_i) · w - [i = t] · w with
+//                    w = g[0] / rows, g the loss's gradient (nll_loss + log_softmax backward).
 
 struct Params {
     rows: u32,
     width: u32,
     groups_x: u32,
-    _pad: u32,
+    op: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> target_: array<u32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 var<workgroup> part: array<f32, 64>;
 
@@ -55,10 +59,19 @@ fn cross_entropy_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     part[t] = s;
     workgroupBarrier();
     s = reduce(t, false);
-    if t == 0u {
-        let lo = target_[2u * row];
-        let ok = target_[2u * row + 1u] == 0u && lo < p.width;
-        let lsm = (x[base + min(lo, p.width - 1u)] - m) - log(s);
-        y[row] = select(bitcast<f32>(0x7fc00000u), -lsm, ok);
+    let lo = target_[2u * row];
+    if p.op == 0u {
+        if t == 0u {
+            let ok = target_[2u * row + 1u] == 0u && lo < p.width;
+            let lsm = (x[base + min(lo, p.width - 1u)] - m) - log(s);
+            out[row] = select(bitcast<f32>(0x7fc00000u), -lsm, ok);
+        }
+        return;
+    }
+    let ls = log(s);
+    let w = g[0] / f32(p.rows);
+    for (var i = t; i < p.width; i += 64u) {
+        let v = exp((x[base + i] - m) - ls) * w;
+        out[base + i] = select(v, v - w, i == lo);
     }
 }

@@ -1,12 +1,15 @@
 // LayerNorm over the last `width` elements, one 64-invocation workgroup per row: mean, then the
-// biased variance of (x - mean) (two passes, as PyTorch's CPU kernel), then
-// y = (x - mean) * rsqrt(var + eps) * weight + bias.
+// biased variance of (x - mean) (two passes, as PyTorch's CPU kernel), rstd = rsqrt(var + eps),
+// x̂ = (x - mean) · rstd. Bits of `affine`: 0 weight, 1 bias, 2 backward.
+//   forward:  y = x̂ · weight + bias                     (binding 3 holds the bias)
+//   backward: with h = g · weight (g when no weight),    (binding 3 holds g, the gradient of y)
+//             dx = rstd · ((h - mean(h)) - x̂ · mean(h · x̂))
 
 struct Params {
     rows: u32,
     width: u32,
     groups_x: u32,
-    affine: u32,   // bit 0: weight, bit 1: bias
+    affine: u32,
     eps: f32,
     _pad0: u32,
     _pad1: u32,
@@ -33,6 +36,14 @@ fn reduce_sum(t: u32) -> f32 {
     return r;
 }
 
+// The backward's h at element i of the row at `base`.
+fn h(i: u32, base: u32) -> f32 {
+    if (p.affine & 1u) != 0u {
+        return b[base + i] * w[i];
+    }
+    return b[base + i];
+}
+
 @compute @workgroup_size(64)
 fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row = wid.y * p.groups_x + wid.x;
@@ -57,14 +68,34 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     part[t] = q;
     workgroupBarrier();
     let rstd = inverseSqrt(reduce_sum(t) / n + p.eps);
+    if (p.affine & 4u) == 0u {
+        for (var i = t; i < p.width; i += 64u) {
+            var v = (x[base + i] - mean) * rstd;
+            if (p.affine & 1u) != 0u {
+                v = v * w[i];
+            }
+            if (p.affine & 2u) != 0u {
+                v = v + b[i];
+            }
+            y[base + i] = v;
+        }
+        return;
+    }
+    var sh = 0.0;
+    var shx = 0.0;
     for (var i = t; i < p.width; i += 64u) {
-        var v = (x[base + i] - mean) * rstd;
-        if (p.affine & 1u) != 0u {
-            v = v * w[i];
-        }
-        if (p.affine & 2u) != 0u {
-            v = v + b[i];
-        }
-        y[base + i] = v;
+        let hv = h(i, base);
+        sh += hv;
+        shx += hv * ((x[base + i] - mean) * rstd);
+    }
+    part[t] = sh;
+    workgroupBarrier();
+    let mh = reduce_sum(t) / n;
+    part[t] = shx;
+    workgroupBarrier();
+    let mhx = reduce_sum(t) / n;
+    for (var i = t; i < p.width; i += 64u) {
+        let xh = (x[base + i] - mean) * rstd;
+        y[base + i] = rstd * ((h(i, base) - mh) - xh * mhx);
     }
 }

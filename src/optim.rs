@@ -111,6 +111,39 @@ fn for_each_with_grad(
     first_err.map_or(Ok(()), Err)
 }
 
+/// The first param group of an optimizer state dict written by `kind`'s `state_dict`, after
+/// checking that it was saved for the parameters `names`.
+fn read_header(sd: &StateDict, kind: &str, names: &[String]) -> Result<serde_json::Value> {
+    let meta = sd.metadata();
+    let bad = |why: String| Error::invalid(format!("{kind}::load_state_dict: {why}"));
+    if meta.get("optimizer").map(String::as_str) != Some(kind) {
+        return Err(bad(format!(
+            "not an {kind} state dict (metadata optimizer != {kind})"
+        )));
+    }
+    let saved: Vec<String> = meta
+        .get("param_names")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| bad("no param_names in the metadata".into()))?;
+    if saved != names {
+        return Err(bad(format!(
+            "saved for parameters {saved:?}, this optimizer has {names:?}"
+        )));
+    }
+    let group: serde_json::Value = meta
+        .get("param_groups")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| bad("no param_groups in the metadata".into()))?;
+    Ok(group[0].clone())
+}
+
+/// A number of a param group, or an error naming it.
+fn group_number(g: &serde_json::Value, key: &str, kind: &str) -> Result<f64> {
+    g[key]
+        .as_f64()
+        .ok_or_else(|| Error::invalid(format!("{kind}::load_state_dict: param_groups lacks {key}")))
+}
+
 /// The state of one parameter of [`Adam`].
 #[derive(Clone, Debug)]
 pub struct AdamState {
@@ -267,33 +300,13 @@ impl Adam {
     /// parameter names must be this optimizer's, every index known, shapes as saved; on error
     /// nothing changes.
     pub fn load_state_dict(&mut self, sd: &StateDict, device: &crate::Device) -> Result<()> {
-        let meta = sd.metadata();
         let bad = |why: String| Error::invalid(format!("Adam::load_state_dict: {why}"));
-        if meta.get("optimizer").map(String::as_str) != Some("Adam") {
-            return Err(bad(
-                "not an Adam state dict (metadata optimizer != Adam)".into()
-            ));
-        }
-        let names: Vec<String> = meta
-            .get("param_names")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .ok_or_else(|| bad("no param_names in the metadata".into()))?;
-        if names != self.names {
-            return Err(bad(format!(
-                "saved for parameters {names:?}, this optimizer has {:?}",
-                self.names
-            )));
-        }
-        let group: serde_json::Value = meta
-            .get("param_groups")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .ok_or_else(|| bad("no param_groups in the metadata".into()))?;
-        let g = &group[0];
-        let num = |k: &str| {
-            g[k].as_f64()
-                .ok_or_else(|| bad(format!("param_groups lacks {k}")))
-        };
-        let (lr, eps, wd) = (num("lr")?, num("eps")?, num("weight_decay")?);
+        let g = read_header(sd, "Adam", &self.names)?;
+        let (lr, eps, wd) = (
+            group_number(&g, "lr", "Adam")?,
+            group_number(&g, "eps", "Adam")?,
+            group_number(&g, "weight_decay", "Adam")?,
+        );
         let betas = (
             g["betas"][0].as_f64().ok_or_else(|| bad("betas".into()))?,
             g["betas"][1].as_f64().ok_or_else(|| bad("betas".into()))?,
@@ -439,33 +452,13 @@ impl SGD {
 
     /// `optimizer.load_state_dict(sd)` from [`SGD::state_dict`], buffers moved to `device`.
     pub fn load_state_dict(&mut self, sd: &StateDict, device: &crate::Device) -> Result<()> {
-        let meta = sd.metadata();
         let bad = |why: String| Error::invalid(format!("SGD::load_state_dict: {why}"));
-        if meta.get("optimizer").map(String::as_str) != Some("SGD") {
-            return Err(bad(
-                "not an SGD state dict (metadata optimizer != SGD)".into()
-            ));
-        }
-        let names: Vec<String> = meta
-            .get("param_names")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .ok_or_else(|| bad("no param_names in the metadata".into()))?;
-        if names != self.names {
-            return Err(bad(format!(
-                "saved for parameters {names:?}, this optimizer has {:?}",
-                self.names
-            )));
-        }
-        let group: serde_json::Value = meta
-            .get("param_groups")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .ok_or_else(|| bad("no param_groups in the metadata".into()))?;
-        let num = |k: &str| {
-            group[0][k]
-                .as_f64()
-                .ok_or_else(|| bad(format!("param_groups lacks {k}")))
-        };
-        let (lr, momentum, wd) = (num("lr")?, num("momentum")?, num("weight_decay")?);
+        let g = read_header(sd, "SGD", &self.names)?;
+        let (lr, momentum, wd) = (
+            group_number(&g, "lr", "SGD")?,
+            group_number(&g, "momentum", "SGD")?,
+            group_number(&g, "weight_decay", "SGD")?,
+        );
         let mut buffers = HashMap::new();
         for (key, t) in sd.iter() {
             let i = key

@@ -83,7 +83,7 @@ kernels! {
     MaskedFill(MaskedFillParams) = "masked_fill" [Read, Read, ReadWrite],
     /// Softmax over the last dimension.
     Softmax(RowParams) = "softmax" [Read, ReadWrite],
-    /// LayerNorm over the last dimension.
+    /// LayerNorm over the last dimension, and its gradient with respect to its input.
     LayerNorm(LayerNormParams) = "layer_norm" [Read, Read, Read, ReadWrite],
     /// int64 indices to one-hot float rows.
     OneHot(IndexParams) = "one_hot" [Read, ReadWrite],
@@ -99,22 +99,18 @@ kernels! {
     BatchNormRunning(BnRunningParams) = "batch_norm_running" [Read, Read, Read, ReadWrite],
     /// int64 + 1 (BatchNorm's step counter).
     AddScalarI64(CountParams) = "add_scalar_i64" [Read, ReadWrite],
-    /// Per-row cross entropy against int64 targets.
-    CrossEntropyRows(RowParams) = "cross_entropy_rows" [Read, Read, ReadWrite],
+    /// Per-row cross entropy against int64 targets, and the mean's gradient.
+    CrossEntropyRows(RowOpParams) = "cross_entropy_rows" [Read, Read, Read, ReadWrite],
     /// The mean of a vector, as a scalar.
     Mean(CountParams) = "mean" [Read, ReadWrite],
     /// Elementwise mul / relu backward / add / gradient clipping of two tensors.
     Binary(BinaryParams) = "binary" [Read, Read, ReadWrite],
     /// The sum (or sum of squares) of each row.
-    RowSum(RowSumParams) = "row_sum" [Read, ReadWrite],
+    RowSum(RowOpParams) = "row_sum" [Read, ReadWrite],
     /// narrow's gradient: a slice placed in zeros.
     Pad(PadParams) = "pad" [Read, ReadWrite],
     /// softmax's gradient.
     SoftmaxBackward(RowParams) = "softmax_backward" [Read, Read, ReadWrite],
-    /// LayerNorm's gradient with respect to its input.
-    LayerNormBackward(LayerNormParams) = "layer_norm_backward" [Read, Read, Read, ReadWrite],
-    /// The mean cross entropy's gradient with respect to the logits.
-    CrossEntropyBackward(RowParams) = "cross_entropy_backward" [Read, Read, Read, ReadWrite],
     /// BatchNorm's gradient with respect to its input.
     BatchNormBackward(BnParams) = "batch_norm_backward" [Read, Read, Read, Read, Read, Read, ReadWrite],
     /// Adam's and SGD's elementwise updates.
@@ -325,16 +321,17 @@ pub(crate) struct BinaryParams {
 }
 const _: () = assert!(std::mem::size_of::<BinaryParams>() == 16);
 
-/// Host mirror of `row_sum.wgsl`'s `Params`.
+/// Host mirror of the `Params` of `row_sum.wgsl` and `cross_entropy_rows.wgsl`: a row kernel
+/// with a mode.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct RowSumParams {
+pub(crate) struct RowOpParams {
     pub rows: u32,
     pub width: u32,
     pub groups_x: u32,
     pub op: u32,
 }
-const _: () = assert!(std::mem::size_of::<RowSumParams>() == 16);
+const _: () = assert!(std::mem::size_of::<RowOpParams>() == 16);
 
 /// Host mirror of `pad.wgsl`'s `Params`.
 #[repr(C)]

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{
-    BinaryParams, Kernel, LayerNormParams, PadParams, RowParams, RowSumParams,
+    BinaryParams, Kernel, LayerNormParams, PadParams, RowOpParams, RowParams,
 };
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{as_i64, elementwise_grid, launch_whole, par_rows, row_grid, sum64};
+use crate::ops::loss::ce_row;
 use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Tensor};
@@ -211,17 +212,7 @@ impl Op for Rows {
                 let gs = inputs[2].as_f32()[0] / self.rows as f32;
                 for (r, dx) in out.as_f32_mut().chunks_mut(w).enumerate() {
                     let row = &x[r * w..(r + 1) * w];
-                    let c = usize::try_from(t[r])
-                        .ok()
-                        .filter(|&c| c < w)
-                        .ok_or_else(|| {
-                            Error::invalid(format!(
-                                "cross_entropy backward: target {} is out of range for {w} classes",
-                                t[r]
-                            ))
-                        })?;
-                    let m = row.iter().fold(-f32::MAX, |m, &v| m.max(v));
-                    let ls = sum64(w, |i| (row[i] - m).exp()).ln();
+                    let (c, m, ls) = ce_row(row, t[r], "cross_entropy backward")?;
                     for i in 0..w {
                         let v = ((row[i] - m) - ls).exp() * gs;
                         dx[i] = if i == c { v - gs } else { v };
@@ -244,24 +235,27 @@ impl Op for Rows {
             _pad: 0,
         };
         let kernel = match self.kind {
-            RowKind::Sum | RowKind::SumSquares => Kernel::RowSum(RowSumParams {
+            RowKind::Sum | RowKind::SumSquares => Kernel::RowSum(RowOpParams {
                 rows,
                 width,
                 groups_x: gx,
                 op: (self.kind == RowKind::SumSquares) as u32,
             }),
             RowKind::SoftmaxBackward => Kernel::SoftmaxBackward(row),
-            RowKind::LayerNormBackward { eps, weight } => {
-                Kernel::LayerNormBackward(LayerNormParams {
-                    rows,
-                    width,
-                    groups_x: gx,
-                    affine: weight as u32,
-                    eps,
-                    _pad: [0; 3],
-                })
-            }
-            RowKind::CrossEntropyBackward => Kernel::CrossEntropyBackward(row),
+            RowKind::LayerNormBackward { eps, weight } => Kernel::LayerNorm(LayerNormParams {
+                rows,
+                width,
+                groups_x: gx,
+                affine: weight as u32 | 4,
+                eps,
+                _pad: [0; 3],
+            }),
+            RowKind::CrossEntropyBackward => Kernel::CrossEntropyRows(RowOpParams {
+                rows,
+                width,
+                groups_x: gx,
+                op: 1,
+            }),
         };
         launch_whole(ctx, kernel, &bufs, [gx, gy, 1])
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::autograd::record;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{CountParams, Kernel, RowParams};
+use crate::gpu::kernels::{CountParams, Kernel, RowOpParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole, row_grid, sum64};
@@ -89,6 +89,23 @@ pub fn mean(x: &Tensor) -> Result<Tensor> {
     }))
 }
 
+/// One row of logits against its target, as both directions need it (CPU): the target as an
+/// index (an error when out of range), the row's maximum `m` and `log Σ exp(x - m)`, summed in
+/// the GPU kernel's order.
+pub(crate) fn ce_row(row: &[f32], target: i64, op: &str) -> Result<(usize, f32, f32)> {
+    let w = row.len();
+    let c = usize::try_from(target)
+        .ok()
+        .filter(|&c| c < w)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{op}: target {target} is out of range for {w} classes"
+            ))
+        })?;
+    let m = row.iter().fold(-f32::MAX, |m, &v| m.max(v));
+    Ok((c, m, sum64(w, |i| (row[i] - m).exp()).ln()))
+}
+
 impl Op for CeRows {
     fn name(&self) -> &'static str {
         "cross_entropy"
@@ -102,18 +119,8 @@ impl Op for CeRows {
         let w = self.width;
         for (r, y) in out.as_f32_mut().iter_mut().enumerate() {
             let row = &x[r * w..(r + 1) * w];
-            let c = usize::try_from(t[r])
-                .ok()
-                .filter(|&c| c < w)
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "cross_entropy: target {} is out of range for {w} classes",
-                        t[r]
-                    ))
-                })?;
-            let m = row.iter().fold(-f32::MAX, |m, &v| m.max(v));
-            let s = sum64(w, |i| (row[i] - m).exp());
-            *y = -((row[c] - m) - s.ln());
+            let (c, m, ls) = ce_row(row, t[r], "cross_entropy")?;
+            *y = -((row[c] - m) - ls);
         }
         Ok(())
     }
@@ -127,13 +134,14 @@ impl Op for CeRows {
         let (gx, gy) = row_grid(ctx, "cross_entropy", self.rows as u64)?;
         launch_whole(
             ctx,
-            Kernel::CrossEntropyRows(RowParams {
+            Kernel::CrossEntropyRows(RowOpParams {
                 rows: self.rows as u32,
                 width: self.width as u32,
                 groups_x: gx,
-                _pad: 0,
+                op: 0,
             }),
-            &[inputs[0], inputs[1], out],
+            // The gradient binding is unused forward: x stands in.
+            &[inputs[0], inputs[1], inputs[0], out],
             [gx, gy, 1],
         )
     }
