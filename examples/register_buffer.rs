@@ -4,7 +4,10 @@
 //! cargo run --release --example register_buffer
 
 use wgnn::nn::BatchNorm1d;
-use wgnn::{impl_module, Buffer, DType, Device, Forward, ModuleExt, Parameter, StateDict, Tensor};
+use wgnn::optim::Adam;
+use wgnn::{
+    impl_module, ops, Buffer, DType, Device, Forward, ModuleExt, Parameter, StateDict, Tensor,
+};
 
 /// One of each kind, plus a child with running statistics.
 struct Demo {
@@ -85,6 +88,53 @@ fn main() -> wgnn::Result<()> {
          A buffer is never a parameter: no optimizer sees it. Persistent buffers are saved;\n\
          non-persistent ones are not. All of them move with the module."
     );
+
+    // One training step on the GPU: what gets a gradient, and what does the optimizer change?
+    let mut opt = Adam::new(&m, 0.1);
+    let mut h = ops::broadcast_add(m.trainable.tensor(), m.frozen.tensor())?;
+    h = ops::broadcast_add(&h, m.running.tensor())?;
+    h = ops::broadcast_add(&h, m.scratch.tensor())?;
+    let loss = ops::mean(&ops::relu(&h)?)?;
+    loss.backward()?;
+    let grad = |p: &Parameter| if p.grad().is_some() { "yes" } else { "none" };
+    let (g_trainable, g_frozen) = (grad(&m.trainable), grad(&m.frozen));
+    let value = |t: &Tensor| t.to_vec::<f32>();
+    let before_step = [
+        value(m.trainable.tensor())?,
+        value(m.frozen.tensor())?,
+        value(m.running.tensor())?,
+        value(m.scratch.tensor())?,
+    ];
+    opt.step(&mut m)?;
+    let after_step = [
+        value(m.trainable.tensor())?,
+        value(m.frozen.tensor())?,
+        value(m.running.tensor())?,
+        value(m.scratch.tensor())?,
+    ];
+    println!("
+one training step on {gpu}: loss = mean(relu(trainable + frozen + running + scratch)), backward, Adam.step:");
+    let rows = [
+        ("trainable", g_trainable, "Adam stepped it"),
+        ("frozen", g_frozen, "handed to Adam, skipped: no gradient"),
+        (
+            "running",
+            "none",
+            "buffers are never handed to an optimizer",
+        ),
+        (
+            "scratch",
+            "none",
+            "buffers are never handed to an optimizer",
+        ),
+    ];
+    for (i, (name, g, why)) in rows.iter().enumerate() {
+        let changed = before_step[i] != after_step[i];
+        println!(
+            "  {name:<10} gradient: {g:<5} changed by the step: {:<4} ({why})",
+            if changed { "yes" } else { "no" }
+        );
+    }
 
     // The classic buffer that forward changes and no optimizer touches: BatchNorm's running
     // statistics, updated on the module's device (no read-back) in training mode only.
