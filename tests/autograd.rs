@@ -377,3 +377,64 @@ fn only_what_requires_grad_gets_a_gradient() {
     let bad = Tensor::zeros(&[3], DType::F32, &Device::Cpu).unwrap();
     assert!(p.set_grad(Some(bad)).is_err());
 }
+
+#[test]
+fn empty_tensors_differentiate_and_clip() {
+    use wgnn::module::Forward;
+    use wgnn::nn::Linear;
+    use wgnn::optim::{clip_grad_norm_, Adam};
+    for d in [Device::Cpu, gpu()] {
+        // in_features = 0: the weight [2, 0] is empty, the output is the bias.
+        let mut l = Linear::new(0, 2, &d).unwrap();
+        l.bias
+            .as_mut()
+            .unwrap()
+            .set_tensor(
+                Tensor::from_slice(&[1f32, -2.], &[2])
+                    .unwrap()
+                    .to(&d)
+                    .unwrap(),
+            )
+            .unwrap();
+        let x = Tensor::zeros(&[3, 0], DType::F32, &d).unwrap();
+        ops::mean(&l.forward(&x).unwrap())
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_eq!(l.weight.grad().unwrap().shape(), [2, 0]);
+        assert_eq!(
+            l.bias
+                .as_ref()
+                .unwrap()
+                .grad()
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap(),
+            [0.5, 0.5]
+        );
+        let norm = clip_grad_norm_(&mut l, 0.5).unwrap().value().unwrap();
+        assert!((norm - 0.5f32.sqrt()).abs() < 1e-6, "{norm}");
+        let mut opt = Adam::new(&l, 0.1);
+        opt.step(&mut l).unwrap();
+        // A broadcast over an empty dimension sums nothing: zeros.
+        let b = Parameter::new(
+            Tensor::from_slice(&[1f32; 4], &[4])
+                .unwrap()
+                .to(&d)
+                .unwrap(),
+        );
+        let e = Tensor::zeros(&[0, 4], DType::F32, &d).unwrap();
+        let y = ops::broadcast_add(&e, b.tensor()).unwrap();
+        let z = ops::broadcast_add(
+            &ops::linear(&y, &Tensor::zeros(&[1, 4], DType::F32, &d).unwrap(), None)
+                .unwrap()
+                .reshape(&[0])
+                .unwrap(),
+            &Tensor::zeros(&[1], DType::F32, &d).unwrap(),
+        )
+        .unwrap();
+        z.backward_with(&Tensor::zeros(&[0], DType::F32, &d).unwrap())
+            .unwrap();
+        assert_eq!(b.grad().unwrap().to_vec::<f32>().unwrap(), [0.0; 4]);
+    }
+}

@@ -269,12 +269,18 @@ fn rows_of(shape: &[usize], width: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// The sum (or, with `square`, the sum of squares) of each row of `x` viewed as `[rows, width]`.
-pub(crate) fn row_sum(x: &Tensor, width: usize, square: bool) -> Result<Tensor> {
+/// The sum (or, with `square`, the sum of squares) of each row of `x` viewed as `[rows, width]`
+/// (zeros when the rows are empty).
+pub(crate) fn row_sum(x: &Tensor, rows: usize, width: usize, square: bool) -> Result<Tensor> {
     check_f32("row_sum", x, "x")?;
-    let rows = rows_of(x.shape(), width);
-    if rows * width != x.numel() {
-        return Err(Error::internal("row_sum: width does not divide the tensor"));
+    if rows.checked_mul(width) != Some(x.numel()) {
+        return Err(Error::internal(format!(
+            "row_sum: [{rows}, {width}] does not view {:?}",
+            x.shape()
+        )));
+    }
+    if width == 0 {
+        return Tensor::zeros(&[rows], DType::F32, &x.device());
     }
     let kind = if square {
         RowKind::SumSquares
@@ -296,7 +302,7 @@ pub(crate) fn row_sum(x: &Tensor, width: usize, square: bool) -> Result<Tensor> 
 
 /// The sum of the squares of every element, as a one-element tensor (a squared 2-norm).
 pub(crate) fn sum_squares(x: &Tensor) -> Result<Tensor> {
-    row_sum(&x.detach().reshape(&[1, x.numel()])?, x.numel(), true)
+    row_sum(&x.detach(), 1, x.numel(), true)
 }
 
 /// Sums `g` down to `shape` (which broadcasts to `g`'s shape): the gradient of a broadcast.
@@ -324,13 +330,14 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let kept: Vec<usize> = (0..gs.len()).filter(|&d| !summed[d]).collect();
     let red: Vec<usize> = (0..gs.len()).filter(|&d| summed[d]).collect();
     let width: usize = red.iter().map(|&d| gs[d]).product();
+    let rows: usize = kept.iter().map(|&d| gs[d]).product();
     let order: Vec<usize> = kept.iter().chain(&red).copied().collect();
     let moved = if order.iter().enumerate().all(|(i, &d)| i == d) {
         g.clone()
     } else {
         crate::ops::permute(g, &order)?
     };
-    row_sum(&moved, width, false)?.reshape(shape)
+    row_sum(&moved, rows, width, false)?.reshape(shape)
 }
 
 /// softmax's gradient from its output `y` and the output's gradient `g` (last dimension).

@@ -393,7 +393,8 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         let (x, w) = (x.detach(), weight.detach());
         Box::new(move |g, needs| {
             // y = x·Wᵀ + b: dx = g·W; dW = gᵀ·x over all rows; db = g summed over rows.
-            let rows = x.numel() / in_f.max(1);
+            let lead = &x.shape()[..x.shape().len() - 1];
+            let rows: usize = lead.iter().product();
             let g2 = g.reshape(&[rows, out_f])?;
             let mut grads = vec![
                 wants(needs, 0)
