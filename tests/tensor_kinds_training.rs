@@ -263,3 +263,40 @@ fn adam_state_round_trips_through_a_file_and_refuses_another_model() {
         .to_string();
     assert!(e.contains("not an Adam state dict"), "{e}");
 }
+
+#[test]
+fn adam_with_weight_decay_follows_pytorchs_update() {
+    // PyTorch's single-tensor Adam, written out in float32 with f64 scalars:
+    // g += wd·p; m += (1-β1)(g - m); v = v·β2 + ((1-β2)·g)·g;
+    // p += -(lr / (1-β1ᵗ)) · m / (√v / √(1-β2ᵗ) + eps).
+    for d in [Device::Cpu, gpu()] {
+        let (mut l, x) = sgd_case(&d);
+        let mut opt = Adam::new(&l, 0.05);
+        opt.weight_decay = 0.1;
+        let (mut p, mut m, mut v) = ([1f32, 2.], [0f32; 2], [0f32; 2]);
+        for t in 1..=3 {
+            l.zero_grad();
+            ops::mean(&l.forward(&x).unwrap())
+                .unwrap()
+                .backward()
+                .unwrap();
+            opt.step(&mut l).unwrap();
+            let (b1, b2, lr, eps, wd) = (0.9f64, 0.999f64, 0.05f64, 1e-8f64, 0.1f64);
+            let step = (-(lr / (1.0 - b1.powi(t)))) as f32;
+            let bc2 = (1.0 - b2.powi(t)).sqrt() as f32;
+            for i in 0..2 {
+                let g = [3f32, 4.][i] + p[i] * wd as f32;
+                m[i] += (1.0 - b1) as f32 * (g - m[i]);
+                v[i] = v[i] * b2 as f32 + ((1.0 - b2) as f32 * g) * g;
+                p[i] += step * (m[i] / (v[i].sqrt() / bc2 + eps as f32));
+            }
+            let got = l.weight.tensor().to_vec::<f32>().unwrap();
+            for i in 0..2 {
+                assert!(
+                    (got[i] - p[i]).abs() <= 1e-7 * p[i].abs().max(1.0),
+                    "step {t} on {d}: {got:?} vs {p:?}"
+                );
+            }
+        }
+    }
+}
