@@ -354,7 +354,7 @@ impl Adam {
 
 /// `torch.optim.SGD(model.parameters(), lr, momentum, weight_decay)` (dampening 0, no
 /// Nesterov): `g += wd·p`; with momentum `b = g` on the first step, then `b = μ·b + g`;
-/// `p -= lr·b` (or `lr·g` without momentum). Same bits on the CPU and the GPU.
+/// `p -= lr·b` (or `lr·g` without momentum), in float32 as PyTorch computes it.
 #[derive(Clone, Debug)]
 pub struct SGD {
     /// Learning rate.
