@@ -210,10 +210,9 @@ impl Adam {
             )));
         }
         let (lr, eps, wd) = (self.lr, self.eps, self.weight_decay);
-        let names = std::mem::take(&mut self.names);
-        let state = &mut self.state;
-        let r = no_grad(|| {
-            for_each_with_grad(model, &names, |i, _, p, g| {
+        let (names, state) = (&self.names, &mut self.state);
+        no_grad(|| {
+            for_each_with_grad(model, names, |i, _, p, g| {
                 let pt = p.tensor().detach();
                 let st = match state.remove(&i) {
                     Some(s) => s,
@@ -257,9 +256,7 @@ impl Adam {
                 );
                 Ok(())
             })
-        });
-        self.names = names;
-        r
+        })
     }
 
     /// `optimizer.state_dict()` as tensors: `state.<i>.step` (0-d float32, as PyTorch keeps
@@ -398,11 +395,10 @@ impl SGD {
             momentum: self.momentum as f32,
             ..Default::default()
         };
-        let names = std::mem::take(&mut self.names);
-        let buffers = &mut self.buffers;
+        let (names, buffers) = (&self.names, &mut self.buffers);
         let use_momentum = self.momentum != 0.0;
-        let r = no_grad(|| {
-            for_each_with_grad(model, &names, |i, _, p, g| {
+        no_grad(|| {
+            for_each_with_grad(model, names, |i, _, p, g| {
                 let pt = p.tensor().detach();
                 let new = if use_momentum {
                     let b = match buffers.remove(&i) {
@@ -423,9 +419,7 @@ impl SGD {
                 p.set(new);
                 Ok(())
             })
-        });
-        self.names = names;
-        r
+        })
     }
 
     /// `optimizer.state_dict()`: `state.<i>.momentum_buffer` and the hyper-parameters.

@@ -356,6 +356,9 @@ fn only_what_requires_grad_gets_a_gradient() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("does not require a gradient"), "{e}");
+    // A buffer never takes a gradient, even given a value computed from a parameter.
+    let b = wgnn::Buffer::new(ops::scale(w.tensor(), 2.0).unwrap());
+    assert!(!b.tensor().requires_grad());
     // Inside no_grad nothing is recorded.
     let z = no_grad(|| ops::relu(w.tensor()).unwrap());
     assert!(!z.requires_grad());

@@ -93,18 +93,7 @@ impl Parameter {
     /// Sets the gradient (`p.grad = g`): same shape as the parameter, or an error.
     pub fn set_grad(&mut self, g: Option<Tensor>) -> crate::Result<()> {
         if let Some(g) = &g {
-            if g.shape() != self.tensor.shape() || g.dtype() != self.tensor.dtype() {
-                return Err(crate::Error::shape(
-                    "set_grad",
-                    format!(
-                        "the parameter is {} {:?}, the gradient {} {:?}",
-                        self.tensor.dtype().name(),
-                        self.tensor.shape(),
-                        g.dtype().name(),
-                        g.shape()
-                    ),
-                ));
-            }
+            check_same("set_grad", &self.tensor, g, "parameter", "gradient")?;
         }
         self.leaf.set(g.map(|g| g.detach()));
         Ok(())
@@ -137,18 +126,25 @@ impl Parameter {
     /// Gives the parameter a new value (`with torch.no_grad(): p.copy_(t)`, or `p.data = t`):
     /// same shape and dtype, or an error naming both.
     pub fn set_tensor(&mut self, t: Tensor) -> crate::Result<()> {
-        check_same(&self.tensor, &t, "parameter")?;
+        check_same("set_tensor", &self.tensor, &t, "parameter", "new value")?;
         self.set(t);
         Ok(())
     }
 }
 
-fn check_same(cur: &Tensor, new: &Tensor, what: &str) -> crate::Result<()> {
+/// `new` must have `cur`'s shape and dtype: an error of `op` naming both otherwise.
+fn check_same(
+    op: &str,
+    cur: &Tensor,
+    new: &Tensor,
+    what: &str,
+    new_what: &str,
+) -> crate::Result<()> {
     if cur.shape() != new.shape() || cur.dtype() != new.dtype() {
         return Err(crate::Error::shape(
-            "set_tensor",
+            op,
             format!(
-                "the {what} is {} {:?}, the new value {} {:?}",
+                "the {what} is {} {:?}, the {new_what} {} {:?}",
                 cur.dtype().name(),
                 cur.shape(),
                 new.dtype().name(),
@@ -171,14 +167,14 @@ impl Buffer {
     /// A persistent buffer (`register_buffer(name, t)`): saved in the state dict.
     pub fn new(tensor: Tensor) -> Self {
         Buffer {
-            tensor,
+            tensor: tensor.detach(),
             persistent: true,
         }
     }
     /// A non-persistent buffer (`register_buffer(name, t, persistent=False)`): not saved.
     pub fn non_persistent(tensor: Tensor) -> Self {
         Buffer {
-            tensor,
+            tensor: tensor.detach(),
             persistent: false,
         }
     }
@@ -192,12 +188,13 @@ impl Buffer {
     }
     /// Gives the buffer a new value of the same shape and dtype.
     pub fn set_tensor(&mut self, t: Tensor) -> crate::Result<()> {
-        check_same(&self.tensor, &t, "buffer")?;
-        self.tensor = t;
+        check_same("set_tensor", &self.tensor, &t, "buffer", "new value")?;
+        self.set(t);
         Ok(())
     }
+    /// Buffers take no gradient: a value computed from parameters is stored detached.
     pub(crate) fn set(&mut self, t: Tensor) {
-        self.tensor = t;
+        self.tensor = t.detach();
     }
 }
 

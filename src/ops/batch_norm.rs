@@ -155,7 +155,7 @@ pub(crate) fn record_batch_norm(
         let (mt, mb, vt, vb) = (mean.0.detach(), mean.1, var.0.detach(), var.1);
         let has_bias = bias.is_some();
         Box::new(move |g, needs| {
-            let (_, c, l) = dims;
+            let (_, c, _) = dims;
             // Per-channel sums over the batch (and length) dimensions.
             let per_channel = |t: &Tensor| -> Result<Tensor> {
                 if x.shape().len() == 2 {
@@ -164,15 +164,27 @@ pub(crate) fn record_batch_norm(
                     sum_to(t, &[c, 1])?.reshape(&[c])
                 }
             };
-            let xhat = normalize(&x, (&mt, mb), (&vt, vb), None, None, eps)?;
-            let dw = per_channel(&mul(g, &xhat)?)?;
-            let db = per_channel(g)?;
+            // Σ g·x̂ (the weight's gradient) and Σ g (the bias's) per channel: wanted by the
+            // weight and the bias, and by dx when the statistics are the batch's own.
+            let sums_for_dx = batch && wants(needs, 0);
+            let dw = (sums_for_dx || (w.is_some() && wants(needs, 1)))
+                .then(|| {
+                    let xhat = normalize(&x, (&mt, mb), (&vt, vb), None, None, eps)?;
+                    per_channel(&mul(g, &xhat)?)
+                })
+                .transpose()?;
+            let bias_at = 1 + w.is_some() as usize;
+            let db = (sums_for_dx || (has_bias && wants(needs, bias_at)))
+                .then(|| per_channel(g))
+                .transpose()?;
             let dx = if wants(needs, 0) {
-                let sums = if batch {
-                    let row = |t: &Tensor, at: usize| pad(&t.reshape(&[1, c])?, 0, at, &[2, c]);
-                    add(&row(&dw, 0)?, &row(&db, 1)?)?
-                } else {
-                    g.clone()
+                let sums = match (&dw, &db) {
+                    (Some(dw), Some(db)) if batch => {
+                        let row = |t: &Tensor, at: usize| pad(&t.reshape(&[1, c])?, 0, at, &[2, c]);
+                        add(&row(dw, 0)?, &row(db, 1)?)?
+                    }
+                    // Given statistics: dx = w·rstd·g needs no sums (g stands in, unread).
+                    _ => g.clone(),
                 };
                 let op = Bn {
                     name: "batch_norm backward",
@@ -183,7 +195,7 @@ pub(crate) fn record_batch_norm(
                         weight: w.is_some(),
                         batch,
                     },
-                    dims: (x.numel() / (c * l).max(1), c, l),
+                    dims,
                     out: x.shape().to_vec(),
                 };
                 let wt = w.as_ref().unwrap_or(&x);
@@ -193,10 +205,10 @@ pub(crate) fn record_batch_norm(
             };
             let mut grads = vec![dx];
             if w.is_some() {
-                grads.push(Some(dw));
+                grads.push(dw.filter(|_| wants(needs, 1)));
             }
             if has_bias {
-                grads.push(Some(db));
+                grads.push(db.filter(|_| wants(needs, bias_at)));
             }
             Ok(grads)
         })
@@ -266,6 +278,38 @@ pub(crate) fn increment(counter: &Tensor) -> Result<Tensor> {
         out: counter.shape().to_vec(),
     };
     run(&op, &[counter], None)
+}
+
+impl Bn {
+    /// The params and grid of the one-invocation-per-element kernels (`batch_norm.wgsl` and
+    /// `batch_norm_backward.wgsl`, which share their `Params`).
+    fn per_element(
+        &self,
+        ctx: &GpuContext,
+        bufs: &[&GpuBuffer],
+        mean_base: usize,
+        var_base: usize,
+        eps: f32,
+        affine: u32,
+    ) -> Result<(BnParams, [u32; 3])> {
+        let (n, c, l) = self.dims;
+        let u = |v: usize| {
+            u32::try_from(v).map_err(|_| Error::shape(self.name, format!("size {v} beyond u32")))
+        };
+        let total = (n * c * l) as u64;
+        let (gx, gy, row_width) = elementwise_grid(ctx, self.name, bufs, total)?;
+        let p = BnParams {
+            count: total as u32,
+            row_width,
+            channels: u(c)?,
+            inner: u(l)?,
+            mean_base: u(mean_base)?,
+            var_base: u(var_base)?,
+            affine,
+            eps,
+        };
+        Ok((p, [gx, gy, 1]))
+    }
 }
 
 impl Op for Bn {
@@ -398,19 +442,9 @@ impl Op for Bn {
                 eps,
                 affine,
             } => {
-                let total = (n * c * l) as u64;
-                let (gx, gy, row_width) = elementwise_grid(ctx, self.name, &bufs, total)?;
-                let p = BnParams {
-                    count: total as u32,
-                    row_width,
-                    channels: u(c)?,
-                    inner: u(l)?,
-                    mean_base: u(mean_base)?,
-                    var_base: u(var_base)?,
-                    affine: affine as u32,
-                    eps,
-                };
-                launch_whole(ctx, Kernel::BatchNorm(p), &bufs, [gx, gy, 1])
+                let (p, groups) =
+                    self.per_element(ctx, &bufs, mean_base, var_base, eps, affine as u32)?;
+                launch_whole(ctx, Kernel::BatchNorm(p), &bufs, groups)
             }
             Kind::Backward {
                 mean_base,
@@ -419,19 +453,9 @@ impl Op for Bn {
                 weight,
                 batch,
             } => {
-                let total = (n * c * l) as u64;
-                let (gx, gy, row_width) = elementwise_grid(ctx, self.name, &bufs, total)?;
-                let p = BnParams {
-                    count: total as u32,
-                    row_width,
-                    channels: u(c)?,
-                    inner: u(l)?,
-                    mean_base: u(mean_base)?,
-                    var_base: u(var_base)?,
-                    affine: weight as u32 | (batch as u32) << 1,
-                    eps,
-                };
-                launch_whole(ctx, Kernel::BatchNormBackward(p), &bufs, [gx, gy, 1])
+                let bits = weight as u32 | (batch as u32) << 1;
+                let (p, groups) = self.per_element(ctx, &bufs, mean_base, var_base, eps, bits)?;
+                launch_whole(ctx, Kernel::BatchNormBackward(p), &bufs, groups)
             }
             Kind::Running {
                 stat_base,

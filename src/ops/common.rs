@@ -113,6 +113,21 @@ pub(crate) fn row_grid(ctx: &GpuContext, op: &str, rows: u64) -> Result<(u32, u3
     Ok((gx as u32, gy as u32))
 }
 
+/// The number of rows of `width` elements in a tensor of `shape` (0 when `width` is 0).
+pub(crate) fn rows_of(shape: &[usize], width: usize) -> usize {
+    shape
+        .iter()
+        .product::<usize>()
+        .checked_div(width)
+        .unwrap_or(0)
+}
+
+/// The last dimension of `shape` (1 for a scalar) and the number of rows of it.
+pub(crate) fn width_rows(shape: &[usize]) -> (usize, usize) {
+    let w = shape.last().copied().unwrap_or(1);
+    (w, rows_of(shape, w))
+}
+
 /// The sum of `f(i)` for `i < n` in the order of the row kernels: 64 strided partial sums,
 /// then a pairwise tree over them.
 pub(crate) fn sum64(n: usize, f: impl Fn(usize) -> f32) -> f32 {

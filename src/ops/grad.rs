@@ -6,7 +6,8 @@
 //! Numbers: the elementwise ops and `pad` give the same bits on both devices; the row kernels add
 //! in the order of `sum64` on both (64 strided partial sums, then a tree), and the three
 //! gradients of reductions use `exp` / `inverseSqrt` like their forwards: bounded, tested against
-//! PyTorch's gradients at 1e-5 × max|grad| (`tests/autograd.rs`).
+//! PyTorch's gradients at 1e-5 × max|grad| (`tests/training.rs`) and against finite
+//! differences (`tests/autograd.rs`).
 
 use std::sync::Arc;
 
@@ -17,7 +18,9 @@ use crate::gpu::kernels::{
 };
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
-use crate::ops::common::{as_i64, elementwise_grid, launch_whole, par_rows, row_grid, sum64};
+use crate::ops::common::{
+    as_i64, elementwise_grid, launch_whole, par_rows, row_grid, rows_of, sum64, width_rows,
+};
 use crate::ops::loss::ce_row;
 use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::par_chunks;
@@ -261,14 +264,6 @@ impl Op for Rows {
     }
 }
 
-fn rows_of(shape: &[usize], width: usize) -> usize {
-    shape
-        .iter()
-        .product::<usize>()
-        .checked_div(width)
-        .unwrap_or(0)
-}
-
 /// The sum (or, with `square`, the sum of squares) of each row of `x` viewed as `[rows, width]`
 /// (zeros when the rows are empty).
 pub(crate) fn row_sum(x: &Tensor, rows: usize, width: usize, square: bool) -> Result<Tensor> {
@@ -342,12 +337,12 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 /// softmax's gradient from its output `y` and the output's gradient `g` (last dimension).
 pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let width = y.shape().last().copied().unwrap_or(1);
+    let (width, rows) = width_rows(y.shape());
     run(
         &Rows {
             name: "softmax backward",
             kind: RowKind::SoftmaxBackward,
-            rows: rows_of(y.shape(), width),
+            rows,
             width,
             out: y.shape().to_vec(),
         },

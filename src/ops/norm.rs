@@ -13,7 +13,7 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::add::broadcast_shape;
 use crate::ops::common::{
-    contiguous_strides, elementwise_grid, launch_whole, pad8, par_rows, row_grid, sum64,
+    contiguous_strides, elementwise_grid, launch_whole, pad8, par_rows, row_grid, sum64, width_rows,
 };
 use crate::ops::grad::{layer_norm_backward, mul, softmax_backward, sum_to};
 use crate::ops::op::{check_f32, run, Op};
@@ -44,14 +44,6 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(record("softmax", y, &[x], move || {
         Box::new(move |g, _| Ok(vec![Some(softmax_backward(&saved, g)?)]))
     }))
-}
-
-fn width_rows(shape: &[usize]) -> (usize, usize) {
-    let w = shape.last().copied().unwrap_or(1);
-    (
-        w,
-        shape.iter().product::<usize>().checked_div(w).unwrap_or(0),
-    )
 }
 
 impl Op for Softmax {
