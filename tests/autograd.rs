@@ -441,3 +441,47 @@ fn empty_tensors_differentiate_and_clip() {
         assert_eq!(b.grad().unwrap().to_vec::<f32>().unwrap(), [0.0; 4]);
     }
 }
+
+/// Issue 19, defect 2: `Module.to()` moves `.grad` with its parameter, in PyTorch and here.
+#[test]
+fn to_device_moves_gradients_with_their_parameters() {
+    use wgnn::nn::Linear;
+    use wgnn::ModuleExt;
+    let gpu = gpu();
+    let mut lin = Linear::new(3, 2, &Device::Cpu).unwrap();
+    let x = Tensor::from_slice(&randn(4 * 3, 9), &[4, 3]).unwrap();
+    ops::mean(&lin.forward(&x).unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    let before: Vec<Vec<f32>> = lin
+        .parameters()
+        .iter()
+        .map(|p| p.grad().unwrap().to_vec().unwrap())
+        .collect();
+    let submissions = gpu.as_gpu().unwrap().submission_count();
+    lin.to_device(&gpu).unwrap();
+    // Parameters and gradients went up together, in one submission.
+    assert_eq!(gpu.as_gpu().unwrap().submission_count(), submissions + 1);
+    for (p, want) in lin.parameters().iter().zip(&before) {
+        let g = p.grad().expect("the gradient moved with its parameter");
+        assert!(g.is_on(&gpu) && p.tensor().is_on(&gpu));
+        assert_eq!(&g.to_vec::<f32>().unwrap(), want);
+    }
+    // The moved gradients keep accumulating on the device, and come back down with a move.
+    ops::mean(&lin.forward(&x.to(&gpu).unwrap()).unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    lin.to_device(&Device::Cpu).unwrap();
+    for (p, want) in lin.parameters().iter().zip(&before) {
+        let g = p.grad().unwrap();
+        assert!(g.is_on(&Device::Cpu));
+        let twice: Vec<f32> = want.iter().map(|v| v * 2.0).collect();
+        assert_eq!(g.to_vec::<f32>().unwrap(), twice);
+    }
+    // A frozen parameter has none to move; a parameter without a gradient stays without.
+    lin.zero_grad();
+    lin.to_device(&gpu).unwrap();
+    assert!(lin.parameters().iter().all(|p| p.grad().is_none()));
+}

@@ -177,15 +177,24 @@ impl GpuContext {
 
     /// Submits the pending encoder (ops recorded since the last submission) followed by
     /// `cmds`, in one counted submission. Must be called inside an error scope.
+    ///
+    /// The pending lock is held until the queue has the work: taking the encoder resets the
+    /// uniform ring, and the params of ops recorded next are written with `write_buffer`, which
+    /// wgpu applies at the *next* submission. Were the lock released in between, another thread
+    /// could record (overwriting slots the taken encoder still reads) or submit its own work
+    /// (read-backs, uploads) ahead of the encoder it depends on, and results would be wrong
+    /// without an error (issue 19).
     pub fn submit_unscoped(
         &self,
         cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
     ) -> wgpu::SubmissionIndex {
-        let recorded = self.pending().take_encoder();
+        let mut pending = self.pending();
+        let recorded = pending.take_encoder();
         self.submit_encoder(recorded, cmds)
     }
 
     /// One counted submission: `recorded` (taken from the pending state) first, then `cmds`.
+    /// The caller holds the pending lock (see [`GpuContext::submit_unscoped`]).
     pub(crate) fn submit_encoder(
         &self,
         recorded: Option<wgpu::CommandEncoder>,

@@ -1,7 +1,7 @@
 //! Transfers: many tensors go up in one staging copy and one submission; read-backs wait with a
 //! bound.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::error::{Error, GpuErrorKind, Result};
 use crate::gpu::pool::GpuBuffer;
@@ -131,36 +131,33 @@ pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&GpuBuffer, u64)]) -> Res
         let idx = ctx.submit_unscoped([encoder.finish()]);
         Ok((readbacks, idx))
     })?;
-    type MapSlot = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
-    let results: Vec<MapSlot> = readbacks
-        .iter()
-        .map(|_| Arc::new(Mutex::new(None)))
-        .collect();
+    // Each mapping reports through a channel. The callback runs in whichever thread's poll
+    // sees the copy finish: with several threads on one device that may be another thread,
+    // still inside its poll when ours returns, so the result is awaited, not just looked at.
+    let mut results = Vec::with_capacity(readbacks.len());
     ctx.scoped(op, || {
-        for (rb, slot) in readbacks.iter().zip(&results) {
-            let slot = slot.clone();
+        for rb in &readbacks {
+            let (tx, rx) = std::sync::mpsc::channel();
             rb.map_async(wgpu::MapMode::Read, .., move |r| {
-                if let Ok(mut s) = slot.lock() {
-                    *s = Some(r);
-                }
+                let _ = tx.send(r);
             });
+            results.push(rx);
         }
         Ok(())
     })?;
     ctx.wait(op, Some(idx))?;
     let mut out = Vec::with_capacity(srcs.len());
-    for ((rb, slot), g) in readbacks.iter().zip(&results).zip(&gs) {
-        let state = slot.lock().ok().and_then(|s| s.clone());
-        match state {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
+    for ((rb, rx), g) in readbacks.iter().zip(&results).zip(&gs) {
+        match rx.recv_timeout(ctx.timeout) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 return Err(map_error(
                     op,
                     ctx,
                     format!("mapping the read-back buffer failed: {e}"),
                 ))
             }
-            None => {
+            Err(_) => {
                 return Err(Error::Timeout {
                     op: format!("{op} (buffer never mapped)"),
                     adapter: ctx.describe(),

@@ -192,23 +192,43 @@ pub trait ModuleExt: Module {
         self.buffers().iter().map(|b| b.tensor().nbytes()).sum()
     }
     /// `model.to(device)`: every parameter and buffer (non-persistent too) of the tree moves, in
-    /// one batched upload (one staging copy, one submission) when going to a GPU. Tensors already
-    /// there are not copied. On failure nothing has changed.
+    /// one batched upload (one staging copy, one submission) when going to a GPU, and so does
+    /// every parameter's gradient, as PyTorch's `Module.to()` moves `.grad` with its parameter.
+    /// Tensors already there are not copied. On failure nothing has changed.
     fn to_device(&mut self, device: &Device) -> Result<()> {
         check_tree(self.as_dyn())?;
         let all = tensors(self.as_dyn());
+        let grads: Vec<(String, Tensor)> = self
+            .named_parameters()
+            .into_iter()
+            .filter_map(|(path, p)| p.grad().map(|g| (path, g)))
+            .filter(|(_, g)| !g.is_on(device))
+            .collect();
         let todo: Vec<(String, &Tensor)> = all
             .into_iter()
             .filter(|(_, _, t)| !t.is_on(device))
             .map(|(p, _, t)| (p, t))
+            .chain(grads.iter().map(|(p, g)| (p.clone(), g)))
             .collect();
         if todo.is_empty() {
             return Ok(());
         }
         let refs: Vec<&Tensor> = todo.iter().map(|t| t.1).collect();
-        let moved = to_device_many(&refs, device)?;
-        let new: HashMap<String, Tensor> = todo.into_iter().map(|t| t.0).zip(moved).collect();
+        let mut moved = to_device_many(&refs, device)?;
+        let moved_grads = moved.split_off(todo.len() - grads.len());
+        let paths: Vec<String> = todo.into_iter().map(|t| t.0).collect();
+        let new: HashMap<String, Tensor> = paths.iter().cloned().zip(moved).collect();
+        let new_grads: HashMap<String, Tensor> = paths[paths.len() - grads.len()..]
+            .iter()
+            .cloned()
+            .zip(moved_grads)
+            .collect();
         commit(self.as_dyn_mut(), new);
+        for_each_mut(self.as_dyn_mut(), &mut |path, slot| {
+            if let (Slot::Param(p), Some(g)) = (slot, new_grads.get(path)) {
+                p.restore_grad(g.clone());
+            }
+        });
         Ok(())
     }
     /// `state_dict()`: parameters and persistent buffers, PyTorch's keys and order, as CPU copies.

@@ -123,6 +123,10 @@ impl Parameter {
         self.tensor = t;
         self.attach();
     }
+    /// Puts back a gradient moved with the parameter (`to_device`), after [`Parameter::set`].
+    pub(crate) fn restore_grad(&mut self, g: Tensor) {
+        self.leaf.set(Some(g.detach()));
+    }
     /// Gives the parameter a new value (`with torch.no_grad(): p.copy_(t)`, or `p.data = t`):
     /// same shape and dtype, or an error naming both.
     pub fn set_tensor(&mut self, t: Tensor) -> crate::Result<()> {
