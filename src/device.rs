@@ -37,8 +37,17 @@ pub struct GpuOptions {
     pub force_fallback_adapter: bool,
     /// Limits to request; `None` asks for everything the adapter has.
     pub limits: Option<wgpu::Limits>,
-    /// Bound on every wait for GPU work.
+    /// How long a wait may go without any of wgnn's submissions finishing before it is an
+    /// error ([`Error::Timeout`](crate::Error::Timeout)): it detects a GPU that makes no
+    /// progress and never bounds the length of a healthy job, which is submitted in pieces of
+    /// at most [`work_per_submission`](GpuOptions::work_per_submission). It must exceed the
+    /// longest single dispatch.
     pub timeout: Duration,
+    /// Estimated work after which recorded ops are submitted (a FLOP of a matrix product or
+    /// a byte an elementwise kernel moves counts one). `None` picks about a tenth of a second
+    /// for the adapter's kind: 2^30 on a software adapter, 2^34 on an integrated GPU, 2^37 on
+    /// a discrete one.
+    pub work_per_submission: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -50,6 +59,7 @@ impl Default for GpuOptions {
             force_fallback_adapter: false,
             limits: None,
             timeout: Duration::from_secs(60),
+            work_per_submission: None,
         }
     }
 }
@@ -203,6 +213,55 @@ fn choose(opts: &GpuOptions) -> Result<(wgpu::Adapter, String)> {
     Ok(((*chosen).clone(), why.join("; ")))
 }
 
+/// Refuses limits under which no op could run, naming what wgnn needs: one params slot of
+/// the uniform ring (`min_uniform_buffer_offset_alignment`, at least 256 bytes) in a buffer,
+/// the largest params struct in a uniform binding, the most storage bindings a kernel has,
+/// and workgroups of 256 invocations.
+fn check_limits(limits: &wgpu::Limits, adapter: &str) -> Result<()> {
+    use crate::gpu::kernels::KernelId;
+    let storage = KernelId::ALL.iter().map(|k| k.storage().len()).max();
+    let params = KernelId::ALL.iter().map(|k| k.params_size()).max();
+    let needs: [(&'static str, u64, u64); 5] = [
+        (
+            "max_buffer_size",
+            crate::gpu::launch::ring_stride(limits),
+            limits.max_buffer_size,
+        ),
+        (
+            "max_uniform_buffer_binding_size",
+            params.unwrap_or(0) as u64,
+            limits.max_uniform_buffer_binding_size,
+        ),
+        (
+            "max_storage_buffers_per_shader_stage",
+            storage.unwrap_or(0) as u64,
+            limits.max_storage_buffers_per_shader_stage as u64,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            256,
+            limits.max_compute_invocations_per_workgroup as u64,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            256,
+            limits.max_compute_workgroup_size_x as u64,
+        ),
+    ];
+    for (name, need, have) in needs {
+        if have < need {
+            return Err(Error::Limit {
+                what: format!("a device for wgnn's kernels, which need {name} >= {need}"),
+                requested: need,
+                limit_name: name,
+                limit: have,
+                adapter: adapter.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Device {
     /// The default GPU: honours `WGPU_BACKEND`, `WGPU_POWER_PREF` and `WGPU_ADAPTER_NAME`.
     pub fn gpu() -> Result<Device> {
@@ -223,6 +282,7 @@ impl Device {
         let (adapter, why) = choose(opts)?;
         let desc = summarize(&adapter).to_string();
         let limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
+        check_limits(&limits, &desc)?;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgnn"),
             required_features: wgpu::Features::empty(),
@@ -235,7 +295,14 @@ impl Device {
             adapter: desc,
             message: e.to_string(),
         })?;
-        let ctx = GpuContext::new(device, queue, why, opts.timeout, true);
+        let ctx = GpuContext::new(
+            device,
+            queue,
+            why,
+            opts.timeout,
+            opts.work_per_submission,
+            true,
+        );
         log::info!("wgnn: using {}", ctx.describe());
         Ok(Device::Gpu(GpuDevice(Arc::new(ctx))))
     }
@@ -249,6 +316,7 @@ impl Device {
             queue,
             "adopted from the application".into(),
             Duration::from_secs(60),
+            None,
             false,
         );
         Device::Gpu(GpuDevice(Arc::new(ctx)))
@@ -303,12 +371,14 @@ impl GpuDevice {
     }
     /// Submits the ops recorded so far without waiting. Ops are recorded into one command
     /// encoder and submitted together when their results are read back, before an upload, on
-    /// `flush`/`synchronize`, or every 256 dispatches; call this to start the GPU on them early.
+    /// `flush`/`synchronize`, every 256 dispatches, or when their estimated work reaches
+    /// [`GpuOptions::work_per_submission`]; call this to start the GPU on them early.
     pub fn flush(&self) -> Result<()> {
         self.0.flush("flush")
     }
-    /// Submits the ops recorded so far and waits until all work is done (bounded by the
-    /// device's timeout).
+    /// Submits the ops recorded so far and waits until all work is done. The wait ends in
+    /// [`Error::Timeout`](crate::Error::Timeout) only if no submission finishes for the
+    /// device's timeout.
     pub fn synchronize(&self) -> Result<()> {
         self.0.flush("synchronize")?;
         self.0.wait("synchronize", None)

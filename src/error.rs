@@ -58,8 +58,9 @@ pub enum Error {
         /// Why it was lost.
         reason: String,
     },
-    /// GPU work did not finish within the bound.
-    #[error("GPU work for {op} on {adapter} did not finish within {seconds} s")]
+    /// The GPU made no progress within the bound: no submission finished (or a read-back never
+    /// mapped) for `seconds`. A long job of many submissions is not a timeout.
+    #[error("GPU work for {op} on {adapter} made no progress for {seconds} s (no submission finished); raise GpuOptions::timeout if a single dispatch runs that long")]
     Timeout {
         /// What wgnn was doing.
         op: String,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 
 use wgnn::nn::Linear;
 use wgnn::ops::{layer_norm, linear, matmul, relu, scale, softmax};
-use wgnn::{Device, Forward, ModuleExt, PositionalEncoding, Tensor};
+use wgnn::{Device, ModuleExt, PositionalEncoding, Tensor};
 
 const THREADS: usize = 4;
 const ROUNDS: usize = 6;

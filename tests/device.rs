@@ -127,3 +127,120 @@ fn reading_back_from_a_destroyed_device_is_an_error() {
     let e = Tensor::zeros(&[4], DType::F32, &gpu).unwrap_err();
     assert!(matches!(e, Error::DeviceLost { .. }), "{e:?}");
 }
+
+/// Issue 19, defect 1: the timeout detects a GPU that makes no progress; it does not bound a
+/// job. Seconds of healthy work (a chain of 100 matrix products, recorded without a read-back)
+/// complete under a timeout of one second, because they go to the GPU in pieces of bounded
+/// work and each piece is waited for on its own.
+#[test]
+fn long_healthy_work_completes_under_a_short_timeout() {
+    let base = common::gpu();
+    let opts = GpuOptions {
+        timeout: std::time::Duration::from_secs(1),
+        ..GpuOptions::from_env()
+    };
+    let gpu = Device::gpu_with(&opts).unwrap();
+    assert_eq!(
+        gpu.as_gpu().unwrap().adapter(),
+        base.as_gpu().unwrap().adapter()
+    );
+    let n = 512;
+    // An orthogonal-ish step keeps the values bounded: w = I / 2 + (shift by one) / 2.
+    let mut w = vec![0f32; n * n];
+    for i in 0..n {
+        w[i * n + i] = 0.5;
+        w[i * n + (i + 1) % n] = 0.5;
+    }
+    let w = Tensor::from_slice(&w, &[n, n]).unwrap();
+    let x0 = Tensor::from_slice(&common::randn(n * n, 3), &[n, n]).unwrap();
+    let (wg, mut y) = (w.to(&gpu).unwrap(), x0.to(&gpu).unwrap());
+    let g = gpu.as_gpu().unwrap();
+    let before = g.submission_count();
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        y = wgnn::ops::matmul(&y, &wg).unwrap();
+    }
+    let got = y
+        .to_vec::<f32>()
+        .expect("long work finished without a timeout");
+    let secs = t.elapsed().as_secs_f64();
+    let submissions = g.submission_count() - before;
+    eprintln!("100 matmuls of {n}³: {secs:.2} s in {submissions} submissions");
+    assert!(submissions >= 10, "{submissions} submissions");
+    // Each step averages neighbours exactly (halves of sums of two floats round the same
+    // way on every device) up to the sum's rounding: compare with the CPU chain.
+    let mut c = x0;
+    for _ in 0..100 {
+        c = wgnn::ops::matmul(&c, &w).unwrap();
+    }
+    assert_eq!(got, c.to_vec::<f32>().unwrap());
+}
+
+/// Issue 19, defect 3: a device opened with a tiny `max_buffer_size` ran no op at all (the
+/// uniform ring was allocated at 64 KiB whatever the limit). Now ops run within the limit and
+/// match the CPU, and a limit under which nothing can run is refused when the device opens.
+#[test]
+fn tiny_buffer_limits_still_run_ops_or_are_refused_up_front() {
+    use wgnn::ops;
+    let gpu = common::gpu_with_limits(|l| {
+        l.max_buffer_size = 4096;
+        l.max_storage_buffer_binding_size = 4096;
+    });
+    let x_host = common::randn(2 * 5 * 8, 11);
+    let w_host = common::randn(8 * 6, 12);
+    let run = |d: &Device| -> Vec<Vec<f32>> {
+        let x = Tensor::from_slice(&x_host, &[2, 5, 8])
+            .unwrap()
+            .to(d)
+            .unwrap();
+        let w = Tensor::from_slice(&w_host, &[6, 8]).unwrap().to(d).unwrap();
+        let pe = wgnn::PositionalEncoding::new(8, 16, d).unwrap();
+        let a = pe.forward(&x).unwrap();
+        let b = ops::relu(&ops::scale(&a, 0.5).unwrap()).unwrap();
+        let h = ops::linear(&b, &w, None).unwrap();
+        let n = ops::softmax(&ops::layer_norm(&h, &[6], None, None, 1e-5).unwrap()).unwrap();
+        // Many small ops: more dispatches than the smaller ring has slots.
+        let mut c = b.clone();
+        for _ in 0..40 {
+            c = ops::scale(&c, 1.0).unwrap();
+        }
+        [a, b, h, n, c]
+            .iter()
+            .map(|t| t.to_vec().unwrap())
+            .collect()
+    };
+    let (g, c) = (run(&gpu), run(&Device::Cpu));
+    assert_eq!(g[0], c[0]);
+    assert_eq!(g[1], c[1]);
+    assert_eq!(g[4], c[4]);
+    for (gv, cv) in g[2..4].iter().zip(&c[2..4]) {
+        for (a, b) in gv.iter().zip(cv) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+    // Past the limit: an error naming it, not a validation panic.
+    let big = Tensor::zeros(&[2048], DType::F32, &gpu);
+    assert!(
+        matches!(
+            big,
+            Err(Error::Limit {
+                limit_name: "max_buffer_size",
+                ..
+            })
+        ),
+        "{big:?}"
+    );
+    // A buffer that cannot hold one params slot: refused when the device opens.
+    let mut opts = GpuOptions::from_env();
+    let mut limits = common::gpu().as_gpu().unwrap().limits().clone();
+    limits.max_buffer_size = 128;
+    limits.max_storage_buffer_binding_size = 128;
+    opts.limits = Some(limits);
+    match Device::gpu_with(&opts) {
+        Err(e @ Error::Limit { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("max_buffer_size") && m.contains("256"), "{m}");
+        }
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+}

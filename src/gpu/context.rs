@@ -3,6 +3,7 @@
 //! the per-device caches every op shares (kernels, bind groups, uniforms, output buffers, the
 //! pending command encoder).
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +15,17 @@ use crate::gpu::launch::Pending;
 use crate::gpu::pool::Pool;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A submission wgnn made: its sequence number (1, 2, …) on this device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Ticket(u64);
+
+#[derive(Default)]
+struct Inflight {
+    /// Sequence number of the newest submission.
+    newest: u64,
+    queue: VecDeque<(u64, wgpu::SubmissionIndex)>,
+}
 
 /// Everything wgnn holds for one GPU device. Shared behind an `Arc` by every tensor on it.
 pub(crate) struct GpuContext {
@@ -30,8 +42,15 @@ pub(crate) struct GpuContext {
     owns_callbacks: bool,
     /// Number of queue submissions wgnn made on this device (tests assert batching with it).
     pub submissions: AtomicU64,
-    /// Bound on every wait for GPU work.
+    /// How long a wait may go without any submission finishing (see [`GpuContext::wait`]).
     pub timeout: Duration,
+    /// Estimated work (see `Launch::work`) after which recorded ops are submitted, so that
+    /// no one submission runs long enough to look like a stalled GPU.
+    pub work_per_submission: u64,
+    /// wgnn's submissions not yet known to be finished, oldest first.
+    inflight: Mutex<Inflight>,
+    /// The sequence number of the newest submission known to be finished.
+    completed: Arc<AtomicU64>,
     /// Pipelines and bind-group layouts, built once per kernel.
     pub(crate) kernels: KernelCache,
     /// The command encoder ops record into, the uniform ring and the bind-group cache.
@@ -46,10 +65,13 @@ impl GpuContext {
         queue: wgpu::Queue,
         choice: String,
         timeout: Duration,
+        work_per_submission: Option<u64>,
         own_callbacks: bool,
     ) -> Self {
         let info = device.adapter_info();
         let limits = device.limits();
+        let work_per_submission =
+            work_per_submission.unwrap_or_else(|| default_work_per_submission(info.device_type));
         let lost = Arc::new(Mutex::new(None));
         if own_callbacks {
             let flag = lost.clone();
@@ -80,6 +102,9 @@ impl GpuContext {
             owns_callbacks: own_callbacks,
             submissions: AtomicU64::new(0),
             timeout,
+            work_per_submission: work_per_submission.max(1),
+            inflight: Mutex::new(Inflight::default()),
+            completed: Arc::new(AtomicU64::new(0)),
             kernels: KernelCache::default(),
             pending: Mutex::new(Pending::default()),
             pool: Mutex::new(Pool::default()),
@@ -184,26 +209,41 @@ impl GpuContext {
     /// could record (overwriting slots the taken encoder still reads) or submit its own work
     /// (read-backs, uploads) ahead of the encoder it depends on, and results would be wrong
     /// without an error (issue 19).
-    pub fn submit_unscoped(
-        &self,
-        cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
-    ) -> wgpu::SubmissionIndex {
+    pub fn submit_unscoped(&self, cmds: impl IntoIterator<Item = wgpu::CommandBuffer>) -> Ticket {
         let mut pending = self.pending();
         let recorded = pending.take_encoder();
         self.submit_encoder(recorded, cmds)
     }
 
     /// One counted submission: `recorded` (taken from the pending state) first, then `cmds`.
-    /// The caller holds the pending lock (see [`GpuContext::submit_unscoped`]).
+    /// The caller holds the pending lock (see [`GpuContext::submit_unscoped`]), so submissions
+    /// reach the queue in the order of their sequence numbers.
     pub(crate) fn submit_encoder(
         &self,
         recorded: Option<wgpu::CommandEncoder>,
         cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
-    ) -> wgpu::SubmissionIndex {
+    ) -> Ticket {
         let first = recorded.map(|e| e.finish());
         let idx = self.queue.submit(first.into_iter().chain(cmds));
         self.submissions.fetch_add(1, Ordering::Relaxed);
-        idx
+        let mut inflight = self.inflight();
+        inflight.newest += 1;
+        let seq = inflight.newest;
+        let done = self.completed.clone();
+        self.queue.on_submitted_work_done(move || {
+            done.fetch_max(seq, Ordering::AcqRel);
+        });
+        // Forget what is known to be done (the callbacks run as the device is polled).
+        let completed = self.completed.load(Ordering::Acquire);
+        while inflight.queue.front().is_some_and(|(s, _)| *s <= completed) {
+            inflight.queue.pop_front();
+        }
+        inflight.queue.push_back((seq, idx));
+        Ticket(seq)
+    }
+
+    fn inflight(&self) -> MutexGuard<'_, Inflight> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// [`GpuContext::submit_unscoped`] inside its own error scope.
@@ -211,7 +251,7 @@ impl GpuContext {
         &self,
         op: &str,
         cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
-    ) -> Result<wgpu::SubmissionIndex> {
+    ) -> Result<Ticket> {
         self.scoped(op, || Ok(self.submit_unscoped(cmds)))
     }
 
@@ -223,9 +263,40 @@ impl GpuContext {
         self.submit(op, []).map(|_| ())
     }
 
-    /// Waits for a submission (every submission when `None`), at most `self.timeout`.
-    pub fn wait(&self, op: &str, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
+    /// Waits until submission `until` (every submission when `None`) has finished.
+    ///
+    /// The timeout detects a GPU that makes no progress; it does not bound the length of a
+    /// job. wgnn's submissions are waited for one at a time, oldest first, each within
+    /// `self.timeout`, and recorded work is submitted in pieces of at most
+    /// `work_per_submission` (see `Pending`), so a long healthy job is many short waits that
+    /// each end, while a GPU on which nothing finishes for `timeout` is an error.
+    pub fn wait(&self, op: &str, until: Option<Ticket>) -> Result<()> {
         self.check_alive(op)?;
+        let target = until.map_or_else(|| self.inflight().newest, |t| t.0);
+        loop {
+            let completed = self.completed.load(Ordering::Acquire);
+            if completed >= target {
+                break;
+            }
+            let next = self
+                .inflight()
+                .queue
+                .iter()
+                .find(|(s, _)| *s > completed)
+                .cloned();
+            let Some((seq, idx)) = next else { break };
+            self.poll_wait(op, Some(idx))?;
+            self.completed.fetch_max(seq, Ordering::AcqRel);
+        }
+        if until.is_none() {
+            // Work the application submitted itself on an adopted device.
+            self.poll_wait(op, None)?;
+        }
+        self.check_alive(op)
+    }
+
+    /// One bounded `poll(Wait)`, its failures as errors.
+    fn poll_wait(&self, op: &str, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let poll = wgpu::PollType::Wait {
             submission_index: idx,
             timeout: Some(self.timeout),
@@ -233,12 +304,15 @@ impl GpuContext {
         // wgpu panics in `poll` if the device is lost (its fatal-error path); keep that a value.
         let r = catch_unwind(AssertUnwindSafe(|| self.device.poll(poll)));
         match r {
-            Ok(Ok(_)) => self.check_alive(op),
-            Ok(Err(wgpu::PollError::Timeout)) => Err(Error::Timeout {
-                op: op.to_string(),
-                adapter: self.describe(),
-                seconds: self.timeout.as_secs_f64(),
-            }),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(wgpu::PollError::Timeout)) => {
+                self.check_alive(op)?;
+                Err(Error::Timeout {
+                    op: op.to_string(),
+                    adapter: self.describe(),
+                    seconds: self.timeout.as_secs_f64(),
+                })
+            }
             Ok(Err(e)) => {
                 self.check_alive(op)?;
                 Err(Error::Gpu {
@@ -281,5 +355,16 @@ impl GpuContext {
     /// The offset alignment of storage bindings.
     pub fn storage_align(&self) -> u64 {
         (self.limits.min_storage_buffer_offset_alignment as u64).max(16)
+    }
+}
+
+/// Work per submission when the options leave it open: about a tenth of a second of work on
+/// each kind of adapter (a software rasteriser does a few GFLOP/s, a GPU hundreds or more), so
+/// submissions stay cheap in number and each one ends far inside any sensible timeout.
+fn default_work_per_submission(t: wgpu::DeviceType) -> u64 {
+    match t {
+        wgpu::DeviceType::Cpu => 1 << 30,
+        wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::Other => 1 << 34,
+        wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::VirtualGpu => 1 << 37,
     }
 }

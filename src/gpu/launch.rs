@@ -1,7 +1,8 @@
 //! Recording kernel launches without per-call setup. A device keeps one pending command
 //! encoder: ops record their dispatches into it and nothing is submitted until a read-back, an
-//! upload, [`crate::GpuDevice::flush`] / `synchronize`, or a full uniform ring asks for it, so a
-//! model's forward of dozens of ops is one submission. Params go into a uniform ring (one
+//! upload, [`crate::GpuDevice::flush`] / `synchronize`, a full uniform ring, or a submission's
+//! worth of estimated work (`work_per_submission`) asks for it, so a model's forward of dozens
+//! of small ops is one submission and a long job is several of bounded length. Params go into a uniform ring (one
 //! `write_buffer`, bound at a dynamic offset) and bind groups are cached by the identity of the
 //! buffers they bind, so a repeated op creates no wgpu objects at all.
 
@@ -12,7 +13,8 @@ use crate::gpu::kernels::{Kernel, KernelId};
 use crate::gpu::split::Bind;
 use crate::gpu::GpuContext;
 
-/// Slots in the uniform ring; the pending work is submitted when they run out.
+/// Most slots in the uniform ring; the pending work is submitted when they run out. A device
+/// whose `max_buffer_size` holds fewer gets a smaller ring (see [`ring_slots`]).
 const RING_SLOTS: u64 = 256;
 /// Cached bind groups per device; past it the cache starts over.
 const MAX_GROUPS: usize = 4096;
@@ -22,6 +24,19 @@ pub(crate) struct Launch<'a> {
     pub kernel: Kernel,
     pub binds: Vec<Bind<'a>>,
     pub groups: [u32; 3],
+}
+
+impl Launch<'_> {
+    /// An estimate of the dispatch's work, to size submissions: the FLOPs of a matrix product,
+    /// the bytes bound for every other kernel (each touches its bindings about once).
+    fn work(&self) -> u64 {
+        match &self.kernel {
+            Kernel::Matmul(p) => {
+                2 * p.m as u64 * p.n as u64 * (p.k as u64).max(1) * self.groups[2] as u64
+            }
+            _ => self.binds.iter().map(|b| b.size).sum(),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -37,13 +52,24 @@ struct Ring {
     next: u64,
 }
 
+/// The distance between two params slots: the uniform offset alignment, at least 256.
+pub(crate) fn ring_stride(limits: &wgpu::Limits) -> u64 {
+    (limits.min_uniform_buffer_offset_alignment as u64).max(256)
+}
+
+/// Slots the uniform ring has on a device: [`RING_SLOTS`], or as many as `max_buffer_size`
+/// holds (at least one: devices that cannot hold one are refused when opened).
+pub(crate) fn ring_slots(limits: &wgpu::Limits) -> u64 {
+    (limits.max_buffer_size / ring_stride(limits)).clamp(1, RING_SLOTS)
+}
+
 impl Ring {
     fn new(ctx: &GpuContext) -> Ring {
-        let stride = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(256);
+        let stride = ring_stride(&ctx.limits);
         Ring {
             buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgnn params ring"),
-                size: stride * RING_SLOTS,
+                size: stride * ring_slots(&ctx.limits),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
@@ -59,6 +85,8 @@ pub(crate) struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     /// Dispatches recorded since the last submission.
     recorded: u64,
+    /// Their estimated work (`Launch::work`).
+    work: u64,
     ring: Option<Ring>,
     groups: HashMap<GroupKey, wgpu::BindGroup>,
     by_buffer: HashMap<u64, Vec<GroupKey>>,
@@ -73,6 +101,7 @@ impl Pending {
 
     pub fn take_encoder(&mut self) -> Option<wgpu::CommandEncoder> {
         self.recorded = 0;
+        self.work = 0;
         if let Some(r) = self.ring.as_mut() {
             r.next = 0;
         }
@@ -95,7 +124,7 @@ impl GpuContext {
     pub(crate) fn record(&self, launches: &[Launch<'_>]) -> Result<()> {
         // An op split into more dispatches than the ring has slots records them in batches
         // (its dispatches write disjoint chunks, so a submission between them is harmless).
-        for batch in launches.chunks(RING_SLOTS as usize) {
+        for batch in launches.chunks(ring_slots(&self.limits) as usize) {
             self.record_batch(batch)?;
         }
         Ok(())
@@ -106,12 +135,17 @@ impl GpuContext {
             .iter()
             .map(|l| self.kernels.get(self, l.kernel.id()))
             .collect::<Result<Vec<_>>>()?;
+        let work: u64 = launches.iter().map(|l| l.work()).sum();
         let mut guard = self.pending();
-        if guard.recorded + launches.len() as u64 > RING_SLOTS {
-            // The ring's slots are all spoken for by recorded work: submit it first.
+        if guard.recorded + launches.len() as u64 > ring_slots(&self.limits)
+            || (guard.recorded > 0 && guard.work.saturating_add(work) > self.work_per_submission)
+        {
+            // The ring's slots are all spoken for by recorded work, or the recorded work is
+            // as much as one submission should hold (see `GpuContext::wait`): submit it first.
             let recorded = guard.take_encoder();
             self.submit_encoder(recorded, []);
         }
+        guard.work = guard.work.saturating_add(work);
         let Pending {
             encoder,
             recorded,
@@ -119,6 +153,7 @@ impl GpuContext {
             groups,
             by_buffer,
             groups_created,
+            ..
         } = &mut *guard;
         let ring = ring.get_or_insert_with(|| Ring::new(self));
         let mut bound = Vec::with_capacity(launches.len());
