@@ -194,3 +194,140 @@ fn dotted_keys_and_dataparallel_prefixes_are_handled() {
     m.load_state_dict(&sd.strip_prefix("module."), true)
         .unwrap();
 }
+
+/// Issue 19, defect 4: hyper-parameters come out in the order the user wrote them, as
+/// PyTorch and Lightning print them, not sorted.
+#[test]
+fn hyper_parameters_keep_the_files_order_in_json() {
+    let ck = Checkpoint::load(fixture("reverse.ckpt")).unwrap();
+    let hp = ck.root.get("hyper_parameters").unwrap();
+    let file_order: Vec<String> = match hp {
+        PyValue::Dict(items) => items
+            .iter()
+            .map(|(k, _)| match k {
+                PyValue::Str(s) => s.clone(),
+                other => panic!("{}", other.summary()),
+            })
+            .collect(),
+        other => panic!("{}", other.summary()),
+    };
+    assert_eq!(
+        file_order,
+        [
+            "input_dim",
+            "model_dim",
+            "num_classes",
+            "num_heads",
+            "num_layers",
+            "lr",
+            "warmup",
+            "max_iters",
+            "dropout",
+            "input_dropout"
+        ]
+    );
+    let json = hp.to_json();
+    let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(keys, file_order.iter().collect::<Vec<_>>());
+    let text = serde_json::to_string(&json).unwrap();
+    assert!(text.starts_with("{\"input_dim\":10,\"model_dim\":32"), "{text}");
+}
+
+/// Issue 19, defect 5: a checkpoint whose weights are plain tensors but whose
+/// hyper-parameters hold a class outside the allow-list (a Lightning `AttributeDict`, a
+/// project's config object) is refused by default, with a message that says how to opt in,
+/// and read as inert data when the class is allowed; its state dict equals the plain file's.
+#[test]
+fn extra_globals_are_read_as_inert_values_only_when_allowed() {
+    use wgnn::torch::LoadOptions;
+    let plain = Checkpoint::load(fixture("hostile/plain_hparams.ckpt")).unwrap();
+    let want = plain.state_dict(None).unwrap();
+    assert_eq!(
+        want.get("w").unwrap().to_vec::<f32>().unwrap(),
+        [1.0, 2.0, 3.0, 4.0]
+    );
+    let attr = "pytorch_lightning.utilities.parsing.AttributeDict";
+    let config = "my_project.config.TrainConfig";
+    for (file, class) in [
+        ("hostile/attribute_dict_hparams.ckpt", attr),
+        ("hostile/custom_class_hparams.ckpt", config),
+    ] {
+        let path = fixture(file);
+        let e = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(class) && e.contains(&format!("allow_global(\"{class}\")")),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+        // Allowing some other name changes nothing.
+        let other = LoadOptions::default().allow_global("my_project.config.Other");
+        assert!(Checkpoint::load_with(&path, &other).is_err());
+        let ck =
+            Checkpoint::load_with(&path, &LoadOptions::default().allow_global(class)).unwrap();
+        let sd = ck.state_dict(None).unwrap();
+        assert_eq!(sd.keys(), want.keys());
+        for (k, t) in sd.iter() {
+            assert_eq!(
+                t.to_bytes().unwrap(),
+                want.get(k).unwrap().to_bytes().unwrap()
+            );
+        }
+        // From bytes too.
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(Checkpoint::from_bytes_with(
+            &bytes,
+            &LoadOptions::default().allow_global(class)
+        )
+        .is_ok());
+    }
+    // The dict subclass reads as a dict, in order, with the plain file's values.
+    let ck = Checkpoint::load_with(
+        fixture("hostile/attribute_dict_hparams.ckpt"),
+        &LoadOptions::default().allow_global(attr),
+    )
+    .unwrap();
+    let hp = ck.root.get("hyper_parameters").unwrap();
+    assert_eq!(
+        hp.to_json(),
+        plain.root.get("hyper_parameters").unwrap().to_json()
+    );
+    // The config object keeps its class, arguments and state, and is never called.
+    let ck = Checkpoint::load_with(
+        fixture("hostile/custom_class_hparams.ckpt"),
+        &LoadOptions::default().allow_global(config),
+    )
+    .unwrap();
+    match ck.root.at("hyper_parameters.config").unwrap() {
+        PyValue::Object { class, args, state } => {
+            assert_eq!(class, config);
+            assert!(matches!(&args[..], [PyValue::Str(s), PyValue::Int(128)] if s == "adam"));
+            let st = state.as_ref().unwrap();
+            assert!(matches!(st.get("momentum"), Some(PyValue::Float(m)) if *m == 0.9));
+        }
+        other => panic!("{}", other.summary()),
+    }
+    assert_eq!(
+        ck.root.at("hyper_parameters.config").unwrap().to_json(),
+        serde_json::json!({"object": config, "args": ["adam", 128], "state": {"momentum": 0.9}})
+    );
+}
+
+/// Issue 19, defect 6: an archive with two entries of one name is ambiguous (which
+/// `data.pkl` or storage counts depends on the reader) and is refused, naming the entry.
+#[test]
+fn archives_with_duplicated_entry_names_are_refused() {
+    for (file, entry) in [
+        ("hostile/duplicate_data_pkl.pt", "archive/data.pkl"),
+        ("hostile/duplicate_storage.pt", "archive/data/0"),
+    ] {
+        for r in [
+            Checkpoint::load(fixture(file)).map(|_| ()),
+            StateDict::load(fixture(file)).map(|_| ()),
+        ] {
+            let e = r.unwrap_err();
+            assert!(matches!(e, wgnn::Error::Format { .. }), "{e:?}");
+            let m = e.to_string();
+            assert!(m.contains(entry) && m.contains("duplicated"), "{m}");
+        }
+    }
+}

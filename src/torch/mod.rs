@@ -98,6 +98,51 @@ pub enum PyValue {
     Dict(Vec<(PyValue, PyValue)>),
     /// A tensor or parameter.
     Tensor(Box<TorchTensor>),
+    /// A class or function the file names, read only because [`LoadOptions`] allowed it:
+    /// its dotted name (`"torch.nn.modules.activation.GELU"`). Never called.
+    Class(String),
+    /// An instance of an allowed class that is not a dict or list subclass (those read as
+    /// [`PyValue::Dict`] / [`PyValue::List`]): what the pickle gives to build it. Nothing of
+    /// the class runs.
+    Object {
+        /// Its class's dotted name.
+        class: String,
+        /// The arguments the pickle passes to the class (`__reduce__`'s args).
+        args: Vec<PyValue>,
+        /// The state the pickle sets on it (`__setstate__` / `__dict__`), if any.
+        state: Option<Box<PyValue>>,
+    },
+}
+
+/// How to read a `torch.save` file. By default only tensor data is read and any other global
+/// the pickle names refuses the file, as `torch.load(weights_only=True)` does. Like PyTorch's
+/// `torch.serialization.add_safe_globals`, [`allow_global`](LoadOptions::allow_global) names
+/// more — a Lightning `AttributeDict`, a project's config class — and they are read as inert
+/// values, never called: a dict subclass as a [`PyValue::Dict`], a list subclass as a
+/// [`PyValue::List`], anything else as a [`PyValue::Object`] (or a [`PyValue::Class`] where
+/// the file names the class itself).
+///
+/// ```
+/// use wgnn::torch::{Checkpoint, LoadOptions};
+/// let opts = LoadOptions::default().allow_global("pytorch_lightning.utilities.parsing.AttributeDict");
+/// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hostile/attribute_dict_hparams.ckpt");
+/// let ck = Checkpoint::load_with(path, &opts)?;
+/// assert!(ck.root.at("hyper_parameters.model_dim").is_some());
+/// assert!(Checkpoint::load(path).is_err()); // refused without the opt-in
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Dotted names (`module.Name`) of the globals read as inert values.
+    pub allow_globals: Vec<String>,
+}
+
+impl LoadOptions {
+    /// Also accepts the global `dotted` (`"module.Name"`, as the refusal message spells it).
+    pub fn allow_global(mut self, dotted: impl Into<String>) -> Self {
+        self.allow_globals.push(dotted.into());
+        self
+    }
 }
 
 impl PyValue {
@@ -146,6 +191,10 @@ impl PyValue {
             PyValue::List(v) => format!("list ({} items)", v.len()),
             PyValue::Tuple(v) => format!("tuple ({} items)", v.len()),
             PyValue::Dict(v) => format!("dict ({} keys)", v.len()),
+            PyValue::Class(c) => format!("class {c}"),
+            PyValue::Object { class, args, .. } => {
+                format!("object {class} ({} args)", args.len())
+            }
             PyValue::Tensor(t) => format!(
                 "{} {} {:?} ({} bytes)",
                 if t.is_parameter {
@@ -159,8 +208,10 @@ impl PyValue {
             ),
         }
     }
-    /// The value as JSON (tensors as `{"tensor": dtype, "shape": [...]}`, bytes as a list of
-    /// numbers, non-string dict keys written with their repr; ints beyond 64 bits as strings).
+    /// The value as JSON, dicts in the file's order (tensors as `{"tensor": dtype, "shape":
+    /// [...]}`, bytes as a list of numbers, non-string dict keys written with their repr; ints
+    /// beyond 64 bits as strings; allowed objects as `{"object": class, "args": [...],
+    /// "state": ...}`).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::{json, Value};
         match self {
@@ -193,6 +244,19 @@ impl PyValue {
             PyValue::Tensor(t) => {
                 json!({"tensor": t.tensor.dtype().name(), "shape": t.tensor.shape()})
             }
+            PyValue::Class(c) => json!({ "class": c }),
+            PyValue::Object { class, args, state } => {
+                let mut o = serde_json::Map::new();
+                o.insert("object".into(), json!(class));
+                o.insert(
+                    "args".into(),
+                    Value::Array(args.iter().map(|a| a.to_json()).collect()),
+                );
+                if let Some(st) = state {
+                    o.insert("state".into(), st.to_json());
+                }
+                Value::Object(o)
+            }
         }
     }
 }
@@ -212,19 +276,30 @@ struct Storages {
 }
 
 impl Checkpoint {
-    /// Reads a `torch.save` file (zip or legacy).
+    /// Reads a `torch.save` file (zip or legacy), tensor data only.
     pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-        Checkpoint::from_bytes(&bytes).map_err(|e| e.with_path(path))
+        Checkpoint::load_with(path, &LoadOptions::default())
     }
 
-    /// Reads a `torch.save` file from its bytes.
+    /// Reads a `torch.save` file with [`LoadOptions`] (extra globals read as inert values).
+    pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+        Checkpoint::from_bytes_with(&bytes, opts).map_err(|e| e.with_path(path))
+    }
+
+    /// Reads a `torch.save` file from its bytes, tensor data only.
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+        Checkpoint::from_bytes_with(bytes, &LoadOptions::default())
+    }
+
+    /// Reads a `torch.save` file from its bytes with [`LoadOptions`].
+    pub fn from_bytes_with(bytes: &[u8], opts: &LoadOptions) -> Result<Checkpoint> {
         let format = detect(bytes)?;
+        let extra = &opts.allow_globals;
         let root = match format {
-            FileFormat::TorchZip => read_zip(bytes)?,
-            FileFormat::TorchLegacy => read_legacy(bytes)?,
+            FileFormat::TorchZip => read_zip(bytes, extra)?,
+            FileFormat::TorchLegacy => read_legacy(bytes, extra)?,
             FileFormat::Safetensors => {
                 return Err(fmt_err("a safetensors file: read it with StateDict::load"))
             }
@@ -328,9 +403,10 @@ pub(crate) fn fmt_err(m: impl Into<String>) -> Error {
 }
 
 /// A zip archive from `torch.save`: `<folder>/data.pkl`, `<folder>/data/<key>` per storage.
-fn read_zip(bytes: &[u8]) -> Result<PyValue> {
+fn read_zip(bytes: &[u8], extra: &[String]) -> Result<PyValue> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| fmt_err(format!("not a readable zip archive: {e}")))?;
+    refuse_duplicate_entries(bytes, zip.central_directory_start(), zip.len())?;
     let mut pkl = None;
     let mut data = std::collections::HashMap::new();
     let mut big_endian = false;
@@ -386,7 +462,7 @@ fn read_zip(bytes: &[u8]) -> Result<PyValue> {
         entries: Default::default(),
     };
     let mut pos = 0;
-    let p = pickle::load(&pkl, &mut pos, &mut pickle::storage_pid)?;
+    let p = pickle::load(&pkl, &mut pos, extra, &mut pickle::storage_pid)?;
     // Bind the storages the pickle names to their entries.
     // Moved, not copied: a storage shared by several tensors appears once per tensor.
     for n in &p.nodes {
@@ -407,6 +483,42 @@ fn read_zip(bytes: &[u8]) -> Result<PyValue> {
     convert(&p, p.root, &storages, 0)
 }
 
+/// Refuses an archive that holds two entries of one name: the zip reader keeps one of them,
+/// another reader (or a scanner that vetted the file) may take the other. The central
+/// directory is walked here because the reader folds duplicates into one entry.
+fn refuse_duplicate_entries(bytes: &[u8], start: u64, unique: usize) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut at = usize::try_from(start).map_err(|_| fmt_err("a central directory beyond usize"))?;
+    // Central-directory headers: signature, 42 bytes of fields, then name, extra, comment.
+    while bytes.get(at..at + 4) == Some(b"PK\x01\x02") {
+        let field = |o: usize| -> Result<usize> {
+            bytes
+                .get(at + o..at + o + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+                .ok_or_else(|| fmt_err("a truncated zip central directory"))
+        };
+        let (name_len, extra_len, comment_len) = (field(28)?, field(30)?, field(32)?);
+        let name = bytes
+            .get(at + 46..at + 46 + name_len)
+            .ok_or_else(|| fmt_err("a truncated zip central directory"))?;
+        if !seen.insert(name) {
+            return Err(fmt_err(format!(
+                "the zip archive holds two entries named {:?} (duplicated: readers may disagree \
+                 on which one counts)",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        at += 46 + name_len + extra_len + comment_len;
+    }
+    if seen.len() != unique {
+        return Err(fmt_err(format!(
+            "the zip archive's central directory lists {} entries where the reader sees {unique}",
+            seen.len()
+        )));
+    }
+    Ok(())
+}
+
 fn check_storage(key: &str, dtype: DType, numel: u64, have: u64) -> Result<()> {
     let need = numel
         .checked_mul(dtype.size() as u64)
@@ -422,18 +534,18 @@ fn check_storage(key: &str, dtype: DType, numel: u64, have: u64) -> Result<()> {
 
 /// The legacy stream: magic, protocol, sys_info, the object, the storage keys, then each
 /// storage as a u64 element count and its bytes.
-fn read_legacy(bytes: &[u8]) -> Result<PyValue> {
+fn read_legacy(bytes: &[u8], extra: &[String]) -> Result<PyValue> {
     let mut pos = 0;
     let mut no_pid =
         |_: &[Node], _: Id| -> Result<Node> { Err(fmt_err("a persistent id in a legacy header")) };
     for what in ["magic number", "protocol version", "sys_info"] {
-        pickle::load(bytes, &mut pos, &mut no_pid).map_err(|e| match e {
+        pickle::load(bytes, &mut pos, &[], &mut no_pid).map_err(|e| match e {
             Error::Format { message, .. } => fmt_err(format!("legacy {what}: {message}")),
             e => e,
         })?;
     }
-    let obj = pickle::load(bytes, &mut pos, &mut pickle::storage_pid)?;
-    let keys = pickle::load(bytes, &mut pos, &mut no_pid)?;
+    let obj = pickle::load(bytes, &mut pos, extra, &mut pickle::storage_pid)?;
+    let keys = pickle::load(bytes, &mut pos, &[], &mut no_pid)?;
     let key_list: Vec<String> = match &keys.nodes[keys.root] {
         Node::List(v) => v
             .iter()
@@ -513,6 +625,39 @@ fn convert(p: &pickle::Pickle, id: Id, s: &Storages, depth: usize) -> Result<PyV
                 .collect::<Result<_>>()?,
         ),
         Node::Tensor(t) => PyValue::Tensor(Box::new(materialise(p, t, s)?)),
+        Node::Class(name) => PyValue::Class(name.clone()),
+        // A dict or list subclass (items given, nothing passed to the class) reads as one.
+        Node::Object(o) if o.args.is_empty() && o.dict.is_some() && o.list.is_none() => {
+            PyValue::Dict(
+                o.dict
+                    .iter()
+                    .flatten()
+                    .map(|&(k, x)| Ok((c(k)?, c(x)?)))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Node::Object(o) if o.args.is_empty() && o.list.is_some() && o.dict.is_none() => {
+            PyValue::List(o.list.iter().flatten().map(|&i| c(i)).collect::<Result<_>>()?)
+        }
+        Node::Object(o) => {
+            let mut args: Vec<PyValue> = o.args.iter().map(|&i| c(i)).collect::<Result<_>>()?;
+            // Items of a subclass that also takes arguments: kept as trailing arguments.
+            if let Some(d) = &o.dict {
+                args.push(PyValue::Dict(
+                    d.iter()
+                        .map(|&(k, x)| Ok((c(k)?, c(x)?)))
+                        .collect::<Result<_>>()?,
+                ));
+            }
+            if let Some(l) = &o.list {
+                args.push(PyValue::List(l.iter().map(|&i| c(i)).collect::<Result<_>>()?));
+            }
+            PyValue::Object {
+                class: o.class.clone(),
+                args,
+                state: o.state.map(c).transpose()?.map(Box::new),
+            }
+        }
         n => {
             return Err(fmt_err(format!(
                 "the checkpoint holds {} outside a tensor",

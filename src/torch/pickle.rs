@@ -5,6 +5,11 @@
 //! learning rates. Any other global (`os.system`, `builtins.eval`, a `__main__` class of a
 //! whole-module save, …) is refused by name, as is every opcode it does not know.
 //!
+//! A caller may name more globals to accept ([`super::LoadOptions`]): those are never called
+//! either, but read as inert values — a class instantiated with `REDUCE` / `NEWOBJ` becomes an
+//! [`Node::Object`] holding its arguments, the items `SETITEMS` / `APPENDS` give it and the
+//! state `BUILD` sets; a class named as a value stays a [`Node::Class`].
+//!
 //! Bounded: every length is checked against the bytes left before anything is allocated,
 //! containers nest at most [`MAX_DEPTH`] deep, and the arena grows by at most one node an opcode.
 
@@ -88,6 +93,24 @@ pub(crate) enum Node {
     Tensor(TensorNode),
     /// A numpy dtype by its string (`"f8"`).
     NumpyDtype(String),
+    /// A global the caller allowed, by its dotted name; never called.
+    Class(String),
+    /// An instance of an allowed class, as the pickle built it: nothing of the class runs.
+    Object(Object),
+}
+
+/// What the pickle gives an instance of an allowed class.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Object {
+    pub class: String,
+    /// The arguments of `REDUCE` / `NEWOBJ`.
+    pub args: Vec<Id>,
+    /// Items added with `SETITEM(S)`: the instance is a dict subclass.
+    pub dict: Option<Vec<(Id, Id)>>,
+    /// Items added with `APPEND(S)`: a list subclass.
+    pub list: Option<Vec<Id>>,
+    /// What `BUILD` set (`__setstate__` / `__dict__`).
+    pub state: Option<Id>,
 }
 
 enum Slot {
@@ -143,6 +166,8 @@ impl<'a> Reader<'a> {
 
 struct Machine<'a> {
     r: Reader<'a>,
+    /// Dotted names of the globals the caller allowed beyond the built-in list.
+    extra: &'a [String],
     nodes: Vec<Node>,
     depth: Vec<usize>,
     stack: Vec<Slot>,
@@ -164,6 +189,7 @@ impl Machine<'_> {
                     .unwrap_or(0)
                     + 1
             }
+            Node::Object(o) => o.args.iter().map(|&i| self.depth[i]).max().unwrap_or(0) + 1,
             _ => 0,
         };
         if depth > MAX_DEPTH {
@@ -211,16 +237,17 @@ impl Machine<'_> {
             return Err(bad(format!("containers nested more than {MAX_DEPTH} deep")));
         }
         self.depth[c] = self.depth[c].max(child);
+        if pairs && !items.len().is_multiple_of(2) {
+            return Err(bad("SETITEMS with an odd number of objects"));
+        }
         match (&mut self.nodes[c], pairs) {
             (Node::List(v), false) => v.extend(items),
-            (Node::Dict(v), true) => {
-                if !items.len().is_multiple_of(2) {
-                    return Err(bad("SETITEMS with an odd number of objects"));
-                }
-                for kv in items.chunks(2) {
-                    v.push((kv[0], kv[1]));
-                }
-            }
+            (Node::Object(o), false) => o.list.get_or_insert_with(Vec::new).extend(items),
+            (Node::Dict(v), true) => v.extend(items.chunks(2).map(|kv| (kv[0], kv[1]))),
+            (Node::Object(o), true) => o
+                .dict
+                .get_or_insert_with(Vec::new)
+                .extend(items.chunks(2).map(|kv| (kv[0], kv[1]))),
             (n, _) => return Err(bad(format!("cannot add items to {}", kind_name(n)))),
         }
         Ok(())
@@ -537,21 +564,36 @@ impl Machine<'_> {
                 b'R' | 0x81 => {
                     let args = self.pop()?;
                     let f = self.pop()?;
-                    let g = match &self.nodes[f] {
-                        Node::Global(g) => *g,
+                    let node = match &self.nodes[f] {
+                        Node::Global(g) => self.call(*g, args)?,
+                        Node::Class(name) => Node::Object(Object {
+                            class: name.clone(),
+                            args: self.items_of(args, "the arguments of a call")?,
+                            ..Object::default()
+                        }),
                         n => return Err(bad(format!("a call of {}", kind_name(n)))),
                     };
-                    let node = self.call(g, args)?;
                     self.push(node)?
                 }
                 b'b' => {
                     // BUILD: state set on an object. Allowed on the objects that carry it in
                     // checkpoints (an OrderedDict's `_metadata`, a numpy dtype, a tensor's
                     // Python attributes), where it is ignored.
-                    let _state = self.pop()?;
+                    // An allowed class's instance keeps its state.
+                    let state = self.pop()?;
                     let obj = self.top()?;
-                    match &self.nodes[obj] {
+                    let child = self.depth[state] + 1;
+                    match &mut self.nodes[obj] {
                         Node::Dict(_) | Node::NumpyDtype(_) | Node::Tensor(_) => {}
+                        Node::Object(o) => {
+                            if child > MAX_DEPTH {
+                                return Err(bad(format!(
+                                    "containers nested more than {MAX_DEPTH} deep"
+                                )));
+                            }
+                            o.state = Some(state);
+                            self.depth[obj] = self.depth[obj].max(child);
+                        }
                         n => return Err(bad(format!("BUILD on {}", kind_name(n)))),
                     }
                 }
@@ -610,11 +652,16 @@ impl Machine<'_> {
     }
 
     fn push_global(&mut self, module: &str, name: &str) -> Result<()> {
+        let dotted = format!("{module}.{name}");
         match global(module, name) {
             Some(g) => self.push(Node::Global(g)),
+            None if self.extra.contains(&dotted) => self.push(Node::Class(dotted)),
             None => Err(super::fmt_err(format!(
-                "refused: the pickle names the global {module}.{name}, which is not on the \
-                 allow-list of tensor data (loading it would run code; wgnn never does)"
+                "refused: the pickle names the global {dotted}, which is not on the allow-list \
+                 of tensor data (loading it would run code; wgnn never does). If you trust the \
+                 file, read it as inert data with \
+                 torch::LoadOptions::default().allow_global(\"{dotted}\") (the checkpoint \
+                 example: --allow-global {dotted})"
             ))),
         }
     }
@@ -656,6 +703,8 @@ pub(crate) fn kind_name(n: &Node) -> &'static str {
         Node::Storage(..) => "a storage",
         Node::Tensor(_) => "a tensor",
         Node::NumpyDtype(_) => "a numpy dtype",
+        Node::Class(_) => "a class",
+        Node::Object(_) => "an object",
     }
 }
 
@@ -663,10 +712,12 @@ pub(crate) fn kind_name(n: &Node) -> &'static str {
 pub(crate) fn load(
     data: &[u8],
     pos: &mut usize,
+    extra: &[String],
     persistent: &mut dyn FnMut(&[Node], Id) -> Result<Node>,
 ) -> Result<Pickle> {
     let mut m = Machine {
         r: Reader { data, pos: *pos },
+        extra,
         nodes: Vec::new(),
         depth: Vec::new(),
         stack: Vec::new(),
