@@ -5,8 +5,15 @@
 
 use wgnn::{enumerate_adapters, Device, GpuOptions};
 
+/// Every adapter wgpu finds (backend, type, driver, key limits), and which one Device::gpu()
+/// picks and why. Honours WGPU_BACKEND, WGPU_POWER_PREF and WGPU_ADAPTER_NAME.
+#[derive(clap::Parser, Debug)]
+#[command(name = "adapters")]
+struct Args {}
+
 fn main() {
     env_logger::init();
+    <Args as clap::Parser>::parse();
     let opts = GpuOptions::from_env();
     println!(
         "WGPU_BACKEND={} WGPU_POWER_PREF={} WGPU_ADAPTER_NAME={}",

@@ -1,9 +1,16 @@
 //! The figures of DESIGN.md "Performance", measured side by side in one run: every figure is a
 //! median after a warm-up, reported next to its baseline on the same device, as a ratio.
 //!
-//! cargo run --release --example bench -- [--quick] [--json]
+//! cargo run --release --example bench -- [--quick] [--json] [--full]
+//!
+//! The default run fits in under two minutes on a 2-core machine with lavapipe, even with a
+//! build running beside it: the d512 model runs a `[4, 256]` batch (`--full`: the `[32, 256]`
+//! batch of the issues' tables, about a minute per forward on lavapipe) and figures whose one
+//! run takes over a second are medians of 3. Each figure's time goes to stderr as it finishes.
 
 use std::time::Instant;
+
+use clap::Parser;
 
 use wgnn::ops::{self, add_positional, positional_table};
 use wgnn::optim::{clip_grad_norm_, Adam};
@@ -26,6 +33,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Median seconds of `f` over `runs` runs, with no warm-up (the caller warmed it).
+fn time_cold(runs: usize, mut f: impl FnMut() -> wgnn::Result<()>) -> wgnn::Result<f64> {
+    let mut v = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(v))
+}
+
 /// Median seconds of `f` over `runs` runs, after one warm-up run.
 fn time(runs: usize, mut f: impl FnMut() -> wgnn::Result<()>) -> wgnn::Result<f64> {
     f()?;
@@ -36,6 +54,15 @@ fn time(runs: usize, mut f: impl FnMut() -> wgnn::Result<()>) -> wgnn::Result<f6
         v.push(t.elapsed().as_secs_f64());
     }
     Ok(median(v))
+}
+
+/// Runs for a figure whose single run takes `one` seconds: `runs`, or 3 past a second.
+fn runs_for(one: f64, runs: usize) -> usize {
+    if one > 1.0 {
+        runs.min(3)
+    } else {
+        runs
+    }
 }
 
 /// How many repetitions per submission make one submission last about 50 ms.
@@ -67,17 +94,13 @@ fn gpu_copy(g: &GpuDevice, src: &Tensor, dst: &Tensor, repeats: usize) -> wgnn::
         .map_err(|e| wgnn::Error::InvalidArgument(e.to_string()))
 }
 
-/// `y.copy_from_slice(x)` over the machine's cores.
+/// `y.copy_from_slice(x)` over rayon's pool, one piece per thread (as the CPU add splits).
 fn cpu_copy(x: &[f32], y: &mut [f32]) {
-    let w = std::thread::available_parallelism()
-        .map(|p| p.get())
-        .unwrap_or(1);
-    let chunk = y.len().div_ceil(w).max(1);
-    std::thread::scope(|s| {
-        for (i, c) in y.chunks_mut(chunk).enumerate() {
-            s.spawn(move || c.copy_from_slice(&x[i * chunk..i * chunk + c.len()]));
-        }
-    });
+    use rayon::prelude::*;
+    let chunk = y.len().div_ceil(rayon::current_num_threads()).max(1);
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 fn gpu_add_vs_copy(g: &GpuDevice, gpu: &Device, mib: usize, runs: usize) -> wgnn::Result<Figure> {
@@ -135,9 +158,7 @@ fn cpu_add_vs_memcpy(mib: usize, runs: usize) -> wgnn::Result<Figure> {
         name: "cpu_add".into(),
         what: format!(
             "{mib} MiB + table rows, {} threads",
-            std::thread::available_parallelism()
-                .map(|p| p.get())
-                .unwrap_or(1)
+            rayon::current_num_threads()
         ),
         value: a,
         unit: "GB/s",
@@ -294,10 +315,15 @@ fn matmul_gpu_vs_cpu(
     let b = Tensor::from_slice(&vec![0.25f32; k * n], &[k, n])?;
     let (ga, gb) = (a.to(gpu)?, b.to(gpu)?);
     let flops = 2.0 * (m * k * n) as f64;
-    let one = time(1, || {
-        ops::matmul(&ga, &gb)?;
-        g.synchronize()
-    })?;
+    // The kernel's pipeline is built by a small product; then one run sizes the rest.
+    let small = Tensor::from_slice(&[0.5f32; 16], &[4, 4])?.to(gpu)?;
+    ops::matmul(&small, &small)?;
+    g.synchronize()?;
+    let t = Instant::now();
+    ops::matmul(&ga, &gb)?;
+    g.synchronize()?;
+    let one = t.elapsed().as_secs_f64();
+    let runs = runs_for(one, runs);
     let r = repeats_for(one);
     let t_gpu = time(runs, || {
         for _ in 0..r {
@@ -351,7 +377,16 @@ fn model_gpu_vs_cpu(
         .collect();
     let x = Tensor::from_slice(&x, &[batch, seq, hp.input_dim])?;
     let gx = x.to(gpu)?;
-    let t_gpu = time(runs, || {
+    // Warm-up on one sequence builds every pipeline; one full run sizes the rest.
+    let x1 = ops::narrow(&x, 0, 0, 1)?;
+    gpu_model.forward(&x1.to(gpu)?, None, true)?;
+    cpu_model.forward(&x1, None, true)?;
+    g.synchronize()?;
+    let t = Instant::now();
+    gpu_model.forward(&gx, None, true)?;
+    g.synchronize()?;
+    let runs = runs_for(t.elapsed().as_secs_f64(), runs);
+    let t_gpu = time_cold(runs, || {
         gpu_model.forward(&gx, None, true)?;
         g.synchronize()
     })?;
@@ -451,45 +486,60 @@ fn train_figures(gpu: &Device, runs: usize) -> wgnn::Result<Vec<Figure>> {
     ])
 }
 
+/// Performance figures, each next to its baseline measured in the same run.
+#[derive(Parser, Debug)]
+#[command(name = "bench")]
+struct Args {
+    /// Small sizes and 3 runs each (CI).
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// The big model at the issues' size, [32, 256] (several minutes on a software adapter).
+    #[arg(long, conflicts_with = "quick")]
+    full: bool,
+}
+
+/// Runs `f`, says on stderr how long it took, and passes its figures on.
+fn timed<T>(what: &str, f: impl FnOnce() -> wgnn::Result<T>) -> wgnn::Result<T> {
+    let t = Instant::now();
+    let out = f()?;
+    eprintln!("bench: {what} took {:.1} s", t.elapsed().as_secs_f64());
+    Ok(out)
+}
+
 fn main() -> wgnn::Result<()> {
     env_logger::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for a in &args {
-        if !["--quick", "--json"].contains(&a.as_str()) {
-            eprintln!("error: unknown flag {a:?}; usage: bench [--quick] [--json]");
-            std::process::exit(2);
-        }
-    }
-    let quick = args.iter().any(|a| a == "--quick");
-    let json = args.iter().any(|a| a == "--json");
+    let args = Args::parse();
+    let (quick, json) = (args.quick, args.json);
+    let start = Instant::now();
     // Full size: 256 MiB moved per add (128 in, 128 out), out of every cache.
     let (mib, runs) = if quick { (16, 3) } else { (128, 7) };
     let gpu = Device::gpu()?;
     let Some(g) = gpu.as_gpu().cloned() else {
         return Err(wgnn::Error::InvalidArgument("no GPU".into()));
     };
-    let mut figures = op_overhead(&g, &gpu, runs)?;
-    figures.extend([
-        gpu_add_vs_copy(&g, &gpu, mib, runs)?,
-        cpu_add_vs_memcpy(mib, runs)?,
-        table_gpu_vs_cpu_upload(&g, &gpu, runs)?,
-        tree_vs_one_upload(&g, &gpu, mib / 2, runs)?,
-    ]);
+    let mut figures = timed("per-op overhead", || op_overhead(&g, &gpu, runs))?;
+    figures.push(timed("GPU add", || gpu_add_vs_copy(&g, &gpu, mib, runs))?);
+    figures.push(timed("CPU add", || cpu_add_vs_memcpy(mib, runs))?);
+    figures.push(timed("table", || table_gpu_vs_cpu_upload(&g, &gpu, runs))?);
+    figures.push(timed("to_device", || {
+        tree_vs_one_upload(&g, &gpu, mib / 2, runs)
+    })?);
     let shapes: &[(usize, usize, usize)] = if quick {
         &[(2048, 32, 96), (512, 512, 512)]
     } else {
         &[(2048, 32, 96), (2048, 512, 512), (8192, 512, 2048)]
     };
-    for &s in shapes {
-        figures.push(matmul_gpu_vs_cpu(&g, &gpu, s, runs)?);
+    for &(m, k, n) in shapes {
+        figures.push(timed(&format!("matmul {m}x{k}x{n}"), || {
+            matmul_gpu_vs_cpu(&g, &gpu, (m, k, n), runs)
+        })?);
     }
-    figures.push(model_gpu_vs_cpu(
-        &g,
-        &gpu,
-        &Hparams::reverse_task(),
-        (128, 16),
-        runs,
-    )?);
+    figures.push(timed("reverse-task model", || {
+        model_gpu_vs_cpu(&g, &gpu, &Hparams::reverse_task(), (128, 16), runs)
+    })?);
     let big = Hparams {
         input_dim: 10,
         model_dim: 512,
@@ -497,9 +547,16 @@ fn main() -> wgnn::Result<()> {
         num_layers: 6,
         ..Hparams::reverse_task()
     };
-    let (big_shape, big_runs) = if quick { ((2, 64), 1) } else { ((32, 256), 3) };
-    figures.push(model_gpu_vs_cpu(&g, &gpu, &big, big_shape, big_runs)?);
-    figures.extend(train_figures(&gpu, runs)?);
+    let big_shape = match (quick, args.full) {
+        (true, _) => (2, 64),
+        (false, false) => (4, 256),
+        (false, true) => (32, 256),
+    };
+    figures.push(timed("d512 model", || {
+        model_gpu_vs_cpu(&g, &gpu, &big, big_shape, runs)
+    })?);
+    figures.extend(timed("training step", || train_figures(&gpu, runs))?);
+    eprintln!("bench: {:.1} s in all", start.elapsed().as_secs_f64());
     if json {
         let v: Vec<serde_json::Value> = figures
             .iter()

@@ -2,13 +2,79 @@
 //! (zip or legacy) and Lightning `.ckpt`. Nothing in a file is run; a file whose pickle names
 //! anything outside the tensor allow-list is refused.
 //!
-//! cargo run --release --example checkpoint -- inspect FILE
+//! cargo run --release --example checkpoint -- inspect FILE [--allow-global NAME]...
 //! cargo run --release --example checkpoint -- convert IN OUT [--dtype f32|f16|bf16] [--key PATH]
+//!     [--allow-global NAME]...
+//!
+//! `--allow-global module.Name` reads that class (a Lightning `AttributeDict`, a project's
+//! config object among the hyper-parameters) as inert data instead of refusing the file, as
+//! PyTorch's `torch.serialization.add_safe_globals` does; nothing is ever called.
 
-use wgnn::torch::{detect_file, Checkpoint, FileFormat, PyValue};
+use clap::{Parser, Subcommand, ValueEnum};
+use wgnn::torch::{detect_file, Checkpoint, FileFormat, LoadOptions, PyValue};
 use wgnn::{DType, StateDict};
 
-const USAGE: &str = "usage: checkpoint inspect FILE | checkpoint convert IN OUT [--dtype f32|f16|bf16] [--key PATH]";
+/// Inspects and converts PyTorch checkpoints (safetensors, torch.save .pt/.pth, Lightning
+/// .ckpt) without running anything in them.
+#[derive(Parser, Debug)]
+#[command(name = "checkpoint")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Shows the file: keys, dtypes, shapes and bytes (safetensors), or the whole tree with
+    /// hyper_parameters in full (torch.save files).
+    Inspect {
+        /// The checkpoint.
+        file: String,
+        /// Reads this global (module.Name) as inert data instead of refusing the file.
+        #[arg(long = "allow-global", value_name = "NAME")]
+        allow_global: Vec<String>,
+    },
+    /// Writes the weights as safetensors (atomically: a failure leaves no output file).
+    Convert {
+        /// The checkpoint to read.
+        input: String,
+        /// The safetensors file to write.
+        output: String,
+        /// Converts floating tensors to this dtype (integers are kept).
+        #[arg(long, value_enum)]
+        dtype: Option<FloatArg>,
+        /// The dotted path of the dict of tensors to take (default: the whole file, or its
+        /// state_dict / model / module entry).
+        #[arg(long, value_name = "PATH")]
+        key: Option<String>,
+        /// Reads this global (module.Name) as inert data instead of refusing the file.
+        #[arg(long = "allow-global", value_name = "NAME")]
+        allow_global: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FloatArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl FloatArg {
+    fn dtype(self) -> DType {
+        match self {
+            FloatArg::F32 => DType::F32,
+            FloatArg::F16 => DType::F16,
+            FloatArg::Bf16 => DType::BF16,
+        }
+    }
+}
+
+fn options(allow: &[String]) -> LoadOptions {
+    LoadOptions {
+        allow_globals: allow.to_vec(),
+    }
+}
 
 fn human(b: usize) -> String {
     if b >= 1 << 20 {
@@ -106,12 +172,12 @@ fn tree(name: &str, v: &PyValue, indent: usize, out: &mut Vec<String>, stats: &m
     }
 }
 
-fn inspect(path: &str) -> wgnn::Result<()> {
+fn inspect(path: &str, opts: &LoadOptions) -> wgnn::Result<()> {
     let format = detect_file(path)?;
     if format == FileFormat::Safetensors {
         return inspect_safetensors(path);
     }
-    let ck = Checkpoint::load(path)?;
+    let ck = Checkpoint::load_with(path, opts)?;
     let what = match format {
         FileFormat::TorchZip => "torch.save zip archive",
         _ => "legacy torch.save stream",
@@ -126,17 +192,13 @@ fn inspect(path: &str) -> wgnn::Result<()> {
     Ok(())
 }
 
-fn convert(input: &str, output: &str, dtype: Option<&str>, key: Option<&str>) -> wgnn::Result<()> {
-    let dtype = match dtype.map(DType::parse) {
-        None => None,
-        Some(Some(d)) if d.is_float() => Some(d),
-        Some(_) => {
-            return Err(wgnn::Error::InvalidArgument(format!(
-                "--dtype takes f32, f16 or bf16, got {:?}",
-                dtype.unwrap_or_default()
-            )))
-        }
-    };
+fn convert(
+    input: &str,
+    output: &str,
+    dtype: Option<DType>,
+    key: Option<&str>,
+    opts: &LoadOptions,
+) -> wgnn::Result<()> {
     let mut sd = match detect_file(input)? {
         FileFormat::Safetensors if key.is_some() => {
             return Err(wgnn::Error::InvalidArgument(
@@ -145,7 +207,7 @@ fn convert(input: &str, output: &str, dtype: Option<&str>, key: Option<&str>) ->
         }
         FileFormat::Safetensors => StateDict::load(input)?,
         // A Lightning checkpoint keeps its weights under `state_dict`; the default finds them.
-        _ => Checkpoint::load(input)?
+        _ => Checkpoint::load_with(input, opts)?
             .state_dict(key)
             .map_err(|e| match e {
                 wgnn::Error::Format {
@@ -174,35 +236,21 @@ fn convert(input: &str, output: &str, dtype: Option<&str>, key: Option<&str>) ->
 
 fn main() {
     env_logger::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let flag_error = |m: String| -> ! {
-        eprintln!("error: {m}; {USAGE}");
-        std::process::exit(2);
-    };
-    let result = match a.as_slice() {
-        ["inspect", file] => inspect(file),
-        ["convert", input, output, rest @ ..] => {
-            let (mut dtype, mut key) = (None, None);
-            let mut it = rest.iter();
-            while let Some(f) = it.next() {
-                let slot = match *f {
-                    "--dtype" => &mut dtype,
-                    "--key" => &mut key,
-                    other => flag_error(format!("unknown flag {other:?}")),
-                };
-                *slot = Some(
-                    *it.next()
-                        .unwrap_or_else(|| flag_error(format!("{f} needs a value"))),
-                );
-            }
-            convert(input, output, dtype, key)
-        }
-        ["-h"] | ["--help"] => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        _ => flag_error("bad arguments".into()),
+    let result = match Cli::parse().command {
+        Command::Inspect { file, allow_global } => inspect(&file, &options(&allow_global)),
+        Command::Convert {
+            input,
+            output,
+            dtype,
+            key,
+            allow_global,
+        } => convert(
+            &input,
+            &output,
+            dtype.map(FloatArg::dtype),
+            key.as_deref(),
+            &options(&allow_global),
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {}", e.to_string().replace('\n', " "));

@@ -47,8 +47,15 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
+/// What `register_buffer` does, and how a buffer differs from a parameter with
+/// requires_grad=False, answered by running code (on the GPU that WGPU_BACKEND picks).
+#[derive(clap::Parser, Debug)]
+#[command(name = "register_buffer")]
+struct Args {}
+
 fn main() -> wgnn::Result<()> {
     env_logger::init();
+    <Args as clap::Parser>::parse();
     let mut m = Demo::new(1.0)?;
     println!("{}\n", m.repr());
 

@@ -16,85 +16,51 @@
 //! with the input tokens along the top and the left in a `MARGIN`-pixel band, panels `GAP`
 //! pixels apart.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::exit;
 use std::time::Instant;
+
+use clap::Parser;
+use common::{color, Canvas, DeviceArg};
 
 use wgnn::torch::{detect_file, Checkpoint, FileFormat};
 use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, DType, Device, ModuleExt, StateDict, Tensor};
 
-const USAGE: &str = "usage: reverse [--checkpoint FILE] [--device cpu|gpu|software] [--samples N] [--seed S] [--inputs FILE] [--save FILE] [--attention-png FILE]";
 const SEQ: usize = 16;
 const BATCH: usize = 128;
 const CELL: usize = 16;
 const MARGIN: usize = 12;
 const GAP: usize = 8;
 
+/// The tutorial's reverse-task Transformer: a trained checkpoint in, reversed sequences and
+/// attention maps out.
+#[derive(Parser, Debug)]
+#[command(name = "reverse")]
 struct Args {
+    /// A Lightning .ckpt, a torch.save .pt/.pth or a .safetensors of the tutorial's model.
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reverse_trained.safetensors"))]
     checkpoint: String,
-    device: String,
+    /// Where the model runs.
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: DeviceArg,
+    /// How many random sequences to reverse (ignored with --inputs).
+    #[arg(long, value_name = "N", default_value = "256", value_parser = common::positive)]
     samples: usize,
+    /// Seed of the random sequences.
+    #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
+    /// A safetensors file whose int64 `x` [batch, seq] holds the sequences.
+    #[arg(long, value_name = "FILE")]
     inputs: Option<String>,
+    /// Writes x, logits, preds and attn.<layer> as safetensors.
+    #[arg(long, value_name = "FILE")]
     save: Option<String>,
+    /// Draws the first sequence's attention, one panel per layer and head.
+    #[arg(long = "attention-png", value_name = "FILE")]
     png: Option<String>,
-}
-
-fn flag_error(m: &str) -> ! {
-    eprintln!("error: {m}; {USAGE}");
-    exit(2);
-}
-
-fn parse_args() -> Args {
-    let mut a = Args {
-        checkpoint: concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/reverse_trained.safetensors"
-        )
-        .into(),
-        device: "gpu".into(),
-        samples: 256,
-        seed: 0,
-        inputs: None,
-        save: None,
-        png: None,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(f) = it.next() {
-        if f == "-h" || f == "--help" {
-            println!("{USAGE}");
-            exit(0);
-        }
-        let v = it
-            .next()
-            .unwrap_or_else(|| flag_error(&format!("{f} needs a value")));
-        let number = |what: &str| -> u64 {
-            v.parse()
-                .unwrap_or_else(|_| flag_error(&format!("{what} takes a number, got {v:?}")))
-        };
-        match f.as_str() {
-            "--checkpoint" => a.checkpoint = v.clone(),
-            "--device" => {
-                if !["cpu", "gpu", "software"].contains(&v.as_str()) {
-                    flag_error(&format!("--device takes cpu, gpu or software, got {v:?}"));
-                }
-                a.device = v.clone()
-            }
-            "--samples" => {
-                a.samples = number("--samples") as usize;
-                if a.samples == 0 {
-                    flag_error("--samples must be at least 1");
-                }
-            }
-            "--seed" => a.seed = number("--seed"),
-            "--inputs" => a.inputs = Some(v.clone()),
-            "--save" => a.save = Some(v.clone()),
-            "--attention-png" => a.png = Some(v.clone()),
-            other => flag_error(&format!("unknown flag {other:?}")),
-        }
-    }
-    a
 }
 
 fn usize_of(j: &serde_json::Value, k: &str) -> Option<usize> {
@@ -180,95 +146,39 @@ fn random_inputs(n: usize, classes: usize, seed: u64) -> Vec<i64> {
         .collect()
 }
 
-/// A 3×5 bitmap of each digit (rows top to bottom, 3 bits each, high bit left).
-const DIGITS: [[u8; 5]; 10] = [
-    [7, 5, 5, 5, 7],
-    [2, 6, 2, 2, 7],
-    [7, 1, 7, 4, 7],
-    [7, 1, 7, 1, 7],
-    [5, 5, 7, 1, 1],
-    [7, 4, 7, 1, 7],
-    [7, 4, 7, 5, 7],
-    [7, 1, 1, 1, 1],
-    [7, 5, 7, 5, 7],
-    [7, 5, 7, 1, 7],
-];
-
-/// A dark-blue → teal → yellow ramp (close to viridis) for p in [0, 1].
-fn color(p: f32) -> [u8; 3] {
-    let stops: [[f32; 3]; 4] = [
-        [68., 1., 84.],
-        [49., 104., 142.],
-        [53., 183., 121.],
-        [253., 231., 37.],
-    ];
-    let x = p.clamp(0.0, 1.0) * 3.0;
-    let i = (x as usize).min(2);
-    let t = x - i as f32;
-    let mut c = [0u8; 3];
-    for k in 0..3 {
-        c[k] = (stops[i][k] + (stops[i + 1][k] - stops[i][k]) * t) as u8;
-    }
-    c
-}
-
 fn attention_png(path: &str, tokens: &[i64], maps: &[Vec<f32>], heads: usize) -> wgnn::Result<()> {
     let s = tokens.len();
     let panel = MARGIN + s * CELL;
     let layers = maps.len();
-    let (w, h) = (GAP + heads * (panel + GAP), GAP + layers * (panel + GAP));
-    let mut img = vec![255u8; w * h * 3];
-    let mut put = |x: usize, y: usize, c: [u8; 3]| {
-        let i = (y * w + x) * 3;
-        img[i..i + 3].copy_from_slice(&c);
-    };
+    let mut img = Canvas::new(GAP + heads * (panel + GAP), GAP + layers * (panel + GAP));
     for (l, map) in maps.iter().enumerate() {
         for hd in 0..heads {
             let (x0, y0) = (GAP + hd * (panel + GAP), GAP + l * (panel + GAP));
             for q in 0..s {
                 for k in 0..s {
                     let c = color(map[(hd * s + q) * s + k]);
-                    for dy in 0..CELL {
-                        for dx in 0..CELL {
-                            put(x0 + MARGIN + k * CELL + dx, y0 + MARGIN + q * CELL + dy, c);
-                        }
-                    }
+                    img.fill(
+                        x0 + MARGIN + k * CELL,
+                        y0 + MARGIN + q * CELL,
+                        CELL,
+                        CELL,
+                        c,
+                    );
                 }
             }
             // Token digits (2× scale) along the top (keys) and the left (queries).
             for (i, &t) in tokens.iter().enumerate() {
-                let glyph = DIGITS[(t.rem_euclid(10)) as usize];
-                for (row, bits) in glyph.iter().enumerate() {
-                    for col in 0..3 {
-                        if bits >> (2 - col) & 1 == 1 {
-                            for d in 0..4 {
-                                let (px, py) = (col * 2 + d % 2, row * 2 + d / 2);
-                                put(x0 + MARGIN + i * CELL + 5 + px, y0 + 1 + py, [0, 0, 0]);
-                                put(x0 + 2 + px, y0 + MARGIN + i * CELL + 3 + py, [0, 0, 0]);
-                            }
-                        }
-                    }
-                }
+                let d = t.rem_euclid(10).to_string();
+                img.text(x0 + MARGIN + i * CELL + 5, y0 + 1, &d, 2, [0, 0, 0]);
+                img.text(x0 + 2, y0 + MARGIN + i * CELL + 3, &d, 2, [0, 0, 0]);
             }
         }
     }
-    let file = std::fs::File::create(path)
-        .map_err(|e| wgnn::Error::InvalidArgument(format!("{path}: {e}")))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let png_err = |e: png::EncodingError| wgnn::Error::InvalidArgument(format!("{path}: {e}"));
-    let mut writer = enc.write_header().map_err(png_err)?;
-    writer.write_image_data(&img).map_err(png_err)?;
-    writer.finish().map_err(png_err)
+    img.save_png(path)
 }
 
 fn run(a: Args) -> wgnn::Result<()> {
-    let device = match a.device.as_str() {
-        "cpu" => Device::Cpu,
-        "software" => Device::software()?,
-        _ => Device::gpu()?,
-    };
+    let device = a.device.open()?;
     println!(
         "device: {}",
         device
@@ -417,7 +327,7 @@ fn run(a: Args) -> wgnn::Result<()> {
 
 fn main() {
     env_logger::init();
-    let a = parse_args();
+    let a = Args::parse();
     if let Err(e) = run(a) {
         eprintln!("error: {}", e.to_string().replace('\n', " "));
         exit(1);

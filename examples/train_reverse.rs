@@ -17,8 +17,14 @@
 //! non-persistent buffer. It predicts each token on its own, so it cannot learn the reversal;
 //! its job is the report printed at the end.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::exit;
 use std::time::Instant;
+
+use clap::Parser;
+use common::DeviceArg;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgnn::autograd::no_grad;
@@ -28,66 +34,40 @@ use wgnn::optim::{clip_grad_norm_, Adam, CosineWarmupScheduler};
 use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{impl_module, ops, Buffer, Device, Forward, ModuleExt, Parameter, StateDict, Tensor};
 
-const USAGE: &str = "usage: train_reverse [--steps N] [--device cpu|gpu|software] [--seed S] [--batch B] [--eval-every N] [--save FILE]";
 const SEQ: usize = 16;
 const CLASSES: usize = 10;
 const TEST: usize = 256;
 
+/// Trains the tutorial's reverse task from scratch and reports what training does to each kind
+/// of tensor.
+#[derive(Parser, Debug)]
+#[command(name = "train_reverse")]
 struct Args {
+    /// Optimizer steps (batches).
+    #[arg(long, value_name = "N", default_value = "1200", value_parser = common::positive)]
     steps: usize,
-    device: String,
+    /// Where the models train.
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: DeviceArg,
+    /// Seed of the weights and the batches.
+    #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
+    /// Sequences per batch (at least 2: BatchNorm needs two samples).
+    #[arg(long, value_name = "B", default_value = "128", value_parser = at_least_two)]
     batch: usize,
+    /// Evaluates on the 256 test sequences every N steps.
+    #[arg(long = "eval-every", value_name = "N", default_value = "100", value_parser = common::positive)]
     eval_every: usize,
+    /// Writes the trained model's state dict (PyTorch's keys, hparams metadata) as safetensors.
+    #[arg(long, value_name = "FILE")]
     save: Option<String>,
 }
 
-fn flag_error(m: &str) -> ! {
-    eprintln!("error: {m}; {USAGE}");
-    exit(2);
-}
-
-fn parse_args() -> Args {
-    let mut a = Args {
-        steps: 1200,
-        device: "gpu".into(),
-        seed: 0,
-        batch: 128,
-        eval_every: 100,
-        save: None,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(f) = it.next() {
-        if f == "-h" || f == "--help" {
-            println!("{USAGE}");
-            exit(0);
-        }
-        let v = it
-            .next()
-            .unwrap_or_else(|| flag_error(&format!("{f} needs a value")));
-        let number = |what: &str, min: u64| -> u64 {
-            match v.parse::<u64>() {
-                Ok(n) if n >= min => n,
-                _ => flag_error(&format!("{what} takes a number ≥ {min}, got {v:?}")),
-            }
-        };
-        match f.as_str() {
-            "--steps" => a.steps = number("--steps", 1) as usize,
-            "--device" => {
-                if !["cpu", "gpu", "software"].contains(&v.as_str()) {
-                    flag_error(&format!("--device takes cpu, gpu or software, got {v:?}"));
-                }
-                a.device = v.clone()
-            }
-            "--seed" => a.seed = number("--seed", 0),
-            "--batch" => a.batch = number("--batch", 2) as usize,
-            "--eval-every" => a.eval_every = number("--eval-every", 1) as usize,
-            "--save" => a.save = Some(v.clone()),
-            other => flag_error(&format!("unknown flag {other:?}")),
-        }
+fn at_least_two(s: &str) -> Result<usize, String> {
+    match common::positive(s)? {
+        1 => Err("must be at least 2".into()),
+        n => Ok(n),
     }
-    a
 }
 
 /// SplitMix64: the example's own stream of tokens (not PyTorch's `randint`).
@@ -185,11 +165,7 @@ fn test_accuracy(model: &mut TransformerPredictor, x: &Tensor, y: &[i64]) -> wgn
 }
 
 fn run(a: Args) -> wgnn::Result<()> {
-    let device = match a.device.as_str() {
-        "cpu" => Device::Cpu,
-        "software" => Device::software()?,
-        _ => Device::gpu()?,
-    };
+    let device = a.device.open()?;
     println!(
         "device: {}",
         device
@@ -394,7 +370,7 @@ fn run(a: Args) -> wgnn::Result<()> {
 }
 
 fn main() {
-    let a = parse_args();
+    let a = Args::parse();
     if let Err(e) = run(a) {
         eprintln!("error: {e}");
         exit(1);

@@ -44,8 +44,8 @@ fn impossible_sizes_are_errors_not_aborts() {
 
 #[test]
 fn an_empty_state_dict_round_trips() {
-    let dir = std::env::temp_dir().join(format!("wgnn-empty-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let path = dir.join("empty.safetensors");
     let pe = PositionalEncoding::new(4, 8, &Device::Cpu).unwrap();
     pe.state_dict().unwrap().save(&path).unwrap();
@@ -69,13 +69,12 @@ fn an_empty_state_dict_round_trips() {
         }
         _ => eprintln!("WARNING: python3 with safetensors not found; Python interop unchecked"),
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn concurrent_saves_to_one_path_never_collide() {
-    let dir = std::env::temp_dir().join(format!("wgnn-race-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let path = Arc::new(dir.join("same.safetensors"));
     let mut sd = StateDict::new();
     sd.insert("w", Tensor::from_slice(&[1f32; 1000], &[1000]).unwrap());
@@ -98,20 +97,18 @@ fn concurrent_saves_to_one_path_never_collide() {
     // No temporary file is left behind.
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(left.len(), 1);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_255_byte_file_name_saves() {
-    let dir = std::env::temp_dir().join(format!("wgnn-long-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let name = format!("{}.safetensors", "n".repeat(255 - ".safetensors".len()));
     assert_eq!(name.len(), 255);
     let mut sd = StateDict::new();
     sd.insert("w", Tensor::from_slice(&[1f32, 2.0], &[2]).unwrap());
     sd.save(dir.join(&name)).unwrap();
     assert_eq!(StateDict::load(dir.join(&name)).unwrap().keys(), ["w"]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A safetensors file with the given tensors (f32 [1] each) and `wgnn.kinds` metadata.

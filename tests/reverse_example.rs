@@ -1,53 +1,24 @@
-//! The `reverse` example end to end (built here first with `cargo build --example reverse`): the shipped checkpoint reverses
+//! The `reverse` example end to end (built here first with `cargo build --examples`): the shipped checkpoint reverses
 //! every sequence on the CPU and on the GPU, `--save` holds what the library computes, the PNG
 //! decodes with one panel per head, and bad flags or files exit with one line.
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use common::fixture;
 use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, Device, ModuleExt, StateDict};
 
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("reverse{}", std::env::consts::EXE_SUFFIX));
-    // Built once per test run, so a stale binary is never tested (cargo does nothing when the
-    // example is up to date; `cargo test --test reverse_example` alone does not build it).
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "reverse"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "could not build the reverse example");
-    });
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
-}
-
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(example()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("wgnn-reverse-test-{}-{name}", std::process::id()))
+    common::run_example("reverse", args)
 }
 
 #[test]
 fn the_shipped_checkpoint_reverses_every_sequence_and_save_holds_the_librarys_forward() {
-    let (save, png_path) = (tmp("out.safetensors"), tmp("attn.png"));
+    let tmp = tempfile::tempdir().unwrap();
+    let (save, png_path) = (
+        tmp.path().join("out.safetensors"),
+        tmp.path().join("attn.png"),
+    );
     let (code, out, err) = run(&[
         "--device",
         "cpu",
@@ -108,8 +79,6 @@ fn the_shipped_checkpoint_reverses_every_sequence_and_save_holds_the_librarys_fo
         (info.width as usize, info.height as usize),
         (8 + (panel + 8), 8 + (panel + 8))
     );
-    std::fs::remove_file(save).ok();
-    std::fs::remove_file(png_path).ok();
 }
 
 #[test]
@@ -128,7 +97,8 @@ fn the_example_reverses_every_sequence_on_the_gpu_too() {
 
 #[test]
 fn four_heads_make_four_panels() {
-    let png_path = tmp("mh.png");
+    let tmp = tempfile::tempdir().unwrap();
+    let png_path = tmp.path().join("mh.png");
     let (code, _, err) = run(&[
         "--checkpoint",
         fixture("mh_model.safetensors").to_str().unwrap(),
@@ -151,7 +121,6 @@ fn four_heads_make_four_panels() {
         (reader.info().width as usize, reader.info().height as usize),
         (8 + 4 * (panel + 8), 8 + 2 * (panel + 8))
     );
-    std::fs::remove_file(png_path).ok();
 }
 
 #[test]

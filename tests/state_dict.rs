@@ -212,8 +212,8 @@ fn a_one_element_tensor_loads_into_a_scalar_and_lossy_conversions_are_refused() 
 
 #[test]
 fn save_is_atomic_and_keeps_kinds_and_order() {
-    let dir = std::env::temp_dir().join(format!("wgnn-save-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let path = dir.join("m.safetensors");
     let m = FrozenVsBuffer::new(&Device::Cpu).unwrap();
     let sd = m.state_dict().unwrap();
@@ -242,7 +242,6 @@ fn save_is_atomic_and_keeps_kinds_and_order() {
         load("torch_frozen_vs_buffer.safetensors").kind("frozen"),
         None
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Python with safetensors + numpy, if there. CI sets WGNN_REQUIRE_PYTHON=1, which makes its
@@ -266,8 +265,8 @@ fn python() -> Option<&'static str> {
 #[test]
 fn files_saved_by_wgnn_read_back_in_python_safetensors() {
     let Some(py) = python() else { return };
-    let dir = std::env::temp_dir().join(format!("wgnn-py-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let path = dir.join("sd.safetensors");
     let mut sd = StateDict::new();
     sd.insert(
@@ -328,7 +327,6 @@ print(json.dumps(out))
             .collect();
         assert_eq!(e[2].as_str().unwrap(), hex, "{k}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn header(json: &str, data: &[u8]) -> Vec<u8> {
@@ -392,12 +390,11 @@ fn malformed_files_are_errors_and_leave_the_module_untouched() {
         eprintln!("{what}: {e}");
     }
     // Through a file: the error names the path, and the module never saw anything.
-    let dir = std::env::temp_dir().join(format!("wgnn-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let p = dir.join("bad.safetensors");
     std::fs::write(&p, &good[..40]).unwrap();
     let e = StateDict::load(&p).unwrap_err();
     assert!(e.to_string().contains("bad.safetensors"), "{e}");
     assert_eq!(m.state_dict().unwrap().to_safetensors().unwrap(), before);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -233,10 +233,10 @@ fn adam_state_round_trips_through_a_file_and_refuses_another_model() {
     };
     step(&mut l, &mut opt);
     step(&mut l, &mut opt);
-    let path = std::env::temp_dir().join(format!("wgnn_adam_{}.safetensors", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("adam.safetensors");
     opt.state_dict().unwrap().save(&path).unwrap();
     let sd = wgnn::StateDict::load(&path).unwrap();
-    std::fs::remove_file(&path).ok();
     assert_eq!(sd.get("state.0.step").unwrap().item::<f32>().unwrap(), 2.0);
     let (mut l2, _) = sgd_case(&d);
     l2.weight.set_tensor(l.weight.tensor().clone()).unwrap();

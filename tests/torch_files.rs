@@ -230,7 +230,10 @@ fn hyper_parameters_keep_the_files_order_in_json() {
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
     assert_eq!(keys, file_order.iter().collect::<Vec<_>>());
     let text = serde_json::to_string(&json).unwrap();
-    assert!(text.starts_with("{\"input_dim\":10,\"model_dim\":32"), "{text}");
+    assert!(
+        text.starts_with("{\"input_dim\":10,\"model_dim\":32"),
+        "{text}"
+    );
 }
 
 /// Issue 19, defect 5: a checkpoint whose weights are plain tensors but whose
@@ -262,8 +265,7 @@ fn extra_globals_are_read_as_inert_values_only_when_allowed() {
         // Allowing some other name changes nothing.
         let other = LoadOptions::default().allow_global("my_project.config.Other");
         assert!(Checkpoint::load_with(&path, &other).is_err());
-        let ck =
-            Checkpoint::load_with(&path, &LoadOptions::default().allow_global(class)).unwrap();
+        let ck = Checkpoint::load_with(&path, &LoadOptions::default().allow_global(class)).unwrap();
         let sd = ck.state_dict(None).unwrap();
         assert_eq!(sd.keys(), want.keys());
         for (k, t) in sd.iter() {
@@ -274,11 +276,10 @@ fn extra_globals_are_read_as_inert_values_only_when_allowed() {
         }
         // From bytes too.
         let bytes = std::fs::read(&path).unwrap();
-        assert!(Checkpoint::from_bytes_with(
-            &bytes,
-            &LoadOptions::default().allow_global(class)
-        )
-        .is_ok());
+        assert!(
+            Checkpoint::from_bytes_with(&bytes, &LoadOptions::default().allow_global(class))
+                .is_ok()
+        );
     }
     // The dict subclass reads as a dict, in order, with the plain file's values.
     let ck = Checkpoint::load_with(

@@ -151,31 +151,6 @@ pub(crate) fn sum64(n: usize, f: impl Fn(usize) -> f32) -> f32 {
     part[0]
 }
 
-/// Calls `f(row, out_row)` for every row of `width` elements of `out`, rows split over cores.
-pub(crate) fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if width == 0 {
-        return;
-    }
-    let rows = out.len() / width;
-    let w = crate::ops::threads::workers(out.len()).min(rows.max(1));
-    let per = rows.div_ceil(w.max(1)).max(1);
-    std::thread::scope(|s| {
-        for (ci, chunk) in out.chunks_mut(per * width).enumerate() {
-            let f = &f;
-            let mut run = move || {
-                for (j, r) in chunk.chunks_mut(width).enumerate() {
-                    f(ci * per + j, r);
-                }
-            };
-            if w <= 1 {
-                run();
-            } else {
-                s.spawn(run);
-            }
-        }
-    });
-}
-
 /// int64 indices as i64 values (CPU).
 pub(crate) fn as_i64(bytes: &[u8]) -> Vec<i64> {
     bytemuck::pod_collect_to_vec(bytes)

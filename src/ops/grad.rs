@@ -19,11 +19,11 @@ use crate::gpu::kernels::{
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{
-    as_i64, elementwise_grid, launch_whole, par_rows, row_grid, rows_of, sum64, width_rows,
+    as_i64, elementwise_grid, launch_whole, row_grid, rows_of, sum64, width_rows,
 };
 use crate::ops::loss::ce_row;
 use crate::ops::op::{check_f32, run, Op};
-use crate::ops::threads::par_chunks;
+use crate::ops::threads::{par_chunks, par_rows};
 use crate::tensor::{HostBytes, Tensor};
 
 #[derive(Clone, Copy, PartialEq)]

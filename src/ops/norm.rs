@@ -13,11 +13,11 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::add::broadcast_shape;
 use crate::ops::common::{
-    contiguous_strides, elementwise_grid, launch_whole, pad8, par_rows, row_grid, sum64, width_rows,
+    contiguous_strides, elementwise_grid, launch_whole, pad8, row_grid, sum64, width_rows,
 };
 use crate::ops::grad::{layer_norm_backward, mul, softmax_backward, sum_to};
 use crate::ops::op::{check_f32, run, Op};
-use crate::ops::threads::par_chunks;
+use crate::ops::threads::{par_chunks, par_rows};
 use crate::tensor::{HostBytes, Tensor};
 
 struct Softmax {

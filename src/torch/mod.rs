@@ -637,7 +637,13 @@ fn convert(p: &pickle::Pickle, id: Id, s: &Storages, depth: usize) -> Result<PyV
             )
         }
         Node::Object(o) if o.args.is_empty() && o.list.is_some() && o.dict.is_none() => {
-            PyValue::List(o.list.iter().flatten().map(|&i| c(i)).collect::<Result<_>>()?)
+            PyValue::List(
+                o.list
+                    .iter()
+                    .flatten()
+                    .map(|&i| c(i))
+                    .collect::<Result<_>>()?,
+            )
         }
         Node::Object(o) => {
             let mut args: Vec<PyValue> = o.args.iter().map(|&i| c(i)).collect::<Result<_>>()?;
@@ -650,7 +656,9 @@ fn convert(p: &pickle::Pickle, id: Id, s: &Storages, depth: usize) -> Result<PyV
                 ));
             }
             if let Some(l) = &o.list {
-                args.push(PyValue::List(l.iter().map(|&i| c(i)).collect::<Result<_>>()?));
+                args.push(PyValue::List(
+                    l.iter().map(|&i| c(i)).collect::<Result<_>>()?,
+                ));
             }
             PyValue::Object {
                 class: o.class.clone(),

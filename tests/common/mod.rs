@@ -33,6 +33,40 @@ pub fn gpu_with_limits(f: impl FnOnce(&mut wgpu::Limits)) -> Device {
     Device::gpu_with(&opts).expect("opening the GPU with lowered limits")
 }
 
+/// The binary of example `name`, built first (once per test run, with every other example, so
+/// a stale binary is never tested: `cargo test --test X` alone does not build examples).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--examples"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not build the examples");
+    });
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// Runs example `name` with `args`: (exit code, stdout, stderr).
+pub fn run_example(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(example(name))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `tests/fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
