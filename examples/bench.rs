@@ -455,6 +455,57 @@ fn train_times(dev: &Device, runs: usize) -> wgnn::Result<(f64, f64)> {
     Ok((t_step, t_forward))
 }
 
+/// The GPU memory one training step holds at its peak (activations, saved tensors, gradients),
+/// next to what is held between steps (weights, gradients, Adam's state), on a `[batch, seq]`
+/// batch of one-hot sequences of the model's input size.
+fn train_peak(
+    g: &GpuDevice,
+    gpu: &Device,
+    hp: &Hparams,
+    (batch, seq): (usize, usize),
+) -> wgnn::Result<Figure> {
+    let mut m = TransformerPredictor::new(hp, gpu)?;
+    m.reset_parameters(&mut wgnn::ops::Generator::new(0))?;
+    m.train();
+    let mut opt = Adam::new(&m, hp.lr);
+    let classes = hp.num_classes.min(hp.input_dim);
+    let x: Vec<i64> = (0..batch * seq)
+        .map(|i| ((i * 7 + i / seq) % classes) as i64)
+        .collect();
+    let xt = ops::one_hot(
+        &Tensor::from_slice(&x, &[batch, seq])?.to(gpu)?,
+        hp.input_dim,
+    )?;
+    let y = Tensor::from_slice(&x, &[batch * seq])?.to(gpu)?;
+    let mut step = || -> wgnn::Result<()> {
+        m.zero_grad();
+        let logits = m.forward(&xt, None, true)?;
+        let loss = ops::cross_entropy(&logits.reshape(&[batch * seq, hp.num_classes])?, &y)?;
+        loss.backward()?;
+        clip_grad_norm_(&mut m, 5.0)?;
+        opt.step(&mut m)?;
+        g.synchronize()
+    };
+    step()?; // Adam's state and the gradients exist from here on
+    g.reset_peak();
+    let held = g.stats().live_bytes;
+    step()?;
+    let peak = g.stats().peak_bytes;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    Ok(Figure {
+        name: format!("train_peak_d{}_b{batch}_s{seq}", hp.model_dim),
+        what: format!(
+            "GPU memory at the peak of one training step, d{} h{} l{}, batch {batch} x seq {seq}",
+            hp.model_dim, hp.num_heads, hp.num_layers
+        ),
+        value: mib(peak),
+        unit: "MiB",
+        baseline_name: "held between steps (weights, grads, Adam)",
+        baseline: mib(held),
+        ratio: held as f64 / peak.max(1) as f64,
+    })
+}
+
 /// Training steps per second on the GPU and the CPU, each next to its forward alone.
 fn train_figures(gpu: &Device, runs: usize) -> wgnn::Result<Vec<Figure>> {
     let (gs, gf) = train_times(gpu, runs)?;
@@ -567,6 +618,13 @@ fn main() -> wgnn::Result<()> {
         model_gpu_vs_cpu(&g, &gpu, &big, big_shape, runs)
     })?);
     figures.extend(timed("training step", || train_figures(&gpu, runs))?);
+    figures.push(timed("training memory", || {
+        train_peak(&g, &gpu, &Hparams::reverse_task(), (128, 16))
+    })?);
+    let big_train = if quick { (1, 32) } else { (2, 128) };
+    figures.push(timed("training memory, d512", || {
+        train_peak(&g, &gpu, &big, big_train)
+    })?);
     eprintln!("bench: {:.1} s in all", start.elapsed().as_secs_f64());
     if json {
         let v: Vec<serde_json::Value> = figures

@@ -383,7 +383,14 @@ impl GpuDevice {
         self.0.flush("synchronize")?;
         self.0.wait("synchronize", None)
     }
-    /// Counters of the per-device caches: how much setup the ops did and reused.
+    /// Starts the high-water mark of [`GpuStats::peak_bytes`] again from what is held now (to
+    /// measure the peak of one piece of work: a training step, say).
+    pub fn reset_peak(&self) {
+        let now = self.0.live_bytes.load(Ordering::Acquire);
+        self.0.peak_bytes.store(now, Ordering::Release);
+    }
+    /// Counters of the per-device caches: how much setup the ops did and reused, and the
+    /// memory tensors hold.
     pub fn stats(&self) -> GpuStats {
         let (bind_groups_created, recorded) = {
             let p = self.0.pending();
@@ -394,6 +401,8 @@ impl GpuDevice {
             (p.hits, p.bytes())
         };
         GpuStats {
+            live_bytes: self.0.live_bytes.load(Ordering::Acquire),
+            peak_bytes: self.0.peak_bytes.load(Ordering::Acquire),
             submissions: self.submission_count(),
             pipelines_built: self.0.kernels.builds(),
             bind_groups_created,
@@ -420,6 +429,10 @@ pub struct GpuStats {
     pub pool_bytes: u64,
     /// Whether recorded ops wait for a submission.
     pub work_pending: bool,
+    /// Bytes of device buffers tensors hold now (free buffers kept by the pool not counted).
+    pub live_bytes: u64,
+    /// The most `live_bytes` has been since the device opened or [`GpuDevice::reset_peak`].
+    pub peak_bytes: u64,
 }
 
 impl PartialEq for GpuDevice {

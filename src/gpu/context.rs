@@ -57,6 +57,10 @@ pub(crate) struct GpuContext {
     pub(crate) pending: Mutex<Pending>,
     /// Output buffers returned by dropped tensors, by size class.
     pub(crate) pool: Mutex<Pool>,
+    /// Bytes of device buffers that tensors hold now (pooled free buffers not counted).
+    pub(crate) live_bytes: AtomicU64,
+    /// The most `live_bytes` has been since the device opened or the last reset.
+    pub(crate) peak_bytes: AtomicU64,
 }
 
 impl GpuContext {
@@ -108,6 +112,8 @@ impl GpuContext {
             kernels: KernelCache::default(),
             pending: Mutex::new(Pending::default()),
             pool: Mutex::new(Pool::default()),
+            live_bytes: AtomicU64::new(0),
+            peak_bytes: AtomicU64::new(0),
         }
     }
 
@@ -156,6 +162,17 @@ impl GpuContext {
     /// poison it; the state inside stays usable, so take it anyway.
     pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `bytes` more held by tensors, raising the high-water mark.
+    pub(crate) fn hold(&self, bytes: u64) {
+        let now = self.live_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        self.peak_bytes.fetch_max(now, Ordering::AcqRel);
+    }
+
+    /// Counts `bytes` no longer held by a tensor.
+    pub(crate) fn release(&self, bytes: u64) {
+        self.live_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     pub(crate) fn pool(&self) -> MutexGuard<'_, Pool> {

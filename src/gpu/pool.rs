@@ -48,6 +48,7 @@ impl GpuBuffer {
             usage: STORAGE_USAGE,
             mapped_at_creation: false,
         });
+        ctx.hold(size);
         Ok(GpuBuffer {
             id: NEXT_BUFFER.fetch_add(1, Ordering::Relaxed),
             len: size,
@@ -76,6 +77,7 @@ impl GpuBuffer {
                 }),
             ),
         };
+        ctx.hold(class);
         Ok(GpuBuffer {
             id,
             len: need,
@@ -91,6 +93,7 @@ impl Drop for GpuBuffer {
         let Some(buffer) = self.buffer.take() else {
             return;
         };
+        self.ctx.release(self.class.unwrap_or(self.len));
         match self.class {
             Some(class) => {
                 let evicted = self.ctx.pool().put(class, self.id, buffer);
