@@ -14,8 +14,14 @@
 //! Why a tape and not per-layer backward functions: each op's backward is written once, next to
 //! nothing but its own forward, and every model built from ops (the tutorial's, or one a user
 //! writes) differentiates without a line of its own. Saved tensors are stored detached, so the
-//! graph holds no cycles; it lives as long as the tensors that reach it (drop the loss, and the
-//! graph goes).
+//! graph holds no cycles.
+//!
+//! The tape frees as it goes: a node's backward is an `FnOnce` that owns what the node saved,
+//! and [`Tensor::backward`] takes it out and drops it (saved tensors and all) as soon as it
+//! has run, so a training step's memory falls during backward instead of staying at all
+//! activations plus all gradients until the loss is dropped. A second backward through the same
+//! graph is then an error that says so (PyTorch's `retain_graph=False` default). Configurations
+//! an op cannot differentiate are refused when the op is recorded, not in backward.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
@@ -53,9 +59,10 @@ impl Leaf {
 }
 
 /// Maps the output's gradient to the inputs' gradients. `needs[i]` says whether input `i`
-/// wants one (others may be `None`); the result has one entry per input.
+/// wants one (others may be `None`); the result has one entry per input. Called at most once:
+/// what it owns (the tensors the op saved) is dropped when it returns.
 pub(crate) type BackwardFn =
-    Box<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + Send + Sync>;
+    Box<dyn FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + Send + Sync>;
 
 /// One recorded op.
 pub(crate) struct Node {
@@ -63,7 +70,8 @@ pub(crate) struct Node {
     name: &'static str,
     inputs: Vec<Option<Origin>>,
     shapes: Vec<Vec<usize>>,
-    backward: BackwardFn,
+    /// Taken (and so freed) by the backward that runs it.
+    backward: Mutex<Option<BackwardFn>>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -107,9 +115,22 @@ pub(crate) fn record(
         name,
         inputs: inputs.iter().map(|t| t.origin().cloned()).collect(),
         shapes: inputs.iter().map(|t| t.shape().to_vec()).collect(),
-        backward: backward(),
+        backward: Mutex::new(Some(backward())),
     };
     out.with_origin(Some(Origin::Node(Arc::new(node))))
+}
+
+/// Refuses, when the op is recorded, an input the op cannot differentiate with respect to
+/// (a mask, given statistics) that requires a gradient: silently giving it none would be a
+/// wrong gradient, and failing only in backward would be too late to say where.
+pub(crate) fn refuse_grad(op: &str, t: &Tensor, what: &str) -> Result<()> {
+    if is_grad_enabled() && t.origin().is_some() {
+        return Err(Error::invalid(format!(
+            "{op}: the {what} requires a gradient, which {op} cannot give it; detach it \
+             (or compute it inside no_grad)"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether input `i` of a backward wants a gradient.
@@ -180,12 +201,27 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
                 }
             };
         give(&origin, grad, &mut grads)?;
-        for node in nodes.values().rev() {
+        // Newest first; each node leaves the walk's map as it runs, and its closure (with the
+        // tensors it saved) is dropped as soon as it has run.
+        while let Some((_, node)) = nodes.pop_last() {
             let Some(Some(g)) = grads.remove(&node.id) else {
                 continue;
             };
             let needs: Vec<bool> = node.inputs.iter().map(|o| o.is_some()).collect();
-            let gi = (node.backward)(&g, &needs)?;
+            let run = node
+                .backward
+                .lock()
+                .map_err(|_| Error::internal("a poisoned autograd node"))?
+                .take()
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "backward through the graph a second time: {} has already run its \
+                         backward and freed what it saved (as PyTorch does without \
+                         retain_graph=True); run the forward again",
+                        node.name
+                    ))
+                })?;
+            let gi = run(&g, &needs)?;
             drop(g);
             for (i, (o, gi)) in node.inputs.iter().zip(gi).enumerate() {
                 let (Some(o), Some(gi)) = (o, gi) else {

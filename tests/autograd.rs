@@ -134,6 +134,21 @@ fn cases() -> Vec<Case> {
             f: Box::new(|x| ops::matmul(&x[0], &x[1])),
         },
         Case {
+            name: "matmul, 1-D a (a row) and batched b",
+            inputs: vec![t(&[4], 41), t(&[2, 4, 3], 42)],
+            f: Box::new(|x| ops::matmul(&x[0], &x[1])),
+        },
+        Case {
+            name: "matmul, batched a and 1-D b (a column)",
+            inputs: vec![t(&[2, 3, 4], 43), t(&[4], 44)],
+            f: Box::new(|x| ops::matmul(&x[0], &x[1])),
+        },
+        Case {
+            name: "matmul, two 1-D operands (a dot product)",
+            inputs: vec![t(&[5], 45), t(&[5], 46)],
+            f: Box::new(|x| ops::matmul(&x[0], &x[1])),
+        },
+        Case {
             name: "matmul_nt",
             inputs: vec![t(&[2, 3, 4], 6), t(&[2, 5, 4], 7)],
             f: Box::new(|x| ops::matmul_nt(&x[0], &x[1], 0.5)),
@@ -484,4 +499,89 @@ fn to_device_moves_gradients_with_their_parameters() {
     lin.zero_grad();
     lin.to_device(&gpu).unwrap();
     assert!(lin.parameters().iter().all(|p| p.grad().is_none()));
+}
+
+/// Issue 20, the tape: what an op cannot differentiate is refused when it is recorded, and a
+/// graph runs backward once (its saved tensors are freed as it goes), as PyTorch's default.
+#[test]
+fn undifferentiable_inputs_are_refused_when_recorded_and_backward_runs_once() {
+    let x = Parameter::new(Tensor::from_slice(&[1f32, -2., 3., 4.], &[1, 4]).unwrap());
+    let m = Parameter::new(Tensor::from_slice(&[1f32, 0., 1., 0.], &[1, 4]).unwrap());
+    let e = ops::masked_fill(x.tensor(), m.tensor(), 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("masked_fill") && e.contains("mask requires a gradient"),
+        "{e}"
+    );
+    // A detached mask, or one made inside no_grad, is fine.
+    ops::masked_fill(x.tensor(), &m.tensor().detach(), 0.0).unwrap();
+    no_grad(|| ops::masked_fill(x.tensor(), m.tensor(), 0.0)).unwrap();
+    // Given batch-norm statistics that require a gradient are refused the same way.
+    let xb = Tensor::from_slice(&randn(2 * 4, 3), &[2, 4]).unwrap();
+    let mean = Parameter::new(Tensor::zeros(&[4], DType::F32, &Device::Cpu).unwrap());
+    let var = Tensor::ones(&[4], DType::F32, &Device::Cpu).unwrap();
+    let e = ops::batch_norm(&xb, mean.tensor(), &var, None, None, 1e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("running mean requires a gradient"), "{e}");
+    // backward twice through one graph: an error that says why, not a wrong gradient.
+    let loss = ops::mean(&ops::relu(x.tensor()).unwrap()).unwrap();
+    loss.backward().unwrap();
+    let e = loss.backward().unwrap_err().to_string();
+    assert!(
+        e.contains("second time") && e.contains("run the forward again"),
+        "{e}"
+    );
+}
+
+/// Issue 20, the tape frees as it goes: once a node's backward has run, what it saved is
+/// dropped, while the loss (and so the graph) is still alive. A chain of ops that each save a
+/// 1 MiB activation holds them all after forward; after backward, only what the caller holds.
+#[test]
+fn backward_frees_saved_tensors_as_it_goes() {
+    let gpu = gpu();
+    let g = gpu.as_gpu().unwrap();
+    let n = 1 << 18; // 1 MiB of f32
+    let w = Parameter::new(
+        Tensor::from_slice(&randn(n, 5), &[n])
+            .unwrap()
+            .to(&gpu)
+            .unwrap(),
+    );
+    g.synchronize().unwrap();
+    let held_before = g.stats().live_bytes;
+    let depth = 8;
+    // relu saves its input; the chain's intermediates are dropped by this scope, so only the
+    // graph keeps them.
+    let loss = {
+        let mut y = w.tensor().clone();
+        for _ in 0..depth {
+            y = ops::relu(&ops::scale(&y, 1.5).unwrap()).unwrap();
+        }
+        ops::mean(&y).unwrap()
+    };
+    let after_forward = g.stats().live_bytes - held_before;
+    assert!(
+        after_forward >= depth as u64 * (n as u64 * 4),
+        "the graph holds the saved activations: {after_forward} bytes"
+    );
+    g.reset_peak();
+    let peak_base = g.stats().live_bytes;
+    loss.backward().unwrap();
+    g.synchronize().unwrap();
+    let after_backward = g.stats().live_bytes - held_before;
+    // The loss is alive, its graph too; what stays is the gradient (1 MiB) and the loss.
+    assert!(
+        after_backward <= 2 * n as u64 * 4,
+        "saved tensors outlived their node's backward: {after_backward} bytes held"
+    );
+    // And backward never held much more than what forward left: nodes free as they run.
+    let peak = g.stats().peak_bytes - peak_base;
+    assert!(
+        peak <= 4 * n as u64 * 4,
+        "backward's peak above what forward held: {peak} bytes"
+    );
+    assert_eq!(w.grad().unwrap().shape(), [n]);
+    drop(loss);
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::autograd::{record, wants};
+use crate::autograd::{record, refuse_grad, wants};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{BnParams, BnRunningParams, BnStatsParams, CountParams, Kernel};
@@ -149,6 +149,10 @@ pub(crate) fn record_batch_norm(
     batch: bool,
 ) -> Result<Tensor> {
     let dims = bn_dims("batch_norm", x)?;
+    if !batch {
+        refuse_grad("batch_norm", mean.0, "running mean")?;
+        refuse_grad("batch_norm", var.0, "running variance")?;
+    }
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
     Ok(record("batch_norm", y, &inputs, || {
         let (x, w) = (x.detach(), weight.map(Tensor::detach));

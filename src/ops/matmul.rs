@@ -278,32 +278,51 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(record("matmul", y, &[a, b], || {
         let (a, b) = (a.detach(), b.detach());
         Box::new(move |g, needs| {
-            if a.shape().len() < 2 || b.shape().len() < 2 {
-                return Err(Error::invalid(
-                    "matmul backward: 1-D operands are not supported yet (unsqueeze them first)",
-                ));
+            // A 1-D operand is a row [1, K] (a) or a column [K, 1] (b) whose extra dimension
+            // the output dropped: differentiate the 2-D product, with g given that dimension
+            // back, and reshape the gradients to the operands' shapes (reshapes are views).
+            let (a2, b2) = (as_matrix(&a, true)?, as_matrix(&b, false)?);
+            let mut gshape = g.shape().to_vec();
+            if a.shape().len() == 1 {
+                gshape.insert(gshape.len() - usize::from(b.shape().len() > 1), 1);
             }
+            if b.shape().len() == 1 {
+                gshape.push(1);
+            }
+            let g2 = g.reshape(&gshape)?;
             // y = a·b: da = g·bᵀ, db = aᵀ·g, each summed over broadcast batches.
             Ok(vec![
                 wants(needs, 0)
                     .then(|| {
                         sum_to(
-                            &gemm("matmul backward", g, &b, (false, true), 1.0, None)?,
-                            a.shape(),
-                        )
+                            &gemm("matmul backward", &g2, &b2, (false, true), 1.0, None)?,
+                            a2.shape(),
+                        )?
+                        .reshape(a.shape())
                     })
                     .transpose()?,
                 wants(needs, 1)
                     .then(|| {
                         sum_to(
-                            &gemm("matmul backward", &a, g, (true, false), 1.0, None)?,
-                            b.shape(),
-                        )
+                            &gemm("matmul backward", &a2, &g2, (true, false), 1.0, None)?,
+                            b2.shape(),
+                        )?
+                        .reshape(b.shape())
                     })
                     .transpose()?,
             ])
         })
     }))
+}
+
+/// A 1-D matmul operand as the matrix `torch.matmul` reads it: a row `[1, K]` for `a`, a column
+/// `[K, 1]` for `b` (a view); other operands as they are.
+fn as_matrix(t: &Tensor, row: bool) -> Result<Tensor> {
+    match t.shape() {
+        [k] if row => t.reshape(&[1, *k]),
+        [k] => t.reshape(&[*k, 1]),
+        _ => Ok(t.clone()),
+    }
 }
 
 /// `alpha · a · bᵀ` over the last two dimensions (`[…, M, K] · […, N, K]ᵀ`), without copying a

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::autograd::{record, wants};
+use crate::autograd::{record, refuse_grad, wants};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, LayerNormParams, MaskedFillParams, RowParams};
 use crate::gpu::pool::GpuBuffer;
@@ -276,17 +276,13 @@ pub fn masked_fill(x: &Tensor, mask: &Tensor, value: f32) -> Result<Tensor> {
         value,
         bytes,
     };
+    refuse_grad(name, mask, "mask")?;
     let y = run(&op, &[x, mask], None)?;
-    Ok(record(name, y, &[x, mask], || {
+    Ok(record(name, y, &[x], || {
         let mask = mask.detach();
-        Box::new(move |g, needs| {
-            if wants(needs, 1) {
-                return Err(Error::invalid(
-                    "masked_fill backward: the mask cannot take a gradient (detach it)",
-                ));
-            }
+        Box::new(move |g, _| {
             // The filled positions did not come from x: their gradient is 0.
-            Ok(vec![Some(masked_fill(g, &mask, 0.0)?), None])
+            Ok(vec![Some(masked_fill(g, &mask, 0.0)?)])
         })
     }))
 }
