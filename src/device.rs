@@ -383,6 +383,17 @@ impl GpuDevice {
         self.0.flush("synchronize")?;
         self.0.wait("synchronize", None)
     }
+    /// Dispatches recorded on this device so far of the kernel named `kernel` (a WGSL file
+    /// stem: `"strided_copy"` is the copy of a view, `"matmul"` a matrix product), or of every
+    /// kernel with `None`.
+    pub fn dispatch_count(&self, kernel: Option<&str>) -> u64 {
+        let p = self.0.pending();
+        p.dispatched
+            .iter()
+            .filter(|(k, _)| kernel.is_none_or(|name| k.name() == name))
+            .map(|(_, n)| n)
+            .sum()
+    }
     /// Starts the high-water mark of [`GpuStats::peak_bytes`] again from what is held now (to
     /// measure the peak of one piece of work: a training step, say).
     pub fn reset_peak(&self) {

@@ -452,8 +452,8 @@ pub(crate) fn from_module(m: &dyn Module) -> Result<StateDict> {
     for ((key, kind, _), t) in slots.into_iter().zip(host) {
         sd.kinds.insert(key.clone(), kind);
         // Detached, as PyTorch's state_dict() is: computing with an entry never reaches the
-        // parameter's gradient.
-        sd.insert(key, t.detach());
+        // parameter's gradient. Dense: a view a module holds is saved as its values.
+        sd.insert(key, t.detach().contiguous()?);
     }
     Ok(sd)
 }
@@ -553,7 +553,7 @@ pub(crate) fn load_into(m: &mut dyn Module, sd: &StateDict, strict: bool) -> Res
             ));
             continue;
         }
-        let host = match t.to(&Device::Cpu) {
+        let host = match t.to(&Device::Cpu).and_then(|h| h.contiguous()) {
             Ok(h) => h,
             Err(e) => {
                 problems.push(format!("could not read {key}: {e}"));

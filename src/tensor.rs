@@ -1,6 +1,10 @@
-//! `Tensor`: a shape, a dtype and storage — host bytes or a wgpu buffer. Storage is immutable and
-//! shared on clone; operations and loads make new tensors, so a tensor handed out (a state dict
-//! entry, say) never aliases state that changes later.
+//! `Tensor`: a layout (shape, strides, offset) over storage — host bytes or a wgpu buffer — and
+//! a dtype. Storage is immutable and shared: clones and views (`reshape`, `permute`, `narrow`,
+//! `expand`, … in [`crate::ops`]) share it and cost no kernel; operations and loads make new
+//! storage, so a tensor handed out (a state dict entry, a view of a parameter) never aliases
+//! state that changes later: an optimizer step gives the parameter new storage, and a view
+//! taken before it keeps the old values. Ops read a view through [`Tensor::contiguous`], which
+//! copies only when the layout is not already dense.
 
 use std::fmt;
 use std::sync::Arc;
@@ -68,10 +72,17 @@ pub(crate) enum Storage {
     },
 }
 
-/// An n-dimensional array on a [`Device`]. Cheap to clone (storage is shared and never mutated).
+/// An n-dimensional array on a [`Device`]: a layout over shared storage. Cheap to clone, and
+/// views share the storage (which is never mutated).
 #[derive(Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
+    /// Elements between neighbours along each dimension (0 for an expanded one).
+    strides: Vec<usize>,
+    /// Index of the first element in the storage.
+    offset: usize,
+    /// Elements of the storage (the dense tensor it was made as).
+    storage_numel: usize,
     dtype: DType,
     pub(crate) storage: Storage,
     /// Where it came from, when it requires a gradient (see [`crate::autograd`]).
@@ -143,11 +154,70 @@ pub(crate) fn numel_of(shape: &[usize]) -> Result<usize> {
 impl Tensor {
     pub(crate) fn from_parts(shape: Vec<usize>, dtype: DType, storage: Storage) -> Tensor {
         Tensor {
+            strides: crate::ops::contiguous_strides(&shape),
+            offset: 0,
+            storage_numel: shape.iter().product(),
             shape,
             dtype,
             storage,
             origin: None,
         }
+    }
+
+    /// A view of this tensor's storage with another layout (no origin: the view op records).
+    /// The caller guarantees every index it can reach lies inside the storage.
+    pub(crate) fn view_of(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Tensor {
+        Tensor {
+            shape,
+            strides,
+            offset,
+            storage_numel: self.storage_numel,
+            dtype: self.dtype,
+            storage: self.storage.clone(),
+            origin: None,
+        }
+    }
+
+    /// Elements between neighbours along each dimension (`t.stride()`); 0 along an expanded
+    /// dimension.
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+
+    /// Index of the first element in the storage (`t.storage_offset()`).
+    pub fn storage_offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Whether the elements lie in row-major order without gaps (`t.is_contiguous()`; sizes
+    /// of 1 may carry any stride, as in PyTorch).
+    pub fn is_contiguous(&self) -> bool {
+        let mut want = 1;
+        for (&d, &st) in self.shape.iter().zip(&self.strides).rev() {
+            if d == 0 {
+                return true;
+            }
+            if d != 1 && st != want {
+                return false;
+            }
+            want *= d;
+        }
+        true
+    }
+
+    /// Whether the tensor is its whole storage in row-major order: what kernels read.
+    pub(crate) fn is_dense(&self) -> bool {
+        self.offset == 0 && self.numel() == self.storage_numel && self.is_contiguous()
+    }
+
+    /// The same values with a dense layout (`t.contiguous()`): the tensor itself (shared) when
+    /// it already is, else a copy through one strided gather (the same bits on every device).
+    /// Differentiable.
+    pub fn contiguous(&self) -> Result<Tensor> {
+        if self.is_dense() {
+            return Ok(self.clone());
+        }
+        crate::ops::materialize(self)
     }
 
     fn check_len(shape: &[usize], dtype: DType, got_bytes: usize) -> Result<()> {
@@ -256,11 +326,27 @@ impl Tensor {
         }
     }
 
-    /// The host bytes, when on the CPU.
+    /// The host bytes, when on the CPU and dense (a view has none: make it contiguous).
     pub(crate) fn host(&self) -> Option<&HostBytes> {
+        match &self.storage {
+            Storage::Host(h) if self.is_dense() => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The whole storage's host bytes, whatever the layout (for the strided gather).
+    pub(crate) fn storage_host(&self) -> Option<&HostBytes> {
         match &self.storage {
             Storage::Host(h) => Some(h),
             Storage::Gpu { .. } => None,
+        }
+    }
+
+    /// The whole storage's device buffer, whatever the layout (for the strided gather).
+    pub(crate) fn storage_buffer(&self) -> Option<&GpuBuffer> {
+        match &self.storage {
+            Storage::Gpu { buffer, .. } => Some(buffer),
+            Storage::Host(_) => None,
         }
     }
 
@@ -268,29 +354,35 @@ impl Tensor {
     /// Ops wgnn recorded but has not submitted yet are submitted first, so work the caller
     /// submits afterwards sees the values. The tensor's bytes start at offset 0; the buffer may
     /// be larger than [`Tensor::nbytes`] (it is padded to 4 bytes, and op outputs come from a
-    /// pool in size classes).
+    /// pool in size classes). `None` for a view that is not dense: call
+    /// [`contiguous`](Tensor::contiguous) first.
     pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
         match &self.storage {
-            Storage::Gpu { buffer, device } => {
+            Storage::Gpu { buffer, device } if self.is_dense() => {
                 if let Err(e) = device.0.flush("wgpu_buffer") {
                     log::error!("wgnn: submitting recorded work failed: {e}");
                 }
                 Some(buffer.buffer())
             }
-            Storage::Host(_) => None,
+            _ => None,
         }
     }
 
-    /// The device buffer, when on a GPU (no flush: for wgnn's own ops, which record in order).
+    /// The device buffer, when on a GPU and dense (no flush: for wgnn's own ops, which record
+    /// in order).
     pub(crate) fn gpu_buffer(&self) -> Option<&GpuBuffer> {
         match &self.storage {
-            Storage::Gpu { buffer, .. } => Some(buffer),
-            Storage::Host(_) => None,
+            Storage::Gpu { buffer, .. } if self.is_dense() => Some(buffer),
+            _ => None,
         }
     }
 
-    /// Copies the data to host bytes (reads back from the GPU, bounded wait).
+    /// Copies the data to host bytes, in row-major order (reads back from the GPU, bounded
+    /// wait; a view is made contiguous first).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        if !self.is_dense() {
+            return crate::autograd::no_grad(|| self.contiguous())?.to_bytes();
+        }
         match &self.storage {
             Storage::Host(h) => Ok(h.bytes().to_vec()),
             Storage::Gpu { buffer, device } => {
@@ -435,7 +527,9 @@ impl Tensor {
         }))
     }
 
-    /// A copy with `shape`, which must hold the same number of elements.
+    /// The same elements with `shape`, which must hold as many (`t.reshape(shape)`): a view
+    /// when the layout allows it (a contiguous tensor always does), else a contiguous copy, as
+    /// PyTorch's.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel_of(shape)? != self.numel() {
             return Err(Error::shape(
@@ -447,7 +541,17 @@ impl Tensor {
                 ),
             ));
         }
-        let out = Tensor::from_parts(shape.to_vec(), self.dtype, self.storage.clone());
+        let out = match view_strides(&self.shape, &self.strides, shape) {
+            Some(strides) => self.view_of(shape.to_vec(), strides, self.offset),
+            None => {
+                let c = crate::autograd::no_grad(|| self.contiguous())?;
+                c.view_of(
+                    shape.to_vec(),
+                    crate::ops::contiguous_strides(shape),
+                    c.offset,
+                )
+            }
+        };
         let from = self.shape.clone();
         Ok(crate::autograd::record("reshape", out, &[self], || {
             Box::new(move |g, _| Ok(vec![Some(g.reshape(&from)?)]))
@@ -462,7 +566,7 @@ impl Tensor {
 
     /// The same values, cut off from the graph (`t.detach()`): no gradient flows through it.
     pub fn detach(&self) -> Tensor {
-        Tensor::from_parts(self.shape.clone(), self.dtype, self.storage.clone())
+        self.view_of(self.shape.clone(), self.strides.clone(), self.offset)
     }
 
     /// `loss.backward()`: computes the gradient of this one-element tensor with respect to every
@@ -504,10 +608,7 @@ impl Tensor {
         if dtype == self.dtype {
             return Ok(self.clone());
         }
-        let bytes = match &self.storage {
-            Storage::Host(h) => convert(h.bytes(), self.dtype, dtype)?,
-            Storage::Gpu { .. } => convert(&self.to_bytes()?, self.dtype, dtype)?,
-        };
+        let bytes = convert(&self.to_bytes()?, self.dtype, dtype)?;
         Tensor::from_bytes(&bytes, &self.shape, dtype)?.to(&self.device())
     }
 }
@@ -515,6 +616,21 @@ impl Tensor {
 /// Moves many tensors to `device` at once: everything that has to go up goes in one staging
 /// copy and one submission; tensors already there are shared, not copied.
 pub fn to_device_many(tensors: &[&Tensor], device: &Device) -> Result<Vec<Tensor>> {
+    // What moves moves dense (views are copied on their own device first).
+    let dense: Vec<Tensor> = crate::autograd::no_grad(|| {
+        tensors
+            .iter()
+            .map(|t| {
+                if t.is_on(device) {
+                    Ok((*t).clone())
+                } else {
+                    t.contiguous()
+                }
+            })
+            .collect::<Result<_>>()
+    })?;
+    let tensors: Vec<&Tensor> = dense.iter().collect();
+    let tensors = tensors.as_slice();
     let mut out: Vec<Option<Tensor>> = vec![None; tensors.len()];
     // Read back everything on a *different* GPU first, per source device.
     let mut host: Vec<Option<Vec<u8>>> = vec![None; tensors.len()];
@@ -556,10 +672,10 @@ pub fn to_device_many(tensors: &[&Tensor], device: &Device) -> Result<Vec<Tensor
             let pending: Vec<usize> = (0..tensors.len()).filter(|&i| out[i].is_none()).collect();
             let datas: Vec<&[u8]> = pending
                 .iter()
-                .map(|&i| match (&host[i], &tensors[i].storage) {
+                .map(|&i| match (&host[i], tensors[i].host()) {
                     (Some(b), _) => b.as_slice(),
-                    (None, Storage::Host(h)) => h.bytes(),
-                    (None, Storage::Gpu { .. }) => &[],
+                    (None, Some(h)) => h.bytes(),
+                    (None, None) => &[],
                 })
                 .collect();
             if !pending.is_empty() {
@@ -761,4 +877,43 @@ impl fmt::Debug for Tensor {
             self.device()
         )
     }
+}
+
+/// Strides that show `shape` over a tensor of `old` shape and `strides` without moving any
+/// element (PyTorch's `computeStride`), or `None` when a copy is needed: each run of old
+/// dimensions that are contiguous with one another may be split and merged freely.
+fn view_strides(old: &[usize], strides: &[usize], shape: &[usize]) -> Option<Vec<usize>> {
+    if old.iter().product::<usize>() == 0 {
+        return Some(crate::ops::contiguous_strides(shape));
+    }
+    let mut out = vec![0; shape.len()];
+    let mut view_d = shape.len() as isize - 1;
+    // The stride of the last element of the current chunk of old dimensions.
+    let mut chunk_base = *strides.last().unwrap_or(&1);
+    let mut tensor_numel = 1usize;
+    let mut view_numel = 1usize;
+    for d in (0..old.len()).rev() {
+        tensor_numel *= old[d];
+        // A chunk ends where the next old dimension is not contiguous with this one.
+        let ends = d == 0 || (old[d - 1] != 1 && strides[d - 1] != tensor_numel * chunk_base);
+        if ends {
+            while view_d >= 0 && (view_numel < tensor_numel || shape[view_d as usize] == 1) {
+                out[view_d as usize] = view_numel * chunk_base;
+                view_numel *= shape[view_d as usize];
+                view_d -= 1;
+            }
+            if view_numel != tensor_numel {
+                return None;
+            }
+            if d > 0 {
+                chunk_base = strides[d - 1];
+                tensor_numel = 1;
+                view_numel = 1;
+            }
+        }
+    }
+    if view_d != -1 {
+        return None;
+    }
+    Some(out)
 }

@@ -92,6 +92,8 @@ pub(crate) struct Pending {
     by_buffer: HashMap<u64, Vec<GroupKey>>,
     /// Bind groups created so far (a test asserts the cache works with it).
     pub groups_created: u64,
+    /// Dispatches recorded so far, by kernel (tests count copy kernels with it).
+    pub dispatched: HashMap<KernelId, u64>,
 }
 
 impl Pending {
@@ -153,8 +155,12 @@ impl GpuContext {
             groups,
             by_buffer,
             groups_created,
+            dispatched,
             ..
         } = &mut *guard;
+        for l in launches {
+            *dispatched.entry(l.kernel.id()).or_default() += 1;
+        }
         let ring = ring.get_or_insert_with(|| Ring::new(self));
         let mut bound = Vec::with_capacity(launches.len());
         for (l, b) in launches.iter().zip(&built) {

@@ -1,7 +1,10 @@
-//! Layout ops. Tensors in wgnn are always contiguous, so `reshape` is a view (it shares the
-//! storage) while `permute`, `transpose`, `narrow`, `chunk` and `expand` make contiguous copies,
-//! all through one strided gather (`strided_copy.wgsl`). Copies move bits: the CPU and GPU
-//! results are identical. Any dtype of 4 or 8 bytes works on the GPU; every dtype on the CPU.
+//! Layout ops. A tensor is a layout over shared storage, so `permute`, `transpose`, `t`,
+//! `narrow`, `chunk`, `split`, `select`, `expand`, `squeeze` and `unsqueeze` are views: they
+//! cost no kernel, and each records the backward that carries a gradient back to the layout it
+//! came from. [`Tensor::contiguous`] copies a view into a dense tensor through one strided
+//! gather (`strided_copy.wgsl`), which every other op does for its inputs when they are not
+//! dense. Copies move bits: the CPU and GPU results are identical. Any dtype of 4 or 8 bytes
+//! works on the GPU; every dtype on the CPU.
 
 use std::sync::Arc;
 
@@ -11,12 +14,12 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, StridedParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
-use crate::ops::common::{contiguous_strides, elementwise_grid, launch_whole, pad8, MAX_RANK};
+use crate::ops::common::{elementwise_grid, launch_whole, pad8, MAX_RANK};
 use crate::ops::grad::{pad, sum_to};
 use crate::ops::op::{run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
-/// `y[i] = x[base + Σ coord_d · strides_d]` over `out`.
+/// `y[i] = x[base + Σ coord_d · strides_d]` over `out`, `x` being the input's whole storage.
 struct Gather {
     name: &'static str,
     out: Vec<usize>,
@@ -60,6 +63,9 @@ impl Op for Gather {
     }
     fn out_dtype(&self) -> DType {
         self.dtype
+    }
+    fn reads_layout(&self) -> bool {
+        true
     }
 
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
@@ -141,7 +147,34 @@ fn check_dim(name: &str, shape: &[usize], dim: usize) -> Result<()> {
     Ok(())
 }
 
-/// `x.permute(dims)`: dimension `i` of the result is dimension `dims[i]` of `x` (a copy).
+/// `x.contiguous()` of a view: its elements copied in row-major order (see
+/// [`Tensor::contiguous`], which calls this only when the layout is not dense).
+pub(crate) fn materialize(x: &Tensor) -> Result<Tensor> {
+    let y = gather(
+        "contiguous",
+        x,
+        x.shape().to_vec(),
+        x.strides().to_vec(),
+        x.storage_offset(),
+    )?;
+    Ok(record("contiguous", y, &[x], || {
+        Box::new(move |g, _| Ok(vec![Some(g.clone())]))
+    }))
+}
+
+/// `x` with another layout over its storage, recorded with `backward`.
+fn view(
+    name: &'static str,
+    x: &Tensor,
+    shape: Vec<usize>,
+    strides: Vec<usize>,
+    offset: usize,
+    backward: impl FnOnce() -> crate::autograd::BackwardFn,
+) -> Tensor {
+    record(name, x.view_of(shape, strides, offset), &[x], backward)
+}
+
+/// `x.permute(dims)`: dimension `i` of the result is dimension `dims[i]` of `x` (a view).
 pub fn permute(x: &Tensor, dims: &[usize]) -> Result<Tensor> {
     let name = "permute";
     let s = x.shape();
@@ -159,25 +192,25 @@ pub fn permute(x: &Tensor, dims: &[usize]) -> Result<Tensor> {
             ),
         ));
     }
-    let st = contiguous_strides(s);
-    let y = gather(
+    let st = x.strides();
+    Ok(view(
         name,
         x,
         dims.iter().map(|&d| s[d]).collect(),
         dims.iter().map(|&d| st[d]).collect(),
-        0,
-    )?;
-    Ok(record(name, y, &[x], || {
-        // The inverse permutation carries the gradient back.
-        let mut inverse = vec![0; dims.len()];
-        for (i, &d) in dims.iter().enumerate() {
-            inverse[d] = i;
-        }
-        Box::new(move |g, _| Ok(vec![Some(permute(g, &inverse)?)]))
-    }))
+        x.storage_offset(),
+        || {
+            // The inverse permutation carries the gradient back.
+            let mut inverse = vec![0; dims.len()];
+            for (i, &d) in dims.iter().enumerate() {
+                inverse[d] = i;
+            }
+            Box::new(move |g, _| Ok(vec![Some(permute(g, &inverse)?)]))
+        },
+    ))
 }
 
-/// `x.transpose(d0, d1)` (a copy).
+/// `x.transpose(d0, d1)` (a view).
 pub fn transpose(x: &Tensor, d0: usize, d1: usize) -> Result<Tensor> {
     let s = x.shape();
     check_dim("transpose", s, d0)?;
@@ -187,7 +220,19 @@ pub fn transpose(x: &Tensor, d0: usize, d1: usize) -> Result<Tensor> {
     permute(x, &dims)
 }
 
-/// `x.narrow(dim, start, len)`: elements `start..start + len` of dimension `dim` (a copy).
+/// `x.t()`: a matrix transposed (a view); 0-D and 1-D tensors are returned as they are.
+pub fn t(x: &Tensor) -> Result<Tensor> {
+    match x.shape().len() {
+        0 | 1 => Ok(x.clone()),
+        2 => transpose(x, 0, 1),
+        r => Err(Error::shape(
+            "t",
+            format!("t() expects a tensor of at most 2 dimensions, got {r} (use transpose)"),
+        )),
+    }
+}
+
+/// `x.narrow(dim, start, len)`: elements `start..start + len` of dimension `dim` (a view).
 pub fn narrow(x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor> {
     let name = "narrow";
     let s = x.shape();
@@ -201,32 +246,116 @@ pub fn narrow(x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor
             ),
         ));
     }
-    let st = contiguous_strides(s);
     let mut out = s.to_vec();
     out[dim] = len;
-    let y = gather(name, x, out, st.clone(), start * st[dim])?;
-    Ok(record(name, y, &[x], || {
+    // An empty view keeps the offset where it is (it reads nothing).
+    let offset = x.storage_offset() + if len > 0 { start * x.strides()[dim] } else { 0 };
+    Ok(view(name, x, out, x.strides().to_vec(), offset, || {
         let full = s.to_vec();
         Box::new(move |g, _| Ok(vec![Some(pad(g, dim, start, &full)?)]))
     }))
 }
 
 /// `x.chunk(chunks, dim)`: PyTorch's split into pieces of `ceil(size / chunks)` (the last may be
-/// smaller, and there may be fewer than `chunks`), each a copy.
+/// smaller, and there may be fewer than `chunks`), each a view.
 pub fn chunk(x: &Tensor, chunks: usize, dim: usize) -> Result<Vec<Tensor>> {
     check_dim("chunk", x.shape(), dim)?;
     if chunks == 0 {
         return Err(Error::invalid("chunk: chunks must be at least 1"));
     }
     let size = x.shape()[dim];
-    let step = size.div_ceil(chunks).max(1);
-    (0..size)
-        .step_by(step)
-        .map(|s| narrow(x, dim, s, step.min(size - s)))
+    split(x, size.div_ceil(chunks).max(1), dim)
+}
+
+/// `x.split(size, dim)`: pieces of `size` along `dim` (the last may be smaller), each a view.
+pub fn split(x: &Tensor, size: usize, dim: usize) -> Result<Vec<Tensor>> {
+    check_dim("split", x.shape(), dim)?;
+    if size == 0 {
+        return Err(Error::invalid("split: the piece size must be at least 1"));
+    }
+    let n = x.shape()[dim];
+    (0..n)
+        .step_by(size)
+        .map(|s| narrow(x, dim, s, size.min(n - s)))
         .collect()
 }
 
-/// `x.expand(shape).contiguous()`: size-1 (or missing leading) dimensions repeated (a copy).
+/// `x.select(dim, index)` (`x[..., index, ...]`): dimension `dim` removed at `index` (a view).
+pub fn select(x: &Tensor, dim: usize, index: usize) -> Result<Tensor> {
+    let name = "select";
+    let s = x.shape();
+    check_dim(name, s, dim)?;
+    if index >= s[dim] {
+        return Err(Error::shape(
+            name,
+            format!(
+                "index {index} is out of range for dimension {dim} of size {} (shape {s:?})",
+                s[dim]
+            ),
+        ));
+    }
+    let (mut shape, mut strides) = (s.to_vec(), x.strides().to_vec());
+    let offset = x.storage_offset() + index * strides[dim];
+    shape.remove(dim);
+    strides.remove(dim);
+    Ok(view(name, x, shape, strides, offset, || {
+        let full = s.to_vec();
+        Box::new(move |g, _| Ok(vec![Some(pad(&unsqueeze(g, dim)?, dim, index, &full)?)]))
+    }))
+}
+
+/// `x.squeeze(dim)`: dimension `dim` removed if its size is 1, else `x` as it is (a view).
+pub fn squeeze(x: &Tensor, dim: usize) -> Result<Tensor> {
+    check_dim("squeeze", x.shape(), dim)?;
+    if x.shape()[dim] != 1 {
+        return Ok(x.clone());
+    }
+    let (mut shape, mut strides) = (x.shape().to_vec(), x.strides().to_vec());
+    shape.remove(dim);
+    strides.remove(dim);
+    Ok(view(
+        "squeeze",
+        x,
+        shape,
+        strides,
+        x.storage_offset(),
+        || Box::new(move |g, _| Ok(vec![Some(unsqueeze(g, dim)?)])),
+    ))
+}
+
+/// `x.unsqueeze(dim)`: a dimension of size 1 inserted before `dim` (`dim` may be the rank, to
+/// append one; a view).
+pub fn unsqueeze(x: &Tensor, dim: usize) -> Result<Tensor> {
+    let s = x.shape();
+    if dim > s.len() {
+        return Err(Error::shape(
+            "unsqueeze",
+            format!(
+                "dimension {dim} is out of range for shape {s:?} (at most {})",
+                s.len()
+            ),
+        ));
+    }
+    let (mut shape, mut strides) = (s.to_vec(), x.strides().to_vec());
+    let stride = if dim < s.len() {
+        strides[dim] * s[dim]
+    } else {
+        1
+    };
+    shape.insert(dim, 1);
+    strides.insert(dim, stride.max(1));
+    Ok(view(
+        "unsqueeze",
+        x,
+        shape,
+        strides,
+        x.storage_offset(),
+        || Box::new(move |g, _| Ok(vec![Some(squeeze(g, dim)?)])),
+    ))
+}
+
+/// `x.expand(shape)`: size-1 (or missing leading) dimensions repeated, as a view whose
+/// expanded dimensions have stride 0.
 pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let name = "expand";
     let s = x.shape();
@@ -239,7 +368,7 @@ pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if shape.len() < s.len() {
         return Err(bad());
     }
-    let st = contiguous_strides(s);
+    let st = x.strides();
     let off = shape.len() - s.len();
     let mut strides = vec![0; shape.len()];
     for i in 0..s.len() {
@@ -249,9 +378,15 @@ pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
             return Err(bad());
         }
     }
-    let y = gather(name, x, shape.to_vec(), strides, 0)?;
-    Ok(record(name, y, &[x], || {
-        let from = s.to_vec();
-        Box::new(move |g, _| Ok(vec![Some(sum_to(g, &from)?)]))
-    }))
+    Ok(view(
+        name,
+        x,
+        shape.to_vec(),
+        strides,
+        x.storage_offset(),
+        || {
+            let from = s.to_vec();
+            Box::new(move |g, _| Ok(vec![Some(sum_to(g, &from)?)]))
+        },
+    ))
 }

@@ -28,10 +28,29 @@ const TILE_N: u64 = 256;
 /// How one operand is read: `X[z1, z2, r, c] = x[base + z1*bs1 + z2*bs2 + r*rs + c*cs]`.
 #[derive(Clone, Copy, Debug, Default)]
 struct Operand {
+    base: usize,
     rs: usize,
     cs: usize,
     bs1: usize,
     bs2: usize,
+}
+
+/// An operand's layout as the plan reads it: views are read in place, through their strides.
+#[derive(Clone, Copy)]
+struct Lay<'a> {
+    shape: &'a [usize],
+    strides: &'a [usize],
+    offset: usize,
+}
+
+impl<'a> Lay<'a> {
+    fn of(t: &'a Tensor) -> Lay<'a> {
+        Lay {
+            shape: t.shape(),
+            strides: t.strides(),
+            offset: t.storage_offset(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -58,32 +77,34 @@ enum Planned {
 
 fn plan(
     name: &'static str,
-    a: &[usize],
-    b: &[usize],
+    la: Lay<'_>,
+    lb: Lay<'_>,
     trans_a: bool,
     trans_b: bool,
     alpha: f32,
     bias: bool,
 ) -> Result<Planned> {
+    let (a, b) = (la.shape, lb.shape);
     if a.is_empty() || b.is_empty() {
         return Err(Error::shape(
             name,
             format!("both operands need at least one dimension, got a {a:?} and b {b:?}"),
         ));
     }
-    let am: Vec<usize> = if a.len() == 1 {
-        vec![1, a[0]]
+    // 1-D operands promoted (a row for a, a column for b), with the strides they read at.
+    let (am, ast): (Vec<usize>, Vec<usize>) = if a.len() == 1 {
+        (vec![1, a[0]], vec![0, la.strides[0]])
     } else {
-        a.to_vec()
+        (a.to_vec(), la.strides.to_vec())
     };
-    let bm: Vec<usize> = if b.len() == 1 {
+    let (bm, bst): (Vec<usize>, Vec<usize>) = if b.len() == 1 {
         if trans_b {
-            vec![1, b[0]]
+            (vec![1, b[0]], vec![0, lb.strides[0]])
         } else {
-            vec![b[0], 1]
+            (vec![b[0], 1], vec![lb.strides[0], 0])
         }
     } else {
-        b.to_vec()
+        (b.to_vec(), lb.strides.to_vec())
     };
     let (m, ka) = if trans_a {
         (am[am.len() - 1], am[am.len() - 2])
@@ -122,35 +143,37 @@ fn plan(
     if b.len() > 1 {
         out.push(n);
     }
-    let mut ga = if trans_a {
-        Operand {
-            rs: 1,
-            cs: m,
-            ..Default::default()
-        }
-    } else {
-        Operand {
-            rs: k,
-            cs: 1,
-            ..Default::default()
-        }
+    // Row and column strides of the matrices A[m, k] and B[k, n] the kernel reads.
+    let (ra, rb) = (am.len(), bm.len());
+    let mut ga = Operand {
+        base: la.offset,
+        rs: if trans_a { ast[ra - 1] } else { ast[ra - 2] },
+        cs: if trans_a { ast[ra - 2] } else { ast[ra - 1] },
+        ..Default::default()
     };
-    let gb = if trans_b {
-        Operand {
-            rs: 1,
-            cs: k,
-            ..Default::default()
-        }
-    } else {
-        Operand {
-            rs: n,
-            cs: 1,
-            ..Default::default()
-        }
+    let gb = Operand {
+        base: lb.offset,
+        rs: if trans_b { bst[rb - 1] } else { bst[rb - 2] },
+        cs: if trans_b { bst[rb - 2] } else { bst[rb - 1] },
+        ..Default::default()
     };
     let numel = |s: &[usize]| s.iter().product::<usize>();
-    // b without a batch and a's batch the output's: a's rows are one [batch·M, K] matrix.
-    if !trans_a && numel(bb) == 1 && ba == out_batch.as_slice() {
+    let (sa_mat, sb_mat) = (&ast[..ra - 2], &bst[..rb - 2]);
+    // b without a batch and a's batch the output's, a's batch dimensions running on from its
+    // rows: a's rows are one [batch·M, K] matrix.
+    let folds = {
+        let mut want = ga.rs * m;
+        let mut ok = !trans_a && numel(bb) == 1 && ba == out_batch.as_slice();
+        ok &= m > 1 || numel(ba) == 1;
+        for i in (0..ba.len()).rev() {
+            if ba[i] != 1 {
+                ok &= sa_mat[i] == want;
+                want *= ba[i];
+            }
+        }
+        ok
+    };
+    if folds {
         return Ok(Planned::Ready(Gemm {
             name,
             out,
@@ -165,21 +188,19 @@ fn plan(
             bias,
         }));
     }
-    // Per output batch dimension: (size, a's stride, b's stride), 0 where broadcast.
-    let strides = |batch: &[usize], mat: usize| -> Vec<usize> {
+    // Per output batch dimension: the operand's stride, 0 where it is broadcast.
+    let strides = |batch: &[usize], st: &[usize]| -> Vec<usize> {
         let off = out_batch.len() - batch.len();
-        let mut st = vec![0; out_batch.len()];
-        let mut acc = mat;
-        for i in (0..batch.len()).rev() {
+        let mut out = vec![0; out_batch.len()];
+        for i in 0..batch.len() {
             if batch[i] != 1 {
-                st[off + i] = acc;
+                out[off + i] = st[i];
             }
-            acc *= batch[i];
         }
-        st
+        out
     };
-    let sa = strides(ba, m * k);
-    let sb = strides(bb, k * n);
+    let sa = strides(ba, sa_mat);
+    let sb = strides(bb, sb_mat);
     let mut groups: Vec<(usize, usize, usize)> = Vec::new();
     for i in 0..out_batch.len() {
         let d = (out_batch[i], sa[i], sb[i]);
@@ -235,25 +256,28 @@ fn gemm(
     }
     match plan(
         name,
-        a.shape(),
-        b.shape(),
+        Lay::of(a),
+        Lay::of(b),
         trans_a,
         trans_b,
         alpha,
         bias.is_some(),
     )? {
         Planned::Ready(g) => {
+            // The operands are read in place through their layouts; the bias dense.
+            let bias = bias.map(Tensor::contiguous).transpose()?;
             let mut inputs = vec![a, b];
-            inputs.extend(bias);
+            inputs.extend(bias.as_ref());
             run(&g, &inputs, None)
         }
         Planned::Expand(batch) => {
-            // Rare broadcast patterns: make both batches explicit, then one batch level fits.
+            // Rare broadcast patterns: make both batches explicit (dense copies), then one
+            // batch level fits.
             let full = |t: &Tensor| -> Result<Tensor> {
                 let s = t.shape();
                 let mut shape = batch.clone();
                 shape.extend_from_slice(&s[s.len() - 2..]);
-                crate::ops::expand(t, &shape)
+                crate::ops::expand(t, &shape)?.contiguous()
             };
             gemm(name, &full(a)?, &full(b)?, (trans_a, trans_b), alpha, bias)
         }
@@ -438,24 +462,32 @@ impl Gemm {
     fn batch(&self) -> usize {
         self.nb1 * self.nb2
     }
-    /// Element offsets of batch `z` in a and b.
+    /// Element offsets of batch `z` in a and b (their bases included).
     fn offsets(&self, z: usize) -> (usize, usize) {
         let (z1, z2) = (z / self.nb2, z % self.nb2);
         (
-            z1 * self.a.bs1 + z2 * self.a.bs2,
-            z1 * self.b.bs1 + z2 * self.b.bs2,
+            self.a.base + z1 * self.a.bs1 + z2 * self.a.bs2,
+            self.b.base + z1 * self.b.bs1 + z2 * self.b.bs2,
         )
     }
     /// Highest element index an operand is read at, plus one.
     fn extent(&self, o: &Operand, rows: usize, cols: usize) -> usize {
         let last = |n: usize, s: usize| n.saturating_sub(1) * s;
-        last(self.nb1, o.bs1) + last(self.nb2, o.bs2) + last(rows, o.rs) + last(cols, o.cs) + 1
+        o.base
+            + last(self.nb1, o.bs1)
+            + last(self.nb2, o.bs2)
+            + last(rows, o.rs)
+            + last(cols, o.cs)
+            + 1
     }
 }
 
 impl Op for Gemm {
     fn name(&self) -> &'static str {
         self.name
+    }
+    fn reads_layout(&self) -> bool {
+        true
     }
     fn out_shape(&self) -> &[usize] {
         &self.out
@@ -566,6 +598,8 @@ impl Op for Gemm {
                     b_cs: u(self.b.cs),
                     b_bs1: u(self.b.bs1),
                     b_bs2: u(self.b.bs2),
+                    a_base: u(self.a.base),
+                    b_base: u(self.b.base),
                     z0: z0 as u32,
                     has_bias: self.bias as u32,
                     alpha: self.alpha,
@@ -587,6 +621,36 @@ impl Op for Gemm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan for dense operands of these shapes.
+    fn plan(
+        name: &'static str,
+        a: &[usize],
+        b: &[usize],
+        trans_a: bool,
+        trans_b: bool,
+        alpha: f32,
+        bias: bool,
+    ) -> Result<Planned> {
+        let (sa, sb) = (
+            crate::ops::contiguous_strides(a),
+            crate::ops::contiguous_strides(b),
+        );
+        let lay = |shape, strides| Lay {
+            shape,
+            strides,
+            offset: 0,
+        };
+        super::plan(
+            name,
+            lay(a, &sa),
+            lay(b, &sb),
+            trans_a,
+            trans_b,
+            alpha,
+            bias,
+        )
+    }
 
     fn ready(p: Planned) -> Gemm {
         match p {

@@ -31,9 +31,11 @@ pub use batch_norm::batch_norm;
 pub(crate) use batch_norm::{
     batch_stats, bn_dims, increment, normalize, record_batch_norm, running_update,
 };
+pub(crate) use common::contiguous_strides;
 pub(crate) use grad::add;
 pub use index::{argmax, embedding, one_hot};
-pub use layout::{chunk, expand, narrow, permute, transpose};
+pub(crate) use layout::materialize;
+pub use layout::{chunk, expand, narrow, permute, select, split, squeeze, t, transpose, unsqueeze};
 pub use loss::{cross_entropy, mean};
 pub(crate) use matmul::matmul_tn;
 pub use matmul::{linear, matmul, matmul_nt};

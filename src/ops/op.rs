@@ -32,10 +32,30 @@ pub(crate) trait Op {
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()>;
     /// The GPU path: record the launches that fill `out` (inside the op's error scope).
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()>;
+    /// Whether the op reads its inputs' whole storage through their layouts itself (the
+    /// strided gather). Every other op gets dense inputs: [`run`] makes views contiguous.
+    fn reads_layout(&self) -> bool {
+        false
+    }
 }
 
-/// Runs `op` on the device of its inputs (or on `device` when it has none).
+/// Runs `op` on the device of its inputs (or on `device` when it has none). Views among the
+/// inputs are made contiguous first (a copy only where the layout is not dense), unless the op
+/// reads layouts itself.
 pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> Result<Tensor> {
+    let dense: Vec<Tensor>;
+    let inputs: Vec<&Tensor> = if op.reads_layout() || inputs.iter().all(|t| t.is_dense()) {
+        inputs.to_vec()
+    } else {
+        dense = crate::autograd::no_grad(|| {
+            inputs
+                .iter()
+                .map(|t| t.contiguous())
+                .collect::<Result<Vec<_>>>()
+        })?;
+        dense.iter().collect()
+    };
+    let inputs = inputs.as_slice();
     let device = match (inputs.first(), device) {
         (Some(first), _) => {
             let d = first.device();
@@ -66,8 +86,12 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
             let hosts = inputs
                 .iter()
                 .map(|t| {
-                    t.host()
-                        .ok_or_else(|| Error::internal("CPU tensor without host data"))
+                    let h = if op.reads_layout() {
+                        t.storage_host()
+                    } else {
+                        t.host()
+                    };
+                    h.ok_or_else(|| Error::internal("CPU tensor without host data"))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut out = HostBytes::zeroed(bytes)?;
@@ -78,8 +102,12 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
             let bufs = inputs
                 .iter()
                 .map(|t| {
-                    t.gpu_buffer()
-                        .ok_or_else(|| Error::internal("GPU tensor without a buffer"))
+                    let b = if op.reads_layout() {
+                        t.storage_buffer()
+                    } else {
+                        t.gpu_buffer()
+                    };
+                    b.ok_or_else(|| Error::internal("GPU tensor without a buffer"))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let out = g.0.scoped(op.name(), || {
