@@ -4,7 +4,8 @@
 // are the same for every invocation (a broadcast: cheap on GPUs and on CPU rasterisers such
 // as lavapipe, which vectorise across invocations); each invocation owns four columns and
 // streams B. A and B are read through strides, so a transposed operand (x·Wᵀ, q·kᵀ)
-// or a broadcast batch (stride 0) needs no copy; C is written contiguous [batch, M, N].
+// or a broadcast batch (stride 0) needs no copy; C is written [batch, M, N] through its own
+// row and batch strides (contiguous, or in the order of a permutation: matmul_permuted).
 // The batch index z is split in two levels, z = z1 * nb2 + z2, each with its own strides.
 
 struct Params {
@@ -25,9 +26,9 @@ struct Params {
     z0: u32,      // first batch index of this dispatch
     has_bias: u32,
     alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    c_rs: u32,    // C[z, m, n] = c[z1*c_bs1 + z2*c_bs2 + m*c_rs + n]
+    c_bs1: u32,
+    c_bs2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -60,7 +61,7 @@ fn write4(c_off: u32, row: u32, n: u32, v: vec4<f32>) {
     }
     for (var r = 0u; r < 4u; r++) {
         if row + r < p.m {
-            c[c_off + (row + r) * p.n + n] = p.alpha * v[r] + bn;
+            c[c_off + (row + r) * p.c_rs + n] = p.alpha * v[r] + bn;
         }
     }
 }
@@ -147,7 +148,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         workgroupBarrier();
     }
 
-    let c_off = z * p.m * p.n;
+    let c_off = z1 * p.c_bs1 + z2 * p.c_bs2;
     write4(c_off, row0 + 0u, n0, acc0_0);
     write4(c_off, row0 + 4u, n0, acc0_1);
     write4(c_off, row0 + 8u, n0, acc0_2);

@@ -1,7 +1,7 @@
 //! The Transformer of the UvA DL tutorial 6 ("Transformers and Multi-Head Attention"), ported
 //! class for class: the same module tree, attribute names and state-dict keys as the Python, so
 //! the tutorial's checkpoints load as they are. Reading it next to the notebook is the point;
-//! the general parts (the layers, [`scaled_dot_product`], [`expand_mask`]) live in [`crate::nn`].
+//! the general parts (the layers, [`scaled_dot_product`](crate::nn::scaled_dot_product), [`expand_mask`]) live in [`crate::nn`].
 //!
 //! ```
 //! use wgnn::tutorial6::{Hparams, TransformerPredictor};
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::impl_module;
 use crate::module::{Forward, ModuleList};
 use crate::nn::{
-    expand_mask, scaled_dot_product, Dropout, LayerNorm, Linear, PositionalEncoding, ReLU,
+    attention_weights, expand_mask, Dropout, LayerNorm, Linear, PositionalEncoding, ReLU,
 };
 use crate::ops;
 use crate::tensor::Tensor;
@@ -96,8 +96,11 @@ impl MultiheadAttention {
         let qkv = ops::permute(&qkv, &[0, 2, 1, 3])?; // [Batch, Head, SeqLen, Dims]
         let qkv = ops::chunk(&qkv, 3, 3)?;
         let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
-        let (values, attention) = scaled_dot_product(q, k, v, mask.as_ref())?;
-        let values = ops::permute(&values, &[0, 2, 1, 3])?; // [Batch, SeqLen, Head, Dims]
+        // scaled_dot_product, with attention · v written straight in [Batch, SeqLen, Head,
+        // Dims] order: the tutorial's permute(0, 2, 1, 3) is then dense and the reshape that
+        // merges the heads a view (no copy kernel splits or merges heads).
+        let attention = attention_weights(q, k, mask.as_ref())?;
+        let values = ops::matmul_permuted(&attention, v, &[0, 2, 1, 3])?;
         let values = values.reshape(&[batch, seq, self.embed_dim])?;
         let o = self.o_proj.forward(&values)?;
         Ok((o, attention))

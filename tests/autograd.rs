@@ -149,6 +149,11 @@ fn cases() -> Vec<Case> {
             f: Box::new(|x| ops::matmul(&x[0], &x[1])),
         },
         Case {
+            name: "matmul_permuted (heads merged: [b, h, s, d] stored as [b, s, h, d])",
+            inputs: vec![t(&[2, 3, 4, 4], 47), t(&[2, 3, 4, 2], 48)],
+            f: Box::new(|x| ops::matmul_permuted(&x[0], &x[1], &[0, 2, 1, 3])),
+        },
+        Case {
             name: "matmul_nt",
             inputs: vec![t(&[2, 3, 4], 6), t(&[2, 5, 4], 7)],
             f: Box::new(|x| ops::matmul_nt(&x[0], &x[1], 0.5)),

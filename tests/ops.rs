@@ -391,3 +391,36 @@ fn masks_may_be_float_bool_or_bytes_with_the_same_result_everywhere() {
     let e = ops::masked_fill(&x, &Tensor::from_slice(&[1i64; 5], &[5]).unwrap(), 0.0).unwrap_err();
     assert!(e.to_string().contains("int64"), "{e}");
 }
+
+/// `matmul_permuted` is `permute(matmul(a, b), perm).contiguous()` to the bit (the product
+/// writes in the permuted order), on the CPU and the GPU, whether its batch levels can address
+/// the order directly or it falls back to a copy.
+#[test]
+fn matmul_permuted_equals_matmul_then_permute() {
+    for d in [Device::Cpu, gpu()] {
+        let a = t(&[2, 3, 5, 4], 21).to(&d).unwrap();
+        let b = t(&[2, 3, 4, 6], 22).to(&d).unwrap();
+        // A view as b, as attention's v is.
+        let wide = t(&[2, 3, 4, 12], 23).to(&d).unwrap();
+        let bv = ops::narrow(&wide, 3, 6, 6).unwrap();
+        for (b, perm) in [
+            (&b, &[0, 2, 1, 3][..]),
+            (&bv, &[0, 2, 1, 3]),
+            (&b, &[1, 0, 2, 3]),
+            (&b, &[2, 1, 0, 3]),
+            (&b, &[0, 1, 2, 3]),
+        ] {
+            let got = ops::matmul_permuted(&a, b, perm).unwrap();
+            let want = ops::permute(&ops::matmul(&a, b).unwrap(), perm)
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            assert!(got.is_contiguous() && got.shape() == want.shape());
+            assert_eq!(f32s(&got), f32s(&want), "perm {perm:?} on {d}");
+        }
+        let e = ops::matmul_permuted(&a, &b, &[0, 1, 3, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("last one last"), "{e}");
+    }
+}

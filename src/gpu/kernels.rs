@@ -179,7 +179,9 @@ pub(crate) struct MatmulParams {
     pub z0: u32,
     pub has_bias: u32,
     pub alpha: f32,
-    pub _pad: [u32; 3],
+    pub c_rs: u32,
+    pub c_bs1: u32,
+    pub c_bs2: u32,
 }
 const _: () = assert!(std::mem::size_of::<MatmulParams>() == 80);
 

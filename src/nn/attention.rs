@@ -38,16 +38,24 @@ pub fn scaled_dot_product(
     v: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
+    let attention = attention_weights(q, k, mask)?;
+    let values = ops::matmul(&attention, v)?;
+    Ok((values, attention))
+}
+
+/// The first half of [`scaled_dot_product`]: `softmax(q · kᵀ / √d_k)`, masked where
+/// `mask == 0`. For a caller that applies the weights itself (the tutorial's
+/// `MultiheadAttention` writes `attention · v` straight into its merged-heads layout with
+/// [`ops::matmul_permuted`]).
+pub fn attention_weights(q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let d_k = *q
         .shape()
         .last()
-        .ok_or_else(|| Error::shape("scaled_dot_product", "q needs at least one dimension"))?;
+        .ok_or_else(|| Error::shape("attention_weights", "q needs at least one dimension"))?;
     let alpha = (1.0 / (d_k as f64).sqrt()) as f32;
     let mut logits = ops::matmul_nt(q, k, alpha)?;
     if let Some(m) = mask {
         logits = ops::masked_fill(&logits, m, MASK_FILL)?;
     }
-    let attention = ops::softmax(&logits)?;
-    let values = ops::matmul(&attention, v)?;
-    Ok((values, attention))
+    ops::softmax(&logits)
 }

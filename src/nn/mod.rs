@@ -7,6 +7,6 @@ pub mod init;
 mod layers;
 mod positional;
 
-pub use attention::{expand_mask, scaled_dot_product, MASK_FILL};
+pub use attention::{attention_weights, expand_mask, scaled_dot_product, MASK_FILL};
 pub use layers::{BatchNorm1d, Dropout, Embedding, LayerNorm, Linear, ReLU};
 pub use positional::{LearnedPositionalEmbedding, PositionalEncoding};

@@ -66,12 +66,26 @@ struct Gemm {
     b: Operand,
     alpha: f32,
     bias: bool,
+    /// Where C[z1, z2, r, c] is stored: `z1*bs1 + z2*bs2 + r*rs + c` (dense by default).
+    c: OutLayout,
+    /// The output batch dimensions each batch level runs over (empty when folded into rows).
+    levels: [Vec<usize>; 2],
+    /// The output's shape as stored (`out` permuted, for [`matmul_permuted`]).
+    stored: Vec<usize>,
+}
+
+/// The output's strides per batch level and row (columns are always adjacent).
+#[derive(Clone, Copy, Debug, Default)]
+struct OutLayout {
+    rs: usize,
+    bs1: usize,
+    bs2: usize,
 }
 
 /// A plan that needs the operands' batches made explicit first (a broadcast pattern the
 /// kernel's two batch levels cannot express).
 enum Planned {
-    Ready(Gemm),
+    Ready(Box<Gemm>),
     Expand(Vec<usize>),
 }
 
@@ -174,10 +188,12 @@ fn plan(
         ok
     };
     if folds {
-        return Ok(Planned::Ready(Gemm {
+        let rows = m * numel(ba);
+        return Ok(Planned::Ready(Box::new(Gemm {
             name,
+            stored: out.clone(),
             out,
-            m: m * numel(ba),
+            m: rows,
             n,
             k,
             nb1: 1,
@@ -186,7 +202,13 @@ fn plan(
             b: gb,
             alpha,
             bias,
-        }));
+            c: OutLayout {
+                rs: n,
+                bs1: rows * n,
+                bs2: rows * n,
+            },
+            levels: [vec![], vec![]],
+        })));
     }
     // Per output batch dimension: the operand's stride, 0 where it is broadcast.
     let strides = |batch: &[usize], st: &[usize]| -> Vec<usize> {
@@ -202,6 +224,7 @@ fn plan(
     let sa = strides(ba, sa_mat);
     let sb = strides(bb, sb_mat);
     let mut groups: Vec<(usize, usize, usize)> = Vec::new();
+    let mut dims: Vec<Vec<usize>> = Vec::new();
     for i in 0..out_batch.len() {
         let d = (out_batch[i], sa[i], sb[i]);
         if d.0 == 1 {
@@ -210,8 +233,12 @@ fn plan(
         match groups.last_mut() {
             Some(g) if g.1 == d.1 * d.0 && g.2 == d.2 * d.0 => {
                 *g = (g.0 * d.0, d.1, d.2);
+                dims.last_mut().into_iter().for_each(|v| v.push(i));
             }
-            _ => groups.push(d),
+            _ => {
+                groups.push(d);
+                dims.push(vec![i]);
+            }
         }
     }
     let (g1, g2) = match groups.as_slice() {
@@ -220,13 +247,22 @@ fn plan(
         [g1, g2] => (*g1, *g2),
         _ => return Ok(Planned::Expand(out_batch)),
     };
+    let levels = match dims.len() {
+        0 => [vec![], vec![]],
+        1 => [vec![], dims.remove(0)],
+        _ => {
+            let inner = dims.remove(1);
+            [dims.remove(0), inner]
+        }
+    };
     ga.bs1 = g1.1;
     ga.bs2 = g2.1;
     let mut gb = gb;
     gb.bs1 = g1.2;
     gb.bs2 = g2.2;
-    Ok(Planned::Ready(Gemm {
+    Ok(Planned::Ready(Box::new(Gemm {
         name,
+        stored: out.clone(),
         out,
         m,
         n,
@@ -237,7 +273,13 @@ fn plan(
         b: gb,
         alpha,
         bias,
-    }))
+        c: OutLayout {
+            rs: n,
+            bs1: g2.0 * m * n,
+            bs2: m * n,
+        },
+        levels,
+    })))
 }
 
 /// Runs a plan, expanding the operands' batches first when the plan asks for it.
@@ -245,9 +287,23 @@ fn gemm(
     name: &'static str,
     a: &Tensor,
     b: &Tensor,
+    trans: (bool, bool),
+    alpha: f32,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    gemm_stored(name, a, b, trans, alpha, bias, None)
+}
+
+/// [`gemm`], the output stored in the order `perm` of its dimensions when given: the result
+/// is `permute(a·b, perm)`, dense.
+fn gemm_stored(
+    name: &'static str,
+    a: &Tensor,
+    b: &Tensor,
     (trans_a, trans_b): (bool, bool),
     alpha: f32,
     bias: Option<&Tensor>,
+    perm: Option<&[usize]>,
 ) -> Result<Tensor> {
     check_f32(name, a, "a")?;
     check_f32(name, b, "b")?;
@@ -263,12 +319,17 @@ fn gemm(
         alpha,
         bias.is_some(),
     )? {
-        Planned::Ready(g) => {
+        Planned::Ready(mut g) => {
             // The operands are read in place through their layouts; the bias dense.
             let bias = bias.map(Tensor::contiguous).transpose()?;
             let mut inputs = vec![a, b];
             inputs.extend(bias.as_ref());
-            run(&g, &inputs, None)
+            match perm {
+                None => run(&*g, &inputs, None),
+                Some(p) if g.permute_output(p) => run(&*g, &inputs, None),
+                // Not addressable by the batch levels: a dense product, permuted and copied.
+                Some(p) => crate::ops::permute(&run(&*g, &inputs, None)?, p)?.contiguous(),
+            }
         }
         Planned::Expand(batch) => {
             // Rare broadcast patterns: make both batches explicit (dense copies), then one
@@ -279,7 +340,15 @@ fn gemm(
                 shape.extend_from_slice(&s[s.len() - 2..]);
                 crate::ops::expand(t, &shape)?.contiguous()
             };
-            gemm(name, &full(a)?, &full(b)?, (trans_a, trans_b), alpha, bias)
+            gemm_stored(
+                name,
+                &full(a)?,
+                &full(b)?,
+                (trans_a, trans_b),
+                alpha,
+                bias,
+                perm,
+            )
         }
     }
 }
@@ -333,6 +402,61 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                         )?
                         .reshape(b.shape())
                     })
+                    .transpose()?,
+            ])
+        })
+    }))
+}
+
+/// `matmul(a, b).permute(perm)` as a dense tensor, written in that order by the product itself
+/// instead of copied afterwards: attention's `(attention · v).permute(0, 2, 1, 3)`, which
+/// merges the heads back with a free `reshape`. `a` and `b` have at least two dimensions and
+/// `perm` keeps the last dimension last; the same bits as `matmul` followed by
+/// `permute(…).contiguous()`.
+pub fn matmul_permuted(a: &Tensor, b: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    let name = "matmul_permuted";
+    if a.shape().len() < 2 || b.shape().len() < 2 {
+        return Err(Error::shape(
+            name,
+            format!(
+                "both operands need two dimensions, got a {:?} and b {:?}",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    let rank = a.shape().len().max(b.shape().len());
+    let mut seen = vec![false; rank];
+    if perm.len() != rank
+        || perm.last() != Some(&(rank - 1))
+        || perm
+            .iter()
+            .any(|&d| d >= rank || std::mem::replace(&mut seen[d], true))
+    {
+        return Err(Error::shape(
+            name,
+            format!(
+                "perm {perm:?} must be a permutation of the {rank} output dimensions that keeps \
+                 the last one last"
+            ),
+        ));
+    }
+    let y = gemm_stored(name, a, b, (false, false), 1.0, None, Some(perm))?;
+    Ok(record(name, y, &[a, b], || {
+        let (a, b) = (a.detach(), b.detach());
+        let mut inverse = vec![0; perm.len()];
+        for (i, &d) in perm.iter().enumerate() {
+            inverse[d] = i;
+        }
+        Box::new(move |g, needs| {
+            // The gradient of the product, read back through the inverse permutation (a view).
+            let g = crate::ops::permute(g, &inverse)?;
+            Ok(vec![
+                wants(needs, 0)
+                    .then(|| sum_to(&gemm(name, &g, &b, (false, true), 1.0, None)?, a.shape()))
+                    .transpose()?,
+                wants(needs, 1)
+                    .then(|| sum_to(&gemm(name, &a, &g, (true, false), 1.0, None)?, b.shape()))
                     .transpose()?,
             ])
         })
@@ -459,6 +583,49 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
 }
 
 impl Gemm {
+    /// Stores the output in the order `perm` of its dimensions (the last one kept last), so
+    /// that `permute(y, perm)` is dense. False when the plan's batch levels cannot address
+    /// that order (the caller then permutes a dense result).
+    fn permute_output(&mut self, perm: &[usize]) -> bool {
+        let r = self.out.len();
+        if r < 2 || perm.len() != r || perm[r - 1] != r - 1 || self.bias {
+            return false;
+        }
+        if self.levels.iter().all(|l| l.is_empty())
+            && self.out[..r - 2].iter().product::<usize>() > 1
+        {
+            return false; // batch folded into rows
+        }
+        let stored: Vec<usize> = perm.iter().map(|&d| self.out[d]).collect();
+        let st = crate::ops::contiguous_strides(&stored);
+        let mut logical = vec![0; r];
+        for (i, &d) in perm.iter().enumerate() {
+            logical[d] = st[i];
+        }
+        // Within a level, consecutive dimensions must chain as the operands' do.
+        let chains = self.levels.iter().all(|l| {
+            l.windows(2)
+                .all(|w| logical[w[0]] == logical[w[1]] * self.out[w[1]])
+        });
+        if !chains {
+            return false;
+        }
+        let inner = |l: &[usize]| l.last().map_or(0, |&d| logical[d]);
+        self.c = OutLayout {
+            rs: logical[r - 2],
+            bs1: inner(&self.levels[0]),
+            bs2: inner(&self.levels[1]),
+        };
+        self.stored = stored;
+        true
+    }
+
+    /// Element offset of batch `z`'s output matrix.
+    fn c_offset(&self, z: usize) -> usize {
+        let (z1, z2) = (z / self.nb2, z % self.nb2);
+        z1 * self.c.bs1 + z2 * self.c.bs2
+    }
+
     fn batch(&self) -> usize {
         self.nb1 * self.nb2
     }
@@ -490,18 +657,19 @@ impl Op for Gemm {
         true
     }
     fn out_shape(&self) -> &[usize] {
-        &self.out
+        &self.stored
     }
 
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
         let (a, b) = (inputs[0].as_f32(), inputs[1].as_f32());
         let (m, n, k) = (self.m, self.n, self.k);
         let c = out.as_f32_mut();
-        if k > 0 && m > 0 && n > 0 {
+        if k > 0 && m > 0 && n > 0 && self.batch() > 0 {
             // The bounds the raw-pointer GEMM relies on, checked once.
+            let c_end = self.c_offset(self.batch() - 1) + (m - 1) * self.c.rs + n;
             if self.extent(&self.a, m, k) > a.len()
                 || self.extent(&self.b, k, n) > b.len()
-                || self.batch() * m * n > c.len()
+                || c_end > c.len()
             {
                 return Err(Error::internal(format!(
                     "{}: plan exceeds its inputs",
@@ -516,18 +684,18 @@ impl Op for Gemm {
             };
             for z in 0..self.batch() {
                 let (ao, bo) = self.offsets(z);
-                let dst = &mut c[z * m * n..(z + 1) * m * n];
                 // SAFETY: `extent` bounds every index the GEMM reads below `a.len()` and
-                // `b.len()` for every batch, and `dst` holds exactly m·n elements written with
-                // row stride n and column stride 1.
+                // `b.len()` for every batch, and `c_end` every index it writes below
+                // `c.len()` (row stride `c.rs`, column stride 1); the batches' outputs are
+                // disjoint (a permutation of a dense layout).
                 unsafe {
                     gemm::gemm(
                         m,
                         n,
                         k,
-                        dst.as_mut_ptr(),
+                        c.as_mut_ptr().add(self.c_offset(z)),
                         1,
-                        n as isize,
+                        self.c.rs as isize,
                         false,
                         a.as_ptr().add(ao),
                         self.a.cs as isize,
@@ -600,10 +768,12 @@ impl Op for Gemm {
                     b_bs2: u(self.b.bs2),
                     a_base: u(self.a.base),
                     b_base: u(self.b.base),
+                    c_rs: u(self.c.rs),
+                    c_bs1: u(self.c.bs1),
+                    c_bs2: u(self.c.bs2),
                     z0: z0 as u32,
                     has_bias: self.bias as u32,
                     alpha: self.alpha,
-                    ..Default::default()
                 }),
                 binds: vec![
                     Bind::whole(inputs[0]),
@@ -654,7 +824,7 @@ mod tests {
 
     fn ready(p: Planned) -> Gemm {
         match p {
-            Planned::Ready(g) => g,
+            Planned::Ready(g) => *g,
             Planned::Expand(_) => panic!("expected a direct plan"),
         }
     }

@@ -38,7 +38,7 @@ pub(crate) use layout::materialize;
 pub use layout::{chunk, expand, narrow, permute, select, split, squeeze, t, transpose, unsqueeze};
 pub use loss::{cross_entropy, mean};
 pub(crate) use matmul::matmul_tn;
-pub use matmul::{linear, matmul, matmul_nt};
+pub use matmul::{linear, matmul, matmul_nt, matmul_permuted};
 pub use norm::{layer_norm, masked_fill, softmax};
 pub use positional::{div_term, positional_table, reference_value, MAX_GPU_POSITION};
 pub use unary::{dropout, normal, relu, scale, uniform, Generator};
