@@ -41,20 +41,20 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>) {
         g = g + param[i] * p.weight_decay;
     }
     switch p.op {
-        case 0u: {
+        case UPDATE_ADAM_EXP_AVG: {
             y[i] = m[i] + p.one_minus_beta1 * (g - m[i]);
         }
-        case 1u: {
+        case UPDATE_ADAM_EXP_AVG_SQ: {
             y[i] = v[i] * p.beta2 + (p.one_minus_beta2 * g) * g;
         }
-        case 2u: {
+        case UPDATE_ADAM_PARAM: {
             let denom = sqrt(v[i]) / p.bc2_sqrt + p.eps;
             y[i] = param[i] + p.neg_step * (m[i] / denom);
         }
-        case 3u: {
+        case UPDATE_SGD_BUFFER: {
             y[i] = m[i] * p.momentum + g;
         }
-        case 4u: {
+        case UPDATE_SGD_PARAM_MOMENTUM: {
             y[i] = param[i] + p.neg_step * m[i];
         }
         default: {

@@ -33,11 +33,11 @@ fn batch_norm_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = (i / p.inner) % p.channels;
     let rstd = inverseSqrt(var_[p.var_base + c] + p.eps);
     var scale = rstd;
-    if (p.affine & 1u) != 0u {
+    if (p.affine & BATCH_NORM_WEIGHT) != 0u {
         scale = w[c] * rstd;
     }
     var v = g[i];
-    if (p.affine & 2u) != 0u {
+    if (p.affine & BATCH_NORM_BATCH_STATS) != 0u {
         let m = f32(p.count / p.channels);
         let xh = (x[i] - mean[p.mean_base + c]) * rstd;
         v = (v - sums[p.channels + c] / m) - xh * (sums[c] / m);

@@ -3,6 +3,7 @@
 //   op 0: mul            y = a * b
 //   op 1: relu_backward  y = b > 0 ? a : 0        (a: the gradient, b: relu's input)
 //   op 2: add            y = a + b
+//   sub, div             y = a - b, a / b (WGSL's division is within 2.5 ulp: bounded)
 //   op 3: clip           y = a * c, c = min(alpha / (sqrt(b[0]) + 1e-6), 1) with b[0] the
 //                        squared total norm (clip_grad_norm_). sqrt is not exactly rounded on
 //                        every GPU, so this one is bounded, not bit-identical (c is exactly 1
@@ -27,14 +28,20 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     switch p.op {
-        case 0u: {
+        case BINARY_MUL: {
             y[i] = a[i] * b[i];
         }
-        case 1u: {
+        case BINARY_RELU_BACKWARD: {
             y[i] = select(0.0, a[i], b[i] > 0.0);
         }
-        case 2u: {
+        case BINARY_ADD: {
             y[i] = a[i] + b[i];
+        }
+        case BINARY_SUB: {
+            y[i] = a[i] - b[i];
+        }
+        case BINARY_DIV: {
+            y[i] = a[i] / b[i];
         }
         default: {
             let c = min(p.alpha / (sqrt(b[0]) + 1e-6), 1.0);

@@ -60,7 +60,7 @@ fn cross_entropy_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     workgroupBarrier();
     s = reduce(t, false);
     let lo = target_[2u * row];
-    if p.op == 0u {
+    if p.op == CROSS_ENTROPY_LOSS {
         if t == 0u {
             let ok = target_[2u * row + 1u] == 0u && lo < p.width;
             let lsm = (x[base + min(lo, p.width - 1u)] - m) - log(s);

@@ -38,7 +38,7 @@ fn reduce_sum(t: u32) -> f32 {
 
 // The backward's h at element i of the row at `base`.
 fn h(i: u32, base: u32) -> f32 {
-    if (p.affine & 1u) != 0u {
+    if (p.affine & LAYER_NORM_WEIGHT) != 0u {
         return b[base + i] * w[i];
     }
     return b[base + i];
@@ -68,13 +68,13 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     part[t] = q;
     workgroupBarrier();
     let rstd = inverseSqrt(reduce_sum(t) / n + p.eps);
-    if (p.affine & 4u) == 0u {
+    if (p.affine & LAYER_NORM_BACKWARD) == 0u {
         for (var i = t; i < p.width; i += 64u) {
             var v = (x[base + i] - mean) * rstd;
-            if (p.affine & 1u) != 0u {
+            if (p.affine & LAYER_NORM_WEIGHT) != 0u {
                 v = v * w[i];
             }
-            if (p.affine & 2u) != 0u {
+            if (p.affine & LAYER_NORM_BIAS) != 0u {
                 v = v + b[i];
             }
             y[base + i] = v;

@@ -26,7 +26,7 @@ fn row_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     var s = 0.0;
     for (var i = t; i < p.width; i += 64u) {
         let v = x[base + i];
-        if p.op == 1u {
+        if p.op == ROW_SUM_SQUARES {
             s += v * v;
         } else {
             s += v;

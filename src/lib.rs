@@ -67,3 +67,10 @@ pub use tensor::{to_device_many, Element, Tensor};
 
 /// Re-exported so applications can name the types wgnn takes without a version clash.
 pub use wgpu;
+
+/// The WGSL constants every kernel source gets appended (the op codes of `src/gpu/codes.rs`),
+/// for tools that validate `shaders/*.wgsl` on their own (`tests/shaders.rs`).
+#[doc(hidden)]
+pub fn __wgsl_codes() -> String {
+    gpu::codes::wgsl_prelude()
+}

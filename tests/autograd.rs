@@ -154,6 +154,45 @@ fn cases() -> Vec<Case> {
             f: Box::new(|x| ops::matmul_permuted(&x[0], &x[1], &[0, 2, 1, 3])),
         },
         Case {
+            name: "exp, log, sqrt, rsqrt chained",
+            inputs: vec![away(&[2, 3], 61)],
+            f: Box::new(|x| {
+                let p = ops::exp(&ops::scale(&x[0], 0.5)?)?; // positive for log / sqrt
+                let y = ops::broadcast_add(&p, &ops::log(&ops::pow(&p, 2.0)?)?)?;
+                ops::broadcast_add(&ops::sqrt(&p)?, &ops::broadcast_add(&y, &ops::rsqrt(&p)?)?)
+            }),
+        },
+        Case {
+            name: "pow, tanh, sigmoid, neg",
+            inputs: vec![t(&[2, 3], 62)],
+            f: Box::new(|x| {
+                let y = ops::broadcast_add(&ops::pow(&x[0], 3.0)?, &ops::tanh(&x[0])?)?;
+                ops::broadcast_add(&ops::sigmoid(&y)?, &ops::neg(&x[0])?)
+            }),
+        },
+        Case {
+            name: "gelu (both forms) and silu",
+            inputs: vec![t(&[2, 3], 63)],
+            f: Box::new(|x| {
+                let y = ops::broadcast_add(&ops::gelu(&x[0], false)?, &ops::gelu(&x[0], true)?)?;
+                ops::broadcast_add(&y, &ops::silu(&x[0])?)
+            }),
+        },
+        Case {
+            name: "clamp (away from its bounds)",
+            inputs: vec![away(&[3, 4], 64)],
+            f: Box::new(|x| ops::clamp(&x[0], -0.05, 0.05)),
+        },
+        Case {
+            name: "mul, sub, div with broadcasting",
+            inputs: vec![t(&[2, 3, 4], 65), t(&[4], 66)],
+            f: Box::new(|x| {
+                let b = ops::exp(&x[1])?; // well away from 0 for the division
+                let y = ops::mul(&x[0], &b)?;
+                ops::broadcast_add(&ops::sub(&y, &b)?, &ops::div(&x[0], &b)?)
+            }),
+        },
+        Case {
             name: "matmul_nt",
             inputs: vec![t(&[2, 3, 4], 6), t(&[2, 5, 4], 7)],
             f: Box::new(|x| ops::matmul_nt(&x[0], &x[1], 0.5)),

@@ -37,11 +37,13 @@ macro_rules! kernels {
             pub fn name(self) -> &'static str {
                 match self { $(KernelId::$variant => $file),* }
             }
-            /// The WGSL source.
-            pub fn source(self) -> &'static str {
-                match self {
+            /// The WGSL source: the file, then the generated codes (`src/gpu/codes.rs`;
+            /// WGSL's module scope is order-free, and appending keeps the file's line numbers).
+            pub fn source(self) -> String {
+                let file = match self {
                     $(KernelId::$variant => include_str!(concat!("../../shaders/", $file, ".wgsl"))),*
-                }
+                };
+                format!("{file}\n{}", crate::gpu::codes::wgsl_prelude())
             }
             /// Bytes of the params struct (checked against naga's layout in a test).
             pub fn params_size(self) -> usize {
@@ -198,7 +200,8 @@ pub(crate) struct UnaryParams {
     pub offset_lo: u32,
     pub offset_hi: u32,
     pub threshold: u32,
-    pub _pad: [u32; 3],
+    pub beta: f32,
+    pub _pad: [u32; 2],
 }
 const _: () = assert!(std::mem::size_of::<UnaryParams>() == 48);
 
@@ -478,8 +481,9 @@ mod tests {
     use super::*;
 
     fn parse(id: KernelId) -> naga::Module {
-        naga::front::wgsl::parse_str(id.source())
-            .unwrap_or_else(|e| panic!("{}: {}", id.name(), e.emit_to_string(id.source())))
+        let src = id.source();
+        naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{}: {}", id.name(), e.emit_to_string(&src)))
     }
 
     /// The host structs must have the size naga computes for the WGSL `Params` structs.

@@ -2,6 +2,7 @@
 //! launch recorder, the buffer pool, work splitting and transfers. Nothing here is public API;
 //! [`crate::Device`] and [`crate::Tensor`] are.
 
+pub(crate) mod codes;
 mod context;
 pub(crate) mod kernels;
 pub(crate) mod launch;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::autograd::{record, refuse_grad, wants};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gpu::codes::BatchNormFlag;
 use crate::gpu::kernels::{BnParams, BnRunningParams, BnStatsParams, CountParams, Kernel};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::split;
@@ -457,7 +458,9 @@ impl Op for Bn {
                 weight,
                 batch,
             } => {
-                let bits = weight as u32 | (batch as u32) << 1;
+                let flag = |on: bool, f: BatchNormFlag| if on { f.code() } else { 0 };
+                let bits =
+                    flag(weight, BatchNormFlag::Weight) | flag(batch, BatchNormFlag::BatchStats);
                 let (p, groups) = self.per_element(ctx, &bufs, mean_base, var_base, eps, bits)?;
                 launch_whole(ctx, Kernel::BatchNormBackward(p), &bufs, groups)
             }

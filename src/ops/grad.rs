@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gpu::codes::{BinaryOp, CrossEntropyOp, LayerNormFlag, RowSumOp};
 use crate::gpu::kernels::{
     BinaryParams, Kernel, LayerNormParams, PadParams, RowOpParams, RowParams,
 };
@@ -31,6 +32,8 @@ enum BinKind {
     Mul,
     ReluBackward,
     Add,
+    Sub,
+    Div,
     /// Scale by `min(max_norm / (sqrt(b[0]) + 1e-6), 1)`.
     Clip(f32),
 }
@@ -75,6 +78,16 @@ pub(crate) fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary("mul", a, b, BinKind::Mul)
 }
 
+/// `a - b` for tensors of one shape.
+pub(crate) fn sub_same(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("sub", a, b, BinKind::Sub)
+}
+
+/// `a / b` for tensors of one shape.
+pub(crate) fn div_same(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("div", a, b, BinKind::Div)
+}
+
 /// relu's gradient: `g` where `x > 0`, else 0 (PyTorch's `threshold_backward`).
 pub(crate) fn relu_backward(g: &Tensor, x: &Tensor) -> Result<Tensor> {
     binary("relu backward", g, x, BinKind::ReluBackward)
@@ -113,6 +126,8 @@ impl Op for Binary {
                         }
                     }
                     BinKind::Add => av + b[start + j],
+                    BinKind::Sub => av - b[start + j],
+                    BinKind::Div => av / b[start + j],
                     BinKind::Clip(_) => av * coef,
                 };
             }
@@ -124,11 +139,14 @@ impl Op for Binary {
         let (gx, gy, row_width) =
             elementwise_grid(ctx, self.name, &[inputs[0], inputs[1], out], n)?;
         let (op, alpha) = match self.kind {
-            BinKind::Mul => (0, 0.0),
-            BinKind::ReluBackward => (1, 0.0),
-            BinKind::Add => (2, 0.0),
-            BinKind::Clip(m) => (3, m),
+            BinKind::Mul => (BinaryOp::Mul, 0.0),
+            BinKind::ReluBackward => (BinaryOp::ReluBackward, 0.0),
+            BinKind::Add => (BinaryOp::Add, 0.0),
+            BinKind::Sub => (BinaryOp::Sub, 0.0),
+            BinKind::Div => (BinaryOp::Div, 0.0),
+            BinKind::Clip(m) => (BinaryOp::Clip, m),
         };
+        let op = op.code();
         launch_whole(
             ctx,
             Kernel::Binary(BinaryParams {
@@ -242,14 +260,22 @@ impl Op for Rows {
                 rows,
                 width,
                 groups_x: gx,
-                op: (self.kind == RowKind::SumSquares) as u32,
+                op: if self.kind == RowKind::SumSquares {
+                    RowSumOp::Squares.code()
+                } else {
+                    RowSumOp::Sum.code()
+                },
             }),
             RowKind::SoftmaxBackward => Kernel::SoftmaxBackward(row),
             RowKind::LayerNormBackward { eps, weight } => Kernel::LayerNorm(LayerNormParams {
                 rows,
                 width,
                 groups_x: gx,
-                affine: weight as u32 | 4,
+                affine: if weight {
+                    LayerNormFlag::Weight.code()
+                } else {
+                    0
+                } | LayerNormFlag::Backward.code(),
                 eps,
                 _pad: [0; 3],
             }),
@@ -257,7 +283,7 @@ impl Op for Rows {
                 rows,
                 width,
                 groups_x: gx,
-                op: 1,
+                op: CrossEntropyOp::Grad.code(),
             }),
         };
         launch_whole(ctx, kernel, &bufs, [gx, gy, 1])

@@ -138,7 +138,7 @@ impl Op for CeRows {
                 rows: self.rows as u32,
                 width: self.width as u32,
                 groups_x: gx,
-                op: 0,
+                op: crate::gpu::codes::CrossEntropyOp::Loss.code(),
             }),
             // The gradient binding is unused forward: x stands in.
             &[inputs[0], inputs[1], inputs[0], out],

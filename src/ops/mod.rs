@@ -18,6 +18,7 @@ pub(crate) mod grad;
 mod index;
 mod layout;
 mod loss;
+mod math;
 mod matmul;
 mod norm;
 mod op;
@@ -37,6 +38,9 @@ pub use index::{argmax, embedding, one_hot};
 pub(crate) use layout::materialize;
 pub use layout::{chunk, expand, narrow, permute, select, split, squeeze, t, transpose, unsqueeze};
 pub use loss::{cross_entropy, mean};
+pub use math::{
+    clamp, div, exp, gelu, log, mul_ as mul, neg, pow, rsqrt, sigmoid, silu, sqrt, sub, tanh,
+};
 pub(crate) use matmul::matmul_tn;
 pub use matmul::{linear, matmul, matmul_nt, matmul_permuted};
 pub use norm::{layer_norm, masked_fill, softmax};

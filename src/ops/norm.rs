@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::autograd::{record, refuse_grad, wants};
 use crate::error::{Error, Result};
+use crate::gpu::codes::LayerNormFlag;
 use crate::gpu::kernels::{Kernel, LayerNormParams, MaskedFillParams, RowParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
@@ -117,7 +118,10 @@ pub fn layer_norm(
     }
     let mut inputs = vec![x];
     let mut affine = 0;
-    for (bit, (t, which)) in [(weight, "weight"), (bias, "bias")].into_iter().enumerate() {
+    for (flag, (t, which)) in [
+        (LayerNormFlag::Weight, (weight, "weight")),
+        (LayerNormFlag::Bias, (bias, "bias")),
+    ] {
         if let Some(t) = t {
             check_f32(name, t, which)?;
             if t.shape() != normalized_shape {
@@ -129,7 +133,7 @@ pub fn layer_norm(
                     ),
                 ));
             }
-            affine |= 1 << bit;
+            affine |= flag.code();
         }
     }
     // Absent affine tensors are bound as x (never read).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
+use crate::gpu::codes::UnaryOp;
 use crate::gpu::kernels::{Kernel, UnaryParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
@@ -146,12 +147,25 @@ enum Kind {
         seed: u64,
         offset: u64,
     },
+    /// A math function of `src/ops/math.rs` with its two scalars.
+    Math(UnaryOp, f32, f32),
 }
 
 struct Unary {
     name: &'static str,
     kind: Kind,
     out: Vec<usize>,
+}
+
+/// `op` of the math family applied to every element (see `src/ops/math.rs`).
+pub(crate) fn math_unary(
+    name: &'static str,
+    x: &Tensor,
+    op: UnaryOp,
+    alpha: f32,
+    beta: f32,
+) -> Result<Tensor> {
+    unary(name, x, Kind::Math(op, alpha, beta))
 }
 
 fn unary(name: &'static str, x: &Tensor, kind: Kind) -> Result<Tensor> {
@@ -248,6 +262,11 @@ impl Op for Unary {
                         *y = v + u * U24;
                     }
                 }
+                Kind::Math(op, a, b) => {
+                    for (y, &v) in chunk.iter_mut().zip(xs) {
+                        *y = crate::ops::math::cpu(op, v, a, b);
+                    }
+                }
                 Kind::Dropout {
                     seed,
                     offset,
@@ -276,13 +295,18 @@ impl Op for Unary {
             ..Default::default()
         };
         match self.kind {
-            Kind::Relu => p.op = 0,
+            Kind::Relu => p.op = UnaryOp::Relu.code(),
+            Kind::Math(op, a, b) => {
+                p.op = op.code();
+                p.alpha = a;
+                p.beta = b;
+            }
             Kind::Scale(a) => {
-                p.op = 1;
+                p.op = UnaryOp::Scale.code();
                 p.alpha = a;
             }
             Kind::Uniform { seed, offset } => {
-                p.op = 3;
+                p.op = UnaryOp::Uniform.code();
                 p.seed_lo = seed as u32;
                 p.seed_hi = (seed >> 32) as u32;
                 p.offset_lo = offset as u32;
@@ -294,7 +318,7 @@ impl Op for Unary {
                 threshold,
                 scale,
             } => {
-                p.op = 2;
+                p.op = UnaryOp::Dropout.code();
                 p.alpha = scale;
                 p.seed_lo = seed as u32;
                 p.seed_hi = (seed >> 32) as u32;

@@ -18,22 +18,7 @@ use crate::ops::op::{run, Op};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Tensor};
 
-/// Which update (the `op` of `adam.wgsl`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Update {
-    /// `m + (1 - β1)·(g - m)`.
-    AdamExpAvg = 0,
-    /// `v·β2 + ((1 - β2)·g)·g`.
-    AdamExpAvgSq = 1,
-    /// `p + (-step)·(m / (sqrt(v) / bc2_sqrt + eps))`.
-    AdamParam = 2,
-    /// `b·μ + g`.
-    SgdBuffer = 3,
-    /// `p + (-lr)·b`.
-    SgdParamMomentum = 4,
-    /// `p + (-lr)·g`.
-    SgdParam = 5,
-}
+pub(crate) use crate::gpu::codes::Update;
 
 /// The scalars of one update, as float32 (PyTorch casts its Python floats the same way).
 #[derive(Clone, Copy, Default, Debug)]
@@ -137,7 +122,7 @@ impl Op for UpdateOp {
             Kernel::Adam(AdamParams {
                 count: n as u32,
                 row_width,
-                op: self.what as u32,
+                op: self.what.code(),
                 one_minus_beta1: h.one_minus_beta1,
                 beta2: h.beta2,
                 one_minus_beta2: h.one_minus_beta2,

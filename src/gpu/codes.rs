@@ -1,0 +1,189 @@
+//! The codes that select what a multi-purpose kernel computes (`op` fields, flag bits), written
+//! once here. Rust uses the enums; every shader gets them as WGSL constants
+//! (`const UNARY_EXP: u32 = 5u;`) appended to its source by the kernel table, so a shader names
+//! `UNARY_EXP` and never a number that could drift from the Rust side.
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $name:ident $prefix:literal {
+        $( $(#[$vdoc:meta])* $v:ident = $n:literal ),* $(,)?
+    } )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            #[repr(u32)]
+            pub(crate) enum $name { $( $(#[$vdoc])* $v = $n ),* }
+
+            impl $name {
+                /// The value the shader compares with.
+                pub(crate) const fn code(self) -> u32 {
+                    self as u32
+                }
+            }
+        )*
+
+        /// Every code as a WGSL constant (`PREFIX_VARIANT`), one per line.
+        pub(crate) fn wgsl_prelude() -> String {
+            let mut s = String::from("// Generated from src/gpu/codes.rs.\n");
+            $( $(
+                s.push_str(&format!(
+                    "const {}_{}: u32 = {}u;\n",
+                    $prefix,
+                    upper_snake(stringify!($v)),
+                    $n
+                ));
+            )* )*
+            s
+        }
+
+        /// (constant name, value) of every code, for the tests.
+        #[cfg(test)]
+        pub(crate) fn all() -> Vec<(String, u32)> {
+            let mut v = Vec::new();
+            $( $( v.push((format!("{}_{}", $prefix, upper_snake(stringify!($v))), $n)); )* )*
+            v
+        }
+    };
+}
+
+/// `ReluBackward` → `RELU_BACKWARD`.
+fn upper_snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+codes! {
+    /// What `unary.wgsl` computes per element.
+    UnaryOp "UNARY" {
+        Relu = 0,
+        Scale = 1,
+        Dropout = 2,
+        Uniform = 3,
+        Neg = 4,
+        Exp = 5,
+        Log = 6,
+        Sqrt = 7,
+        Rsqrt = 8,
+        Pow = 9,
+        Tanh = 10,
+        Sigmoid = 11,
+        Gelu = 12,
+        GeluTanh = 13,
+        Silu = 14,
+        Clamp = 15,
+        /// gelu's derivative (exact form).
+        GeluGrad = 16,
+        /// gelu's derivative (tanh form).
+        GeluTanhGrad = 17,
+        /// silu's derivative.
+        SiluGrad = 18,
+        /// 1 where lo ≤ x ≤ hi, else 0 (clamp's derivative).
+        ClampGrad = 19,
+    }
+    /// What `binary.wgsl` computes per element.
+    BinaryOp "BINARY" {
+        Mul = 0,
+        ReluBackward = 1,
+        Add = 2,
+        Clip = 3,
+        Sub = 4,
+        Div = 5,
+    }
+    /// What `row_sum.wgsl` sums.
+    RowSumOp "ROW_SUM" {
+        Sum = 0,
+        Squares = 1,
+    }
+    /// Which direction `cross_entropy_rows.wgsl` computes.
+    CrossEntropyOp "CROSS_ENTROPY" {
+        Loss = 0,
+        Grad = 1,
+    }
+    /// Which update `adam.wgsl` applies.
+    Update "UPDATE" {
+        /// `m + (1 - β1)·(g - m)`.
+        AdamExpAvg = 0,
+        /// `v·β2 + ((1 - β2)·g)·g`.
+        AdamExpAvgSq = 1,
+        /// `p + (-step)·(m / (sqrt(v) / bc2_sqrt + eps))`.
+        AdamParam = 2,
+        /// `b·μ + g`.
+        SgdBuffer = 3,
+        /// `p + (-lr)·b`.
+        SgdParamMomentum = 4,
+        /// `p + (-lr)·g`.
+        SgdParam = 5,
+    }
+    /// Bits of `layer_norm.wgsl`'s `affine`.
+    LayerNormFlag "LAYER_NORM" {
+        Weight = 1,
+        Bias = 2,
+        Backward = 4,
+    }
+    /// Bits of `batch_norm_backward.wgsl`'s `affine`.
+    BatchNormFlag "BATCH_NORM" {
+        Weight = 1,
+        BatchStats = 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The constants parse as WGSL and hold the Rust values.
+    #[test]
+    fn the_wgsl_constants_are_the_rust_codes() {
+        let module = naga::front::wgsl::parse_str(&wgsl_prelude()).unwrap();
+        for (name, value) in all() {
+            let (_, c) = module
+                .constants
+                .iter()
+                .find(|(_, c)| c.name.as_deref() == Some(name.as_str()))
+                .unwrap_or_else(|| panic!("{name} missing"));
+            match module.global_expressions[c.init] {
+                naga::Expression::Literal(naga::Literal::U32(v)) => assert_eq!(v, value, "{name}"),
+                ref e => panic!("{name}: {e:?}"),
+            }
+        }
+        assert_eq!(UnaryOp::GeluTanh.code(), 13);
+        assert!(wgsl_prelude().contains("const UNARY_GELU_TANH: u32 = 13u;"));
+    }
+
+    /// No shader compares an `op` or flag with a bare number: every code comes from here.
+    #[test]
+    fn shaders_name_their_codes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let src = std::fs::read_to_string(&path).unwrap();
+            // `case N` is a code only in a switch on `p.op` (positional_encoding's quadrant
+            // switch is arithmetic).
+            let switches_on_op = src.contains("switch p.op");
+            for (i, line) in src.lines().enumerate() {
+                let l = line.split("//").next().unwrap_or("");
+                let bare = switches_on_op
+                    && l.trim_start().starts_with("case")
+                    && l.chars()
+                        .nth(l.find("case ").unwrap_or(0) + 5)
+                        .is_some_and(|c| c.is_ascii_digit());
+                let bare_op = ["p.op == ", "p.affine & "].iter().any(|pat| {
+                    l.find(pat)
+                        .and_then(|at| l[at + pat.len()..].chars().next())
+                        .is_some_and(|c| c.is_ascii_digit())
+                });
+                assert!(
+                    !bare && !bare_op,
+                    "{}:{}: a bare code: {line}",
+                    path.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}
