@@ -43,6 +43,9 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>) {
         case BINARY_DIV: {
             y[i] = a[i] / b[i];
         }
+        case BINARY_EQUAL: {
+            y[i] = select(0.0, 1.0, a[i] == b[i]);
+        }
         default: {
             let c = min(p.alpha / (sqrt(b[0]) + 1e-6), 1.0);
             y[i] = a[i] * c;

@@ -1,6 +1,7 @@
-// The sum of each row of x [rows, width] (op 1: of the squares), one 64-invocation workgroup
-// per row: 64 strided partial sums, then a tree (the CPU path adds in the same order). Reduces
-// gradients over broadcast dimensions (a bias's gradient) and gives squared norms.
+// The sum of each row of x [rows, width] (or of the squares, or the maximum), one 64-invocation
+// workgroup per row: 64 strided partial results, then a tree (the CPU path goes in the same
+// order). Reduces gradients over broadcast dimensions (a bias's gradient), gives squared norms,
+// and the reductions over dimensions (sum, amax). The maximum propagates NaN, as PyTorch's.
 
 struct Params {
     rows: u32,
@@ -15,6 +16,13 @@ struct Params {
 
 var<workgroup> part: array<f32, 64>;
 
+// max that keeps a NaN (WGSL's max may drop it); decided on the bits, which compilers keep.
+fn max_nan(a: f32, b: f32) -> f32 {
+    let nan_a = (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u;
+    let nan_b = (bitcast<u32>(b) & 0x7fffffffu) > 0x7f800000u;
+    return select(select(max(a, b), b, nan_b), a, nan_a);
+}
+
 @compute @workgroup_size(64)
 fn row_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row = wid.y * p.groups_x + wid.x;
@@ -23,11 +31,14 @@ fn row_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     }
     let t = lid.x;
     let base = row * p.width;
-    var s = 0.0;
+    let is_max = p.op == ROW_SUM_MAX;
+    var s = select(0.0, bitcast<f32>(0xff800000u), is_max);
     for (var i = t; i < p.width; i += 64u) {
         let v = x[base + i];
         if p.op == ROW_SUM_SQUARES {
             s += v * v;
+        } else if is_max {
+            s = max_nan(s, v);
         } else {
             s += v;
         }
@@ -36,7 +47,11 @@ fn row_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     workgroupBarrier();
     for (var k = 32u; k > 0u; k >>= 1u) {
         if t < k {
-            part[t] = part[t] + part[t + k];
+            if is_max {
+                part[t] = max_nan(part[t], part[t + k]);
+            } else {
+                part[t] = part[t] + part[t + k];
+            }
         }
         workgroupBarrier();
     }

@@ -193,6 +193,26 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            name: "sum over dims (keepdim), mean_dim, var",
+            inputs: vec![t(&[2, 3, 4], 67)],
+            f: Box::new(|x| {
+                let a = ops::sum(&x[0], &[0, 2], true)?; // [1, 3, 1]
+                let b = ops::mean_dim(&x[0], &[1], false)?; // [2, 4]
+                let v = ops::var(&x[0], &[2], true, false)?; // [2, 3]
+                let ab = ops::mul(&a, &b.reshape(&[2, 1, 4])?)?;
+                ops::broadcast_add(&ab, &v.reshape(&[2, 3, 1])?)
+            }),
+        },
+        Case {
+            name: "amax over dims and max along one",
+            inputs: vec![t(&[3, 4], 68)],
+            f: Box::new(|x| {
+                let a = ops::amax(&x[0], &[0], true)?; // [1, 4]
+                let (m, _) = ops::max(&x[0], 1, true)?; // [3, 1]
+                ops::broadcast_add(&a, &m)
+            }),
+        },
+        Case {
             name: "matmul_nt",
             inputs: vec![t(&[2, 3, 4], 6), t(&[2, 5, 4], 7)],
             f: Box::new(|x| ops::matmul_nt(&x[0], &x[1], 0.5)),

@@ -242,3 +242,82 @@ fn gelu_written_from_the_ops_equals_ops_gelu() {
         }
     }
 }
+
+/// Reductions over dimensions: shapes with and without `keepdim`, `sum` and `amax` bit for bit
+/// the same on the CPU and the GPU (the same order of additions; the maximum is exact) and
+/// within the summation bound of f64, `max` with PyTorch's first index, `var` both ways.
+#[test]
+fn reductions_over_dimensions() {
+    let xs = randn(2 * 3 * 5, 31);
+    let at = |a: usize, b: usize, c: usize| xs[(a * 3 + b) * 5 + c] as f64;
+    for d in [Device::Cpu, gpu()] {
+        let x = Tensor::from_slice(&xs, &[2, 3, 5]).unwrap().to(&d).unwrap();
+        let s = ops::sum(&x, &[0, 2], false).unwrap();
+        assert_eq!(s.shape(), [3]);
+        assert_eq!(ops::sum(&x, &[0, 2], true).unwrap().shape(), [1, 3, 1]);
+        assert_eq!(ops::sum(&x, &[], false).unwrap().shape(), [] as [usize; 0]);
+        let sv = s.to_vec::<f32>().unwrap();
+        for (b, &got) in sv.iter().enumerate() {
+            let (mut want, mut mag) = (0.0, 0.0);
+            for a in 0..2 {
+                for c in 0..5 {
+                    want += at(a, b, c);
+                    mag += at(a, b, c).abs();
+                }
+            }
+            assert!(
+                (got as f64 - want).abs() <= 10.0 * mag * 2f64.powi(-24),
+                "{got} vs {want}"
+            );
+        }
+        let m = ops::amax(&x, &[1], false).unwrap().to_vec::<f32>().unwrap();
+        let (v, i) = ops::max(&x, 1, true).unwrap();
+        assert_eq!(v.shape(), [2, 1, 5]);
+        assert_eq!(i.to_vec::<i64>().unwrap().len(), 10);
+        let iv = i.to_vec::<i64>().unwrap();
+        for a in 0..2 {
+            for c in 0..5 {
+                let col: Vec<f64> = (0..3).map(|b| at(a, b, c)).collect();
+                let best = col.iter().cloned().fold(f64::MIN, f64::max);
+                assert_eq!(m[a * 5 + c] as f64, best);
+                assert_eq!(col[iv[a * 5 + c] as usize], best);
+            }
+        }
+        for unbiased in [true, false] {
+            let var = ops::var(&x, &[2], unbiased, false)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            for a in 0..2 {
+                for b in 0..3 {
+                    let row: Vec<f64> = (0..5).map(|c| at(a, b, c)).collect();
+                    let mean = row.iter().sum::<f64>() / 5.0;
+                    let ss: f64 = row.iter().map(|v| (v - mean) * (v - mean)).sum();
+                    let want = ss / if unbiased { 4.0 } else { 5.0 };
+                    assert!(((var[a * 3 + b] as f64) - want).abs() <= 1e-6 * want.max(1e-3));
+                }
+            }
+        }
+        let mean = ops::mean_dim(&x, &[0, 1, 2], false)
+            .unwrap()
+            .item::<f32>()
+            .unwrap() as f64;
+        assert!((mean - xs.iter().map(|&v| v as f64).sum::<f64>() / 30.0).abs() < 1e-6);
+        let e = ops::sum(&x, &[3], false).unwrap_err().to_string();
+        assert!(e.contains("out of range"), "{e}");
+    }
+    // The same bits on the CPU and the GPU.
+    let g = gpu();
+    let x = Tensor::from_slice(&randn(4 * 300, 9), &[4, 300]).unwrap();
+    for (name, f) in [
+        ("sum", (|x: &Tensor| ops::sum(x, &[1], false)) as F),
+        ("amax", |x: &Tensor| ops::amax(x, &[0, 1], false)),
+    ] {
+        let (c, d) = (f(&x).unwrap(), f(&x.to(&g).unwrap()).unwrap());
+        assert_eq!(
+            c.to_vec::<f32>().unwrap(),
+            d.to_vec::<f32>().unwrap(),
+            "{name}"
+        );
+    }
+}

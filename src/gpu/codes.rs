@@ -93,11 +93,15 @@ codes! {
         Clip = 3,
         Sub = 4,
         Div = 5,
+        /// 1 where a == b, else 0.
+        Equal = 6,
     }
     /// What `row_sum.wgsl` sums.
     RowSumOp "ROW_SUM" {
         Sum = 0,
         Squares = 1,
+        /// The row's maximum (NaN if any element is).
+        Max = 2,
     }
     /// Which direction `cross_entropy_rows.wgsl` computes.
     CrossEntropyOp "CROSS_ENTROPY" {

@@ -34,6 +34,7 @@ enum BinKind {
     Add,
     Sub,
     Div,
+    Equal,
     /// Scale by `min(max_norm / (sqrt(b[0]) + 1e-6), 1)`.
     Clip(f32),
 }
@@ -128,6 +129,7 @@ impl Op for Binary {
                     BinKind::Add => av + b[start + j],
                     BinKind::Sub => av - b[start + j],
                     BinKind::Div => av / b[start + j],
+                    BinKind::Equal => (av == b[start + j]) as u8 as f32,
                     BinKind::Clip(_) => av * coef,
                 };
             }
@@ -144,6 +146,7 @@ impl Op for Binary {
             BinKind::Add => (BinaryOp::Add, 0.0),
             BinKind::Sub => (BinaryOp::Sub, 0.0),
             BinKind::Div => (BinaryOp::Div, 0.0),
+            BinKind::Equal => (BinaryOp::Equal, 0.0),
             BinKind::Clip(m) => (BinaryOp::Clip, m),
         };
         let op = op.code();
@@ -166,6 +169,7 @@ impl Op for Binary {
 enum RowKind {
     Sum,
     SumSquares,
+    Max,
     SoftmaxBackward,
     /// bit 0 of `affine`: a weight.
     LayerNormBackward {
@@ -199,6 +203,18 @@ impl Op for Rows {
                 par_rows(out.as_f32_mut(), 1, |r, y| {
                     let row = &x[r * w..(r + 1) * w];
                     y[0] = sum64(w, |i| if sq { row[i] * row[i] } else { row[i] });
+                });
+            }
+            RowKind::Max => {
+                par_rows(out.as_f32_mut(), 1, |r, y| {
+                    let row = &x[r * w..(r + 1) * w];
+                    y[0] = row.iter().fold(f32::NEG_INFINITY, |m, &v| {
+                        if m.is_nan() || v.is_nan() {
+                            f32::NAN
+                        } else {
+                            m.max(v)
+                        }
+                    });
                 });
             }
             RowKind::SoftmaxBackward => {
@@ -256,15 +272,16 @@ impl Op for Rows {
             _pad: 0,
         };
         let kernel = match self.kind {
-            RowKind::Sum | RowKind::SumSquares => Kernel::RowSum(RowOpParams {
+            RowKind::Sum | RowKind::SumSquares | RowKind::Max => Kernel::RowSum(RowOpParams {
                 rows,
                 width,
                 groups_x: gx,
-                op: if self.kind == RowKind::SumSquares {
-                    RowSumOp::Squares.code()
-                } else {
-                    RowSumOp::Sum.code()
-                },
+                op: match self.kind {
+                    RowKind::SumSquares => RowSumOp::Squares,
+                    RowKind::Max => RowSumOp::Max,
+                    _ => RowSumOp::Sum,
+                }
+                .code(),
             }),
             RowKind::SoftmaxBackward => Kernel::SoftmaxBackward(row),
             RowKind::LayerNormBackward { eps, weight } => Kernel::LayerNorm(LayerNormParams {
@@ -288,6 +305,34 @@ impl Op for Rows {
         };
         launch_whole(ctx, kernel, &bufs, [gx, gy, 1])
     }
+}
+
+/// The maximum of each row of `x` viewed as `[rows, width]` (width at least 1; NaN if the row
+/// holds one).
+pub(crate) fn row_max(x: &Tensor, rows: usize, width: usize) -> Result<Tensor> {
+    check_f32("amax", x, "x")?;
+    if rows.checked_mul(width) != Some(x.numel()) || width == 0 {
+        return Err(Error::internal(format!(
+            "row_max: [{rows}, {width}] does not view {:?}",
+            x.shape()
+        )));
+    }
+    run(
+        &Rows {
+            name: "amax",
+            kind: RowKind::Max,
+            rows,
+            width,
+            out: vec![rows],
+        },
+        &[x],
+        None,
+    )
+}
+
+/// 1 where `a == b`, else 0, for tensors of one shape.
+pub(crate) fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("eq", a, b, BinKind::Equal)
 }
 
 /// The sum (or, with `square`, the sum of squares) of each row of `x` viewed as `[rows, width]`
