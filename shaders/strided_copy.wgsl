@@ -1,5 +1,6 @@
-// y[i] = x[base + Σ coord_d(i) * stride_d] over a rank ≤ 8 output shape (padded with leading
-// 1s): permute, transpose, narrow/chunk and expand (stride 0) as contiguous copies. Works on
+// Gather: y[i] = x[base + Σ coord_d(i) * stride_d] over a rank ≤ 8 shape (padded with leading
+// 1s): a view (permuted, narrowed, expanded with stride 0) made contiguous. Scatter:
+// y[base + Σ coord_d(i) * stride_d] = x[i]: one input of `cat` placed into its slice. Works on
 // 32-bit words, so any 4-byte dtype copies as is and 8-byte dtypes as two words (the host adds
 // an innermost dimension of 2).
 
@@ -7,7 +8,7 @@ struct Params {
     count: u32,
     row_width: u32,
     base: u32,
-    _pad: u32,
+    mode: u32,
     shape: array<vec4<u32>, 2>,
     strides: array<vec4<u32>, 2>,
 }
@@ -23,14 +24,18 @@ fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var o = i;
-    var xi = p.base;
+    var at = p.base;
     for (var d = 7i; d >= 0i; d--) {
         let v = u32(d) >> 2u;
         let c = u32(d) & 3u;
         let n = p.shape[v][c];
         let q = o / n;
-        xi += (o - q * n) * p.strides[v][c];
+        at += (o - q * n) * p.strides[v][c];
         o = q;
     }
-    y[i] = x[xi];
+    if p.mode == COPY_SCATTER {
+        y[at] = x[i];
+    } else {
+        y[i] = x[at];
+    }
 }

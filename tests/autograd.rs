@@ -213,6 +213,16 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            name: "cat, stack and where",
+            inputs: vec![t(&[2, 3], 69), t(&[2, 2], 70)],
+            f: Box::new(|x| {
+                let c = ops::cat(&[&x[0], &x[1]], 1)?; // [2, 5]
+                let s = ops::stack(&[&c, &c], 0)?; // [2, 2, 5]
+                let cond = Tensor::from_slice(&[1f32, 0., 1., 1., 0.], &[5])?.to(&x[0].device())?;
+                ops::where_(&cond, &s, &ops::scale(&s, -2.0)?)
+            }),
+        },
+        Case {
             name: "matmul_nt",
             inputs: vec![t(&[2, 3, 4], 6), t(&[2, 5, 4], 7)],
             f: Box::new(|x| ops::matmul_nt(&x[0], &x[1], 0.5)),

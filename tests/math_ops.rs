@@ -321,3 +321,74 @@ fn reductions_over_dimensions() {
         );
     }
 }
+
+/// `cat`, `stack` and `where`: copies and selects, the same bits on the CPU and the GPU as the
+/// index arithmetic gives, for 4- and 8-byte dtypes.
+#[test]
+fn cat_stack_and_where() {
+    let a = randn(2 * 3 * 4, 41);
+    let b = randn(2 * 2 * 4, 42);
+    for d in [Device::Cpu, gpu()] {
+        let ta = Tensor::from_slice(&a, &[2, 3, 4]).unwrap().to(&d).unwrap();
+        let tb = Tensor::from_slice(&b, &[2, 2, 4]).unwrap().to(&d).unwrap();
+        let c = ops::cat(&[&ta, &tb], 1).unwrap();
+        assert_eq!(c.shape(), [2, 5, 4]);
+        let cv = c.to_vec::<f32>().unwrap();
+        for i in 0..2 {
+            for j in 0..5 {
+                for k in 0..4 {
+                    let want = if j < 3 {
+                        a[(i * 3 + j) * 4 + k]
+                    } else {
+                        b[(i * 2 + j - 3) * 4 + k]
+                    };
+                    assert_eq!(cv[(i * 5 + j) * 4 + k].to_bits(), want.to_bits());
+                }
+            }
+        }
+        // Along the first and the last dimension, of a view, and of int64.
+        let c0 = ops::cat(&[&ta, &ta], 0).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(&c0[..24], &a[..]);
+        assert_eq!(&c0[24..], &a[..]);
+        let tv = ops::transpose(&ta, 1, 2).unwrap();
+        let c2 = ops::cat(&[&tv, &tv], 2).unwrap();
+        assert_eq!(c2.shape(), [2, 4, 6]);
+        let i64s = Tensor::from_slice(&[1i64, 2, 3], &[3])
+            .unwrap()
+            .to(&d)
+            .unwrap();
+        assert_eq!(
+            ops::cat(&[&i64s, &i64s], 0)
+                .unwrap()
+                .to_vec::<i64>()
+                .unwrap(),
+            [1, 2, 3, 1, 2, 3]
+        );
+        let s = ops::stack(&[&ta, &ta, &ta], 1).unwrap();
+        assert_eq!(s.shape(), [2, 3, 3, 4]);
+        assert_eq!(ops::select(&s, 1, 2).unwrap().to_vec::<f32>().unwrap(), a);
+        let e = ops::cat(&[&ta, &tb], 0).unwrap_err().to_string();
+        assert!(e.contains("dimension 0"), "{e}");
+        // where: broadcast condition, signed zeros and NaN kept.
+        let cond = Tensor::from_slice(&[true, false, true, false], &[4])
+            .unwrap()
+            .to(&d)
+            .unwrap();
+        let x = Tensor::from_slice(&[-0.0f32, 1.0, f32::NAN, 3.0], &[4])
+            .unwrap()
+            .to(&d)
+            .unwrap();
+        let y = Tensor::from_slice(&[5.0f32, -0.0, 7.0, f32::INFINITY], &[4])
+            .unwrap()
+            .to(&d)
+            .unwrap();
+        let w = ops::where_(&cond, &x, &y).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(w[0].to_bits(), (-0.0f32).to_bits());
+        assert_eq!(w[1].to_bits(), (-0.0f32).to_bits());
+        assert!(w[2].is_nan());
+        assert_eq!(w[3], f32::INFINITY);
+        let wb = ops::where_(&cond, &ta, &Tensor::full(&[1], 9f32, &d).unwrap()).unwrap();
+        assert_eq!(wb.shape(), [2, 3, 4]);
+        assert_eq!(wb.to_vec::<f32>().unwrap()[1], 9.0);
+    }
+}

@@ -123,6 +123,13 @@ codes! {
         /// `p + (-lr)·g`.
         SgdParam = 5,
     }
+    /// Which way `strided_copy.wgsl` copies.
+    CopyMode "COPY" {
+        /// `y[i] = x[base + Σ coord · stride]` (a view made contiguous).
+        Gather = 0,
+        /// `y[base + Σ coord · stride] = x[i]` (an input placed into its slice of `cat`).
+        Scatter = 1,
+    }
     /// Bits of `layer_norm.wgsl`'s `affine`.
     LayerNormFlag "LAYER_NORM" {
         Weight = 1,

@@ -117,6 +117,8 @@ kernels! {
     BatchNormBackward(BnParams) = "batch_norm_backward" [Read, Read, Read, Read, Read, Read, ReadWrite],
     /// Adam's and SGD's elementwise updates.
     Adam(AdamParams) = "adam" [Read, Read, Read, Read, ReadWrite],
+    /// `torch.where` over tensors of one shape.
+    WhereSelect(BinaryParams) = "where_select" [Read, Read, Read, ReadWrite],
 }
 
 /// Host mirror of `positional_encoding.wgsl`'s `Params`.
@@ -212,7 +214,8 @@ pub(crate) struct StridedParams {
     pub count: u32,
     pub row_width: u32,
     pub base: u32,
-    pub _pad: u32,
+    /// [`CopyMode`](crate::gpu::codes::CopyMode): gather (strided reads) or scatter.
+    pub mode: u32,
     pub shape: [u32; 8],
     pub strides: [u32; 8],
 }

@@ -11,8 +11,11 @@ use std::sync::Arc;
 use crate::autograd::record;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gpu::codes::CopyMode;
 use crate::gpu::kernels::{Kernel, StridedParams};
+use crate::gpu::launch::Launch;
 use crate::gpu::pool::GpuBuffer;
+use crate::gpu::split::Bind;
 use crate::gpu::GpuContext;
 use crate::ops::common::{elementwise_grid, launch_whole, pad8, MAX_RANK};
 use crate::ops::grad::{pad, sum_to};
@@ -124,9 +127,9 @@ impl Op for Gather {
                 count: n as u32,
                 row_width,
                 base,
+                mode: CopyMode::Gather.code(),
                 shape: shape8,
                 strides: strides8,
-                ..Default::default()
             }),
             &[inputs[0], out],
             [gx, gy, 1],
@@ -389,4 +392,154 @@ pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
             Box::new(move |g, _| Ok(vec![Some(sum_to(g, &from)?)]))
         },
     ))
+}
+
+/// `torch.cat(tensors, dim)`: the tensors (one dtype, equal shapes but along `dim`) joined
+/// along `dim`. One copy per input into its slice of the output (on a GPU a scatter through
+/// strides); the gradient of each input is its slice of the output's gradient (a view).
+pub fn cat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
+    let name = "cat";
+    let first = tensors
+        .first()
+        .ok_or_else(|| Error::invalid("cat: no tensors to join"))?;
+    let s0 = first.shape();
+    check_dim(name, s0, dim)?;
+    let mut total = 0;
+    for (i, t) in tensors.iter().enumerate() {
+        let s = t.shape();
+        let fits = s.len() == s0.len()
+            && (0..s.len()).all(|d| d == dim || s[d] == s0[d])
+            && t.dtype() == first.dtype();
+        if !fits {
+            return Err(Error::shape(
+                name,
+                format!(
+                    "tensor {i} is {} {s:?}, tensor 0 {} {s0:?}: they must match but along \
+                     dimension {dim}",
+                    t.dtype().name(),
+                    first.dtype().name()
+                ),
+            ));
+        }
+        total += s[dim];
+    }
+    let mut out = s0.to_vec();
+    out[dim] = total;
+    let op = Cat {
+        out: out.clone(),
+        dim,
+        sizes: tensors.iter().map(|t| t.shape()[dim]).collect(),
+        dtype: first.dtype(),
+    };
+    let y = run(&op, tensors, None)?;
+    Ok(record(name, y, tensors, || {
+        let sizes = op.sizes.clone();
+        Box::new(move |g, needs| {
+            let mut at = 0;
+            let mut grads = Vec::with_capacity(sizes.len());
+            for (i, &n) in sizes.iter().enumerate() {
+                grads.push(
+                    crate::autograd::wants(needs, i)
+                        .then(|| narrow(g, dim, at, n))
+                        .transpose()?,
+                );
+                at += n;
+            }
+            Ok(grads)
+        })
+    }))
+}
+
+/// `torch.stack(tensors, dim)`: the tensors (one shape) joined along a new dimension `dim`.
+pub fn stack(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
+    let views = tensors
+        .iter()
+        .map(|t| unsqueeze(t, dim))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Tensor> = views.iter().collect();
+    cat(&refs, dim)
+}
+
+struct Cat {
+    out: Vec<usize>,
+    dim: usize,
+    sizes: Vec<usize>,
+    dtype: DType,
+}
+
+impl Op for Cat {
+    fn name(&self) -> &'static str {
+        "cat"
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn out_dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let es = self.dtype.size();
+        let outer: usize = self.out[..self.dim].iter().product();
+        let inner: usize = self.out[self.dim + 1..].iter().product::<usize>() * es;
+        let row = self.out[self.dim] * inner;
+        let y = out.bytes_mut();
+        let mut at = 0;
+        for (x, &n) in inputs.iter().zip(&self.sizes) {
+            let (x, piece) = (x.bytes(), n * inner);
+            for o in 0..outer {
+                y[o * row + at..o * row + at + piece]
+                    .copy_from_slice(&x[o * piece..(o + 1) * piece]);
+            }
+            at += piece;
+        }
+        Ok(())
+    }
+
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let words = match self.dtype.size() {
+            4 => 1,
+            8 => 2,
+            _ => {
+                return Err(Error::Dtype {
+                    op: "cat on a GPU".into(),
+                    expected: "a dtype of 4 or 8 bytes (convert with .to_dtype first)".into(),
+                    got: self.dtype.name().into(),
+                })
+            }
+        };
+        let out_strides = crate::ops::contiguous_strides(&self.out);
+        let mut launches = Vec::new();
+        let mut at = 0;
+        for (x, &n) in inputs.iter().zip(&self.sizes) {
+            let mut shape = self.out.clone();
+            shape[self.dim] = n;
+            let mut strides: Vec<usize> = out_strides.iter().map(|s| s * words).collect();
+            if words == 2 {
+                shape.push(2);
+                strides.push(1);
+            }
+            let count = shape.iter().product::<usize>() as u64;
+            if count > 0 {
+                let (shape8, strides8) = pad8("cat", &shape, &strides)?;
+                let (gx, gy, row_width) = elementwise_grid(ctx, "cat", &[x, out], count)?;
+                let base = u32::try_from(at * out_strides[self.dim] * words)
+                    .map_err(|_| Error::shape("cat", "an offset beyond u32"))?;
+                launches.push(Launch {
+                    kernel: Kernel::StridedCopy(StridedParams {
+                        count: count as u32,
+                        row_width,
+                        base,
+                        mode: CopyMode::Scatter.code(),
+                        shape: shape8,
+                        strides: strides8,
+                    }),
+                    binds: vec![Bind::whole(x), Bind::whole(out)],
+                    groups: [gx, gy, 1],
+                });
+            }
+            at += n;
+        }
+        ctx.record(&launches)
+    }
 }

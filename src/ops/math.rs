@@ -286,3 +286,105 @@ pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         })
     }))
 }
+
+/// `torch.where(cond, a, b)`: `a` where `cond` is non-zero (true), else `b`, with PyTorch's
+/// broadcasting of all three. `cond` may be bool, uint8 or float32 (as `masked_fill`'s mask);
+/// `a` and `b` float32. A select: the same bits everywhere, signed zeros and NaNs kept.
+pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let name = "where";
+    crate::autograd::refuse_grad(name, cond, "condition")?;
+    crate::ops::op::check_f32(name, a, "a")?;
+    crate::ops::op::check_f32(name, b, "b")?;
+    let shape = broadcast_shape(a.shape(), b.shape())
+        .and_then(|s| broadcast_shape(&s, cond.shape()))
+        .map_err(|_| {
+            Error::shape(
+                name,
+                format!(
+                    "cond {:?}, a {:?} and b {:?} do not broadcast",
+                    cond.shape(),
+                    a.shape(),
+                    b.shape()
+                ),
+            )
+        })?;
+    let mask = crate::autograd::no_grad(|| -> Result<Tensor> {
+        // The condition as a 0/1 float mask of the full shape.
+        let ones = Tensor::full(&shape, 1f32, &a.device())?;
+        crate::ops::masked_fill(&ones, cond, 0.0)
+    })?;
+    let y = select(&mask, a, b, &shape)?;
+    Ok(record(name, y, &[a, b], || {
+        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+        Box::new(move |g, needs| {
+            let zeros = Tensor::zeros(g.shape(), g.dtype(), &g.device())?;
+            Ok(vec![
+                crate::autograd::wants(needs, 0)
+                    .then(|| sum_to(&select(&mask, g, &zeros, g.shape())?, &sa))
+                    .transpose()?,
+                crate::autograd::wants(needs, 1)
+                    .then(|| sum_to(&select(&mask, &zeros, g, g.shape())?, &sb))
+                    .transpose()?,
+            ])
+        })
+    }))
+}
+
+/// `m != 0 ? a : b` of `shape` (operands broadcast to it).
+fn select(m: &Tensor, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let full = |t: &Tensor| crate::autograd::no_grad(|| crate::ops::expand(t, shape));
+    let (a, b) = (full(a)?, full(b)?);
+    crate::ops::op::run(
+        &Select {
+            out: shape.to_vec(),
+        },
+        &[m, &a, &b],
+        None,
+    )
+}
+
+struct Select {
+    out: Vec<usize>,
+}
+
+impl crate::ops::op::Op for Select {
+    fn name(&self) -> &'static str {
+        "where"
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(
+        &self,
+        inputs: &[&crate::tensor::HostBytes],
+        out: &mut crate::tensor::HostBytes,
+    ) -> Result<()> {
+        let (m, a, b) = (inputs[0].as_f32(), inputs[1].as_f32(), inputs[2].as_f32());
+        for (i, y) in out.as_f32_mut().iter_mut().enumerate() {
+            *y = if m[i] != 0.0 { a[i] } else { b[i] };
+        }
+        Ok(())
+    }
+    fn gpu(
+        &self,
+        ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+        inputs: &[&crate::gpu::pool::GpuBuffer],
+        out: &crate::gpu::pool::GpuBuffer,
+    ) -> Result<()> {
+        use crate::gpu::kernels::{BinaryParams, Kernel};
+        let n = self.out.iter().product::<usize>() as u64;
+        let bufs = [inputs[0], inputs[1], inputs[2], out];
+        let (gx, gy, row_width) = crate::ops::common::elementwise_grid(ctx, "where", &bufs, n)?;
+        crate::ops::common::launch_whole(
+            ctx,
+            Kernel::WhereSelect(BinaryParams {
+                count: n as u32,
+                row_width,
+                op: 0,
+                alpha: 0.0,
+            }),
+            &bufs,
+            [gx, gy, 1],
+        )
+    }
+}

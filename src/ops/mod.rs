@@ -37,10 +37,13 @@ pub(crate) use common::contiguous_strides;
 pub(crate) use grad::add;
 pub use index::{argmax, embedding, one_hot};
 pub(crate) use layout::materialize;
-pub use layout::{chunk, expand, narrow, permute, select, split, squeeze, t, transpose, unsqueeze};
+pub use layout::{
+    cat, chunk, expand, narrow, permute, select, split, squeeze, stack, t, transpose, unsqueeze,
+};
 pub use loss::{cross_entropy, mean};
 pub use math::{
     clamp, div, exp, gelu, log, mul_ as mul, neg, pow, rsqrt, sigmoid, silu, sqrt, sub, tanh,
+    where_,
 };
 pub(crate) use matmul::matmul_tn;
 pub use matmul::{linear, matmul, matmul_nt, matmul_permuted};
