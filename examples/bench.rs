@@ -621,7 +621,7 @@ fn main() -> wgnn::Result<()> {
     figures.push(timed("training memory", || {
         train_peak(&g, &gpu, &Hparams::reverse_task(), (128, 16))
     })?);
-    let big_train = if quick { (1, 32) } else { (2, 128) };
+    let big_train = if quick { (1, 32) } else { (1, 64) };
     figures.push(timed("training memory, d512", || {
         train_peak(&g, &gpu, &big, big_train)
     })?);

@@ -13,7 +13,7 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::split;
 use crate::gpu::GpuContext;
 use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole, sum64};
-use crate::ops::grad::{add, mul, pad, sum_to};
+use crate::ops::grad::{mul, sum_to};
 use crate::ops::op::{check_f32, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -184,10 +184,7 @@ pub(crate) fn record_batch_norm(
                 .transpose()?;
             let dx = if wants(needs, 0) {
                 let sums = match (&dw, &db) {
-                    (Some(dw), Some(db)) if batch => {
-                        let row = |t: &Tensor, at: usize| pad(&t.reshape(&[1, c])?, 0, at, &[2, c]);
-                        add(&row(dw, 0)?, &row(db, 1)?)?
-                    }
+                    (Some(dw), Some(db)) if batch => crate::ops::stack(&[dw, db], 0)?,
                     // Given statistics: dx = w·rstd·g needs no sums (g stands in, unread).
                     _ => g.clone(),
                 };
