@@ -1,9 +1,15 @@
 //! Operations. Each is one file: its checks, its CPU path and its GPU path side by side, on the
 //! shared machinery of [`op`](self) (see `src/ops/op.rs` for how to add one).
 //!
-//! Numbers: elementwise ops (`broadcast_add`, `scale`, `relu`, `dropout`, `masked_fill`), the
-//! layout copies and the index ops give the same bits on the CPU and on every GPU, as does the
-//! positional table. Reductions (`matmul`/`linear`, `softmax`, `layer_norm`, `batch_norm`) add
+//! Layout: the layout ops (`permute`, `transpose`, `t`, `narrow`, `chunk`, `split`, `select`,
+//! `expand`, `squeeze`, `unsqueeze`) are views; every op reads views (see `src/ops/op.rs`).
+//!
+//! Numbers: exactly rounded elementwise ops (`broadcast_add`, `scale`, `relu`, `dropout`,
+//! `masked_fill`, `neg`, `clamp`, `mul`, `sub`, `where_`), the layout copies (`contiguous`,
+//! `cat`, `stack`), the index ops and `sum` / `amax` / `max` give the same bits on the CPU and
+//! on every GPU, as does the positional table. The math functions (`exp`, `log`, `sqrt`,
+//! `rsqrt`, `pow`, `tanh`, `sigmoid`, `gelu`, `silu`, `div`) are within bounds stated in
+//! `math.rs`. Reductions (`matmul`/`linear`, `softmax`, `layer_norm`, `batch_norm`, `var`) add
 //! in another order than PyTorch and use WGSL's `exp` / `inverseSqrt`, which are not exactly
 //! rounded: each file states its bound against PyTorch and the tests check it.
 //!

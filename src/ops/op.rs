@@ -4,9 +4,26 @@
 //! device, the output allocated (from the device's pool on a GPU), one error scope per call, the
 //! GPU launches recorded into the device's pending encoder.
 //!
-//! Adding an op: write `src/ops/<name>.rs` and `shaders/<name>.wgsl`, add the kernel with its
-//! params struct to the table in `src/gpu/kernels.rs` (one line), and export the public function
-//! from `src/ops/mod.rs`.
+//! Inputs arrive dense: [`run`] makes views contiguous first (one strided gather each), unless
+//! the op reads layouts itself ([`Op::reads_layout`], as the matrix products do).
+//!
+//! Adding an op with its backward, in four files:
+//! 1. `src/ops/<name>.rs` (or the family's file: `math.rs` for elementwise math, `reduce.rs`
+//!    for reductions): the public function checks its inputs, calls [`run`], and records its
+//!    backward next to it with `autograd::record(name, y, &inputs, || Box::new(move |g, needs|
+//!    …))`, written with ops (so it runs on the tensors' device); inputs it cannot
+//!    differentiate are refused with `autograd::refuse_grad` when recorded. A function that
+//!    does not call `record` is visibly not differentiable: its output has no gradient path.
+//! 2. `shaders/<name>.wgsl`, or a new case of an existing multi-purpose kernel: its code goes in
+//!    `src/gpu/codes.rs` (one line), which the shader reads as a generated constant.
+//! 3. `src/gpu/kernels.rs`: the kernel and its params struct (one line in the table; a test
+//!    checks the struct against naga's layout and the bindings against the shader).
+//! 4. `src/ops/mod.rs`: the export. Then a test: the CPU against a reference, the GPU against
+//!    the CPU (bit-identical or within the stated bound), and a finite-difference case in
+//!    `tests/autograd.rs`.
+//!
+//! An elementwise math op that is a new case of `unary.wgsl` touches three: `codes.rs` (its
+//! code), `unary.wgsl` (its case) and `math.rs` (its CPU value, public function and backward).
 
 use std::sync::Arc;
 
