@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 
 use wgnn::nn::Linear;
 use wgnn::ops::{layer_norm, linear, matmul, relu, scale, softmax};
@@ -20,7 +20,7 @@ const SEQS: [usize; 4] = [50, 110, 170, 230];
 #[test]
 fn threads_sharing_a_positional_encoding_get_the_cpu_bits() {
     let gpu = common::gpu();
-    let pe_gpu = Arc::new(PositionalEncoding::new(64, 256, &gpu).unwrap());
+    let pe_gpu = PositionalEncoding::new(64, 256, &gpu).unwrap();
     let pe_cpu = PositionalEncoding::new(64, 256, &Device::Cpu).unwrap();
     let inputs: Vec<Vec<f32>> = SEQS
         .iter()
@@ -35,39 +35,19 @@ fn threads_sharing_a_positional_encoding_get_the_cpu_bits() {
             bits(&pe_cpu.forward(&x).unwrap())
         })
         .collect();
-    let (inputs, want) = (Arc::new(inputs), Arc::new(want));
-    let start = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (pe, gpu, inputs, want, start) = (
-                pe_gpu.clone(),
-                gpu.clone(),
-                inputs.clone(),
-                want.clone(),
-                start.clone(),
-            );
-            std::thread::spawn(move || {
-                start.wait();
-                let mut wrong = Vec::new();
-                for round in 0..ROUNDS {
-                    let i = (t + round) % SEQS.len();
-                    let x = Tensor::from_slice(&inputs[i], &[3, SEQS[i], 64])
-                        .unwrap()
-                        .to(&gpu)
-                        .unwrap();
-                    let y = pe.forward(&x).unwrap();
-                    if bits(&y) != want[i] {
-                        wrong.push(format!("thread {t} round {round}"));
-                    }
-                }
-                wrong
-            })
-        })
-        .collect();
-    let wrong: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let wrong = race(|t, round| {
+        let i = (t + round) % SEQS.len();
+        let x = Tensor::from_slice(&inputs[i], &[3, SEQS[i], 64])
+            .unwrap()
+            .to(&gpu)
+            .unwrap();
+        let y = pe_gpu.forward(&x).unwrap();
+        if bits(&y) != want[i] {
+            vec![format!("thread {t} round {round}")]
+        } else {
+            vec![]
+        }
+    });
     assert!(wrong.is_empty(), "results differ from the CPU: {wrong:?}");
 }
 
@@ -83,7 +63,6 @@ fn mixed_ops_on_many_threads_match_a_single_thread() {
     lin.load_state_dict(&lin_cpu.state_dict().unwrap(), true)
         .unwrap();
     lin.to_device(&gpu).unwrap();
-    let lin = Arc::new(lin);
     let w = Tensor::from_slice(&common::randn(48 * 32, 7), &[48, 32]).unwrap();
     let w_gpu = w.to(&gpu).unwrap();
 
@@ -112,55 +91,54 @@ fn mixed_ops_on_many_threads_match_a_single_thread() {
             g
         })
         .collect();
-    let (xs, want) = (Arc::new(xs), Arc::new(want));
-    let start = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (lin, w, gpu, xs, want, start) = (
-                lin.clone(),
-                w_gpu.clone(),
-                gpu.clone(),
-                xs.clone(),
-                want.clone(),
-                start.clone(),
-            );
-            std::thread::spawn(move || {
-                start.wait();
-                let mut wrong = Vec::new();
-                for round in 0..ROUNDS {
-                    let i = (t * 3 + round) % xs.len();
-                    let x = Tensor::from_slice(&xs[i], &[5, 37, 64])
-                        .unwrap()
-                        .to(&gpu)
-                        .unwrap();
-                    // Garbage work whose outputs are dropped at once: pool churn.
-                    for _ in 0..3 {
-                        drop(scale(&x, -2.0).unwrap());
-                    }
-                    let got = job(&x, &lin, &w);
-                    match t % 3 {
-                        0 => gpu.as_gpu().unwrap().flush().unwrap(),
-                        1 => gpu.as_gpu().unwrap().synchronize().unwrap(),
-                        _ => {}
-                    }
-                    for (k, (g, e)) in got.iter().zip(&want[i]).enumerate() {
-                        if g != e {
-                            wrong.push(format!("thread {t} round {round} output {k}"));
-                        }
-                    }
-                }
-                wrong
-            })
-        })
-        .collect();
-    let wrong: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let wrong = race(|t, round| {
+        let i = (t * 3 + round) % xs.len();
+        let x = Tensor::from_slice(&xs[i], &[5, 37, 64])
+            .unwrap()
+            .to(&gpu)
+            .unwrap();
+        // Garbage work whose outputs are dropped at once: pool churn.
+        for _ in 0..3 {
+            drop(scale(&x, -2.0).unwrap());
+        }
+        let got = job(&x, &lin, &w_gpu);
+        match t % 3 {
+            0 => gpu.as_gpu().unwrap().flush().unwrap(),
+            1 => gpu.as_gpu().unwrap().synchronize().unwrap(),
+            _ => {}
+        }
+        got.iter()
+            .zip(&want[i])
+            .enumerate()
+            .filter(|(_, (g, e))| g != e)
+            .map(|(k, _)| format!("thread {t} round {round} output {k}"))
+            .collect()
+    });
     assert!(
         wrong.is_empty(),
         "results differ from one thread's: {wrong:?}"
     );
+}
+
+/// Runs `round(t, r)` on `THREADS` threads × `ROUNDS` rounds, the threads starting together;
+/// returns what the rounds report wrong.
+fn race(round: impl Fn(usize, usize) -> Vec<String> + Sync) -> Vec<String> {
+    let start = Barrier::new(THREADS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (start, round) = (&start, &round);
+                s.spawn(move || {
+                    start.wait();
+                    (0..ROUNDS).flat_map(|r| round(t, r)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {

@@ -98,18 +98,7 @@ impl Op for Gather {
     }
 
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
-        // 8-byte elements are two words: one more, innermost, dimension.
-        let words = match self.dtype.size() {
-            4 => 1,
-            8 => 2,
-            _ => {
-                return Err(Error::Dtype {
-                    op: format!("{} on a GPU", self.name),
-                    expected: "a dtype of 4 or 8 bytes (convert with .to_dtype first)".into(),
-                    got: self.dtype.name().into(),
-                })
-            }
-        };
+        let words = words_of(self.name, self.dtype)?;
         let mut shape = self.out.clone();
         let mut strides: Vec<usize> = self.strides.iter().map(|s| s * words).collect();
         if words == 2 {
@@ -134,6 +123,20 @@ impl Op for Gather {
             &[inputs[0], out],
             [gx, gy, 1],
         )
+    }
+}
+
+/// 32-bit words per element for the copy kernel (8-byte elements are two words: one more,
+/// innermost, dimension), or an error naming the dtype.
+fn words_of(name: &str, dtype: DType) -> Result<usize> {
+    match dtype.size() {
+        4 => Ok(1),
+        8 => Ok(2),
+        _ => Err(Error::Dtype {
+            op: format!("{name} on a GPU"),
+            expected: "a dtype of 4 or 8 bytes (convert with .to_dtype first)".into(),
+            got: dtype.name().into(),
+        }),
     }
 }
 
@@ -497,17 +500,7 @@ impl Op for Cat {
     }
 
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
-        let words = match self.dtype.size() {
-            4 => 1,
-            8 => 2,
-            _ => {
-                return Err(Error::Dtype {
-                    op: "cat on a GPU".into(),
-                    expected: "a dtype of 4 or 8 bytes (convert with .to_dtype first)".into(),
-                    got: self.dtype.name().into(),
-                })
-            }
-        };
+        let words = words_of("cat", self.dtype)?;
         let out_strides = crate::ops::contiguous_strides(&self.out);
         let mut launches = Vec::new();
         let mut at = 0;
