@@ -281,6 +281,15 @@ fn extra_globals_are_read_as_inert_values_only_when_allowed() {
                 .is_ok()
         );
     }
+    // A global that runs code gets no invitation to allow it.
+    let e = Checkpoint::load(fixture("hostile/global_os_system.pt"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("os.system") && e.contains("runs commands"),
+        "{e}"
+    );
+    assert!(!e.contains("allow_global"), "{e}");
     // The dict subclass reads as a dict, in order, with the plain file's values.
     let ck = Checkpoint::load_with(
         fixture("hostile/attribute_dict_hparams.ckpt"),

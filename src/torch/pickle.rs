@@ -18,6 +18,37 @@ use std::collections::HashMap;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
+/// Modules whose globals run commands or code (or reach what does): a pickle naming one is
+/// refused without the hint to allow it that other unknown classes get (a project's config
+/// class, `pathlib.PosixPath` or `functools.partial` among hyper-parameters keep the hint).
+const RUNS_CODE: &[&str] = &[
+    "os",
+    "posix",
+    "nt",
+    "subprocess",
+    "builtins",
+    "__builtin__",
+    "sys",
+    "shutil",
+    "socket",
+    "importlib",
+    "runpy",
+    "pickle",
+    "_pickle",
+    "code",
+    "codeop",
+    "pty",
+    "ctypes",
+    "webbrowser",
+    "marshal",
+    "multiprocessing",
+    "threading",
+    "asyncio",
+    "signal",
+    "commands",
+    "popen2",
+];
+
 /// Deepest nesting of containers accepted.
 pub(crate) const MAX_DEPTH: usize = 200;
 
@@ -653,9 +684,16 @@ impl Machine<'_> {
 
     fn push_global(&mut self, module: &str, name: &str) -> Result<()> {
         let dotted = format!("{module}.{name}");
+        let top = module.split('.').next().unwrap_or(module);
         match global(module, name) {
             Some(g) => self.push(Node::Global(g)),
             None if self.extra.contains(&dotted) => self.push(Node::Class(dotted)),
+            // No checkpoint needs these: no hint to opt in.
+            None if RUNS_CODE.contains(&top) => Err(super::fmt_err(format!(
+                "refused: the pickle names the global {dotted}, which runs commands or other \
+                 code; no checkpoint needs it, so this file is not one to load (wgnn never runs \
+                 anything)"
+            ))),
             None => Err(super::fmt_err(format!(
                 "refused: the pickle names the global {dotted}, which is not on the allow-list \
                  of tensor data (loading it would run code; wgnn never does). If you trust the \
