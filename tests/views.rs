@@ -292,3 +292,98 @@ fn views_held_by_a_module_save_and_move_as_dense_tensors() {
         24
     );
 }
+
+/// The ops with index, table, loss and statistics inputs read views too: each against the same
+/// call on `contiguous()` inputs, the same bits on the CPU and the GPU.
+#[test]
+fn index_table_loss_and_norm_ops_read_views() {
+    type Run = Box<dyn Fn(&[Tensor]) -> wgnn::Result<Tensor>>;
+    for d in [Device::Cpu, gpu()] {
+        let idx = Tensor::from_slice(&[3i64, 0, 2, 1, 4, 2, 0, 1], &[2, 4])
+            .unwrap()
+            .to(&d)
+            .unwrap();
+        let f = |shape: &[usize], seed| {
+            let n = shape.iter().product();
+            Tensor::from_slice(&randn(n, seed), shape)
+                .unwrap()
+                .to(&d)
+                .unwrap()
+        };
+        let (w, x) = (f(&[5, 6], 1), f(&[4, 3, 6], 2));
+        let cases: Vec<(&str, Vec<Tensor>, Run)> = vec![
+            // Transposed int64 indices, and a weight narrowed to an offset.
+            (
+                "embedding",
+                vec![
+                    ops::t(&idx).unwrap(),
+                    ops::narrow(&f(&[7, 6], 3), 0, 2, 5).unwrap(),
+                ],
+                Box::new(|v| ops::embedding(&v[0], &v[1])),
+            ),
+            (
+                "one_hot",
+                vec![ops::t(&idx).unwrap()],
+                Box::new(|v| ops::one_hot(&v[0], 5)),
+            ),
+            (
+                "argmax",
+                vec![ops::transpose(&x, 0, 2).unwrap()],
+                Box::new(|v| ops::argmax(&v[0])),
+            ),
+            (
+                "cross_entropy",
+                vec![
+                    ops::narrow(&ops::t(&w).unwrap(), 1, 0, 5).unwrap(),
+                    ops::narrow(&idx.reshape(&[8]).unwrap(), 0, 2, 6).unwrap(),
+                ],
+                Box::new(|v| ops::cross_entropy(&v[0], &v[1])),
+            ),
+            (
+                "layer_norm with a view as weight",
+                vec![
+                    ops::permute(&x, &[1, 0, 2]).unwrap(),
+                    ops::select(&w, 0, 1).unwrap(),
+                ],
+                Box::new(|v| ops::layer_norm(&v[0], &[6], Some(&v[1]), None, 1e-5)),
+            ),
+            (
+                "batch_norm with given statistics",
+                vec![
+                    ops::transpose(&f(&[6, 4], 5), 0, 1).unwrap(),
+                    ops::select(&w, 0, 2).unwrap(),
+                    ops::expand(&f(&[1], 6), &[6]).unwrap(),
+                ],
+                Box::new(|v| {
+                    let var = ops::clamp(&v[2], 0.5, 10.0)?;
+                    ops::batch_norm(
+                        &v[0],
+                        &v[1],
+                        &ops::broadcast_add(&var, &v[2])?,
+                        None,
+                        None,
+                        1e-5,
+                    )
+                }),
+            ),
+            (
+                "add_positional",
+                vec![
+                    ops::narrow(&x, 1, 1, 2).unwrap(),
+                    ops::narrow(&wgnn::ops::positional_table(8, 6, &d).unwrap(), 0, 0, 2).unwrap(),
+                ],
+                Box::new(|v| ops::add_positional(&v[0], &v[1])),
+            ),
+        ];
+        for (name, views, run) in cases {
+            let dense: Vec<Tensor> = views.iter().map(|v| v.contiguous().unwrap()).collect();
+            let (a, b) = (run(&views).unwrap(), run(&dense).unwrap());
+            assert_eq!(a.shape(), b.shape(), "{name} on {d}");
+            assert_eq!(
+                a.to_bytes().unwrap(),
+                b.to_bytes().unwrap(),
+                "{name} on {d}"
+            );
+        }
+    }
+}
