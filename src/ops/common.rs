@@ -155,3 +155,21 @@ pub(crate) fn sum64(n: usize, f: impl Fn(usize) -> f32) -> f32 {
 pub(crate) fn as_i64(bytes: &[u8]) -> Vec<i64> {
     bytemuck::pod_collect_to_vec(bytes)
 }
+
+/// Records one row kernel over `[rows, width]` (one workgroup per row): the inputs and `out`
+/// checked against the binding limits, the 2-D grid of rows, and `kernel(groups_x)` launched
+/// over `inputs` then `out`.
+pub(crate) fn launch_rows(
+    ctx: &GpuContext,
+    name: &str,
+    inputs: &[&GpuBuffer],
+    out: &GpuBuffer,
+    (rows, width): (usize, usize),
+    kernel: impl FnOnce(u32) -> Kernel,
+) -> Result<()> {
+    let mut bufs: Vec<&GpuBuffer> = inputs.to_vec();
+    bufs.push(out);
+    elementwise_grid(ctx, name, &bufs, (rows * width) as u64)?;
+    let (gx, gy) = row_grid(ctx, name, rows as u64)?;
+    launch_whole(ctx, kernel(gx), &bufs, [gx, gy, 1])
+}

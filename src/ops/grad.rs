@@ -1,28 +1,23 @@
-//! The ops that only backward and the optimizers need: elementwise mul / add / relu's gradient /
-//! clipping, row sums (the gradient over broadcast dimensions, squared norms), narrow's gradient
-//! (`pad`), and the gradients of softmax, layer_norm and cross_entropy, each on the CPU and the
-//! GPU side by side like every op.
+//! The elementwise and row kernels that gradients, optimizers and several ops share: mul / add /
+//! sub / div / equality / relu's gradient / clipping over tensors of one shape, row reductions
+//! (sums, sums of squares, maxima: the gradient over broadcast dimensions, squared norms,
+//! `sum` and `amax`), `sum_to`, and narrow's gradient (`pad`). The gradients of softmax,
+//! layer_norm and cross_entropy live beside their forwards (`norm.rs`, `loss.rs`).
 //!
-//! Numbers: the elementwise ops and `pad` give the same bits on both devices; the row kernels add
-//! in the order of `sum64` on both (64 strided partial sums, then a tree), and the three
-//! gradients of reductions use `exp` / `inverseSqrt` like their forwards: bounded, tested against
-//! PyTorch's gradients at 1e-5 × max|grad| (`tests/training.rs`) and against finite
-//! differences (`tests/autograd.rs`).
+//! Numbers: the elementwise ops and `pad` give the same bits on both devices (division within
+//! 2.5 ulp on a GPU); the row sums add in the order of `sum64` on both (64 strided partial sums,
+//! then a tree), tested against PyTorch's gradients at 1e-5 × max|grad| (`tests/training.rs`)
+//! and against finite differences (`tests/autograd.rs`).
 
 use std::sync::Arc;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::codes::{BinaryOp, CrossEntropyOp, LayerNormFlag, RowSumOp};
-use crate::gpu::kernels::{
-    BinaryParams, Kernel, LayerNormParams, PadParams, RowOpParams, RowParams,
-};
+use crate::gpu::codes::{BinaryOp, RowSumOp};
+use crate::gpu::kernels::{BinaryParams, Kernel, PadParams, RowOpParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
-use crate::ops::common::{
-    as_i64, elementwise_grid, launch_whole, row_grid, rows_of, sum64, width_rows,
-};
-use crate::ops::loss::ce_row;
+use crate::ops::common::{elementwise_grid, launch_rows, launch_whole, sum64};
 use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::{par_chunks, par_rows};
 use crate::tensor::{HostBytes, Tensor};
@@ -164,19 +159,12 @@ impl Op for Binary {
     }
 }
 
-/// Which row kernel.
+/// Which reduction of each row.
 #[derive(Clone, Copy, PartialEq)]
 enum RowKind {
     Sum,
     SumSquares,
     Max,
-    SoftmaxBackward,
-    /// bit 0 of `affine`: a weight.
-    LayerNormBackward {
-        eps: f32,
-        weight: bool,
-    },
-    CrossEntropyBackward,
 }
 
 struct Rows {
@@ -217,93 +205,24 @@ impl Op for Rows {
                     });
                 });
             }
-            RowKind::SoftmaxBackward => {
-                let g = inputs[1].as_f32();
-                par_rows(out.as_f32_mut(), w, |r, dx| {
-                    let (y, g) = (&x[r * w..(r + 1) * w], &g[r * w..(r + 1) * w]);
-                    let dot = sum64(w, |i| g[i] * y[i]);
-                    for i in 0..w {
-                        dx[i] = y[i] * (g[i] - dot);
-                    }
-                });
-            }
-            RowKind::LayerNormBackward { eps, weight } => {
-                let (wt, g) = (inputs[1].as_f32(), inputs[2].as_f32());
-                let n = w as f32;
-                par_rows(out.as_f32_mut(), w, |r, dx| {
-                    let (xr, gr) = (&x[r * w..(r + 1) * w], &g[r * w..(r + 1) * w]);
-                    let h = |i: usize| if weight { gr[i] * wt[i] } else { gr[i] };
-                    let mean = sum64(w, |i| xr[i]) / n;
-                    let var = sum64(w, |i| (xr[i] - mean) * (xr[i] - mean)) / n;
-                    let rstd = 1.0 / (var + eps).sqrt();
-                    let mh = sum64(w, h) / n;
-                    let mhx = sum64(w, |i| h(i) * ((xr[i] - mean) * rstd)) / n;
-                    for i in 0..w {
-                        let xh = (xr[i] - mean) * rstd;
-                        dx[i] = rstd * ((h(i) - mh) - xh * mhx);
-                    }
-                });
-            }
-            RowKind::CrossEntropyBackward => {
-                let t = as_i64(inputs[1].bytes());
-                let gs = inputs[2].as_f32()[0] / self.rows as f32;
-                for (r, dx) in out.as_f32_mut().chunks_mut(w).enumerate() {
-                    let row = &x[r * w..(r + 1) * w];
-                    let (c, m, ls) = ce_row(row, t[r], "cross_entropy backward")?;
-                    for i in 0..w {
-                        let v = ((row[i] - m) - ls).exp() * gs;
-                        dx[i] = if i == c { v - gs } else { v };
-                    }
-                }
-            }
         }
         Ok(())
     }
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
-        let mut bufs: Vec<&GpuBuffer> = inputs.to_vec();
-        bufs.push(out);
-        elementwise_grid(ctx, self.name, &bufs, (self.rows * self.width) as u64)?;
-        let (gx, gy) = row_grid(ctx, self.name, self.rows as u64)?;
-        let (rows, width) = (self.rows as u32, self.width as u32);
-        let row = RowParams {
-            rows,
-            width,
-            groups_x: gx,
-            _pad: 0,
-        };
-        let kernel = match self.kind {
-            RowKind::Sum | RowKind::SumSquares | RowKind::Max => Kernel::RowSum(RowOpParams {
-                rows,
-                width,
+        let op = match self.kind {
+            RowKind::SumSquares => RowSumOp::Squares,
+            RowKind::Max => RowSumOp::Max,
+            RowKind::Sum => RowSumOp::Sum,
+        }
+        .code();
+        launch_rows(ctx, self.name, inputs, out, (self.rows, self.width), |gx| {
+            Kernel::RowSum(RowOpParams {
+                rows: self.rows as u32,
+                width: self.width as u32,
                 groups_x: gx,
-                op: match self.kind {
-                    RowKind::SumSquares => RowSumOp::Squares,
-                    RowKind::Max => RowSumOp::Max,
-                    _ => RowSumOp::Sum,
-                }
-                .code(),
-            }),
-            RowKind::SoftmaxBackward => Kernel::SoftmaxBackward(row),
-            RowKind::LayerNormBackward { eps, weight } => Kernel::LayerNorm(LayerNormParams {
-                rows,
-                width,
-                groups_x: gx,
-                affine: if weight {
-                    LayerNormFlag::Weight.code()
-                } else {
-                    0
-                } | LayerNormFlag::Backward.code(),
-                eps,
-                _pad: [0; 3],
-            }),
-            RowKind::CrossEntropyBackward => Kernel::CrossEntropyRows(RowOpParams {
-                rows,
-                width,
-                groups_x: gx,
-                op: CrossEntropyOp::Grad.code(),
-            }),
-        };
-        launch_whole(ctx, kernel, &bufs, [gx, gy, 1])
+                op,
+            })
+        })
     }
 }
 
@@ -404,73 +323,6 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
         crate::ops::permute(g, &order)?
     };
     row_sum(&moved, rows, width, false)?.reshape(shape)
-}
-
-/// softmax's gradient from its output `y` and the output's gradient `g` (last dimension).
-pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let (width, rows) = width_rows(y.shape());
-    run(
-        &Rows {
-            name: "softmax backward",
-            kind: RowKind::SoftmaxBackward,
-            rows,
-            width,
-            out: y.shape().to_vec(),
-        },
-        &[y, g],
-        None,
-    )
-}
-
-/// LayerNorm's gradient with respect to `x` (normalised over the last `width` elements).
-pub(crate) fn layer_norm_backward(
-    x: &Tensor,
-    weight: Option<&Tensor>,
-    g: &Tensor,
-    width: usize,
-    eps: f32,
-) -> Result<Tensor> {
-    let kind = RowKind::LayerNormBackward {
-        eps,
-        weight: weight.is_some(),
-    };
-    run(
-        &Rows {
-            name: "layer_norm backward",
-            kind,
-            rows: rows_of(x.shape(), width),
-            width,
-            out: x.shape().to_vec(),
-        },
-        &[x, weight.unwrap_or(x), g],
-        None,
-    )
-}
-
-/// The mean cross entropy's gradient with respect to `logits` [N, C], `g` the loss's gradient.
-pub(crate) fn cross_entropy_backward(
-    logits: &Tensor,
-    targets: &Tensor,
-    g: &Tensor,
-) -> Result<Tensor> {
-    let (rows, width) = match logits.shape() {
-        [n, c] => (*n, *c),
-        s => return Err(Error::internal(format!("cross_entropy backward of {s:?}"))),
-    };
-    if targets.dtype() != DType::I64 {
-        return Err(Error::internal("cross_entropy backward: targets not int64"));
-    }
-    run(
-        &Rows {
-            name: "cross_entropy backward",
-            kind: RowKind::CrossEntropyBackward,
-            rows,
-            width,
-            out: vec![rows, width],
-        },
-        &[logits, targets, g],
-        None,
-    )
 }
 
 struct Pad {

@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{CountParams, Kernel, RowOpParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
-use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole, row_grid, sum64};
-use crate::ops::grad::cross_entropy_backward;
+use crate::ops::common::{
+    as_i64, check_dtype, elementwise_grid, launch_rows, launch_whole, row_grid, sum64,
+};
 use crate::ops::op::{check_f32, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -170,5 +171,71 @@ impl Op for Mean {
             &[inputs[0], out],
             [1, 1, 1],
         )
+    }
+}
+
+/// The mean cross entropy's gradient with respect to `logits` [N, C], `g` the loss's gradient:
+/// `(softmax(x) - onehot(t)) · g / N` per row, by the forward's kernel in its gradient mode.
+pub(crate) fn cross_entropy_backward(
+    logits: &Tensor,
+    targets: &Tensor,
+    g: &Tensor,
+) -> Result<Tensor> {
+    let (rows, width) = match logits.shape() {
+        [n, c] => (*n, *c),
+        s => return Err(Error::internal(format!("cross_entropy backward of {s:?}"))),
+    };
+    if targets.dtype() != DType::I64 {
+        return Err(Error::internal("cross_entropy backward: targets not int64"));
+    }
+    run(
+        &CeBackward {
+            rows,
+            width,
+            out: vec![rows, width],
+        },
+        &[logits, targets, g],
+        None,
+    )
+}
+
+struct CeBackward {
+    rows: usize,
+    width: usize,
+    out: Vec<usize>,
+}
+
+impl Op for CeBackward {
+    fn name(&self) -> &'static str {
+        "cross_entropy backward"
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let w = self.width;
+        let x = inputs[0].as_f32();
+        let t = as_i64(inputs[1].bytes());
+        let gs = inputs[2].as_f32()[0] / self.rows as f32;
+        for (r, dx) in out.as_f32_mut().chunks_mut(w).enumerate() {
+            let row = &x[r * w..(r + 1) * w];
+            let (c, m, ls) = ce_row(row, t[r], "cross_entropy backward")?;
+            for i in 0..w {
+                let v = ((row[i] - m) - ls).exp() * gs;
+                dx[i] = if i == c { v - gs } else { v };
+            }
+        }
+        Ok(())
+    }
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let (rows, width) = (self.rows, self.width);
+        launch_rows(ctx, self.name(), inputs, out, (rows, width), |gx| {
+            Kernel::CrossEntropyRows(RowOpParams {
+                rows: rows as u32,
+                width: width as u32,
+                groups_x: gx,
+                op: crate::gpu::codes::CrossEntropyOp::Grad.code(),
+            })
+        })
     }
 }

@@ -14,9 +14,10 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::add::broadcast_shape;
 use crate::ops::common::{
-    contiguous_strides, elementwise_grid, launch_whole, pad8, row_grid, sum64, width_rows,
+    contiguous_strides, elementwise_grid, launch_rows, launch_whole, pad8, row_grid, rows_of,
+    sum64, width_rows,
 };
-use crate::ops::grad::{layer_norm_backward, mul, softmax_backward, sum_to};
+use crate::ops::grad::{mul, sum_to};
 use crate::ops::op::{check_f32, run, Op};
 use crate::ops::threads::{par_chunks, par_rows};
 use crate::tensor::{HostBytes, Tensor};
@@ -341,5 +342,134 @@ impl Op for MaskedFill {
             &[inputs[0], inputs[1], out],
             [gx, gy, 1],
         )
+    }
+}
+
+/// softmax's gradient from its output `y` and the output's gradient `g` (last dimension):
+/// `dx = y · (g - Σ g·y)` per row (`softmax_backward.wgsl`).
+pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let (width, rows) = width_rows(y.shape());
+    run(
+        &SoftmaxBackward {
+            rows,
+            width,
+            out: y.shape().to_vec(),
+        },
+        &[y, g],
+        None,
+    )
+}
+
+struct SoftmaxBackward {
+    rows: usize,
+    width: usize,
+    out: Vec<usize>,
+}
+
+impl Op for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "softmax backward"
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let w = self.width;
+        let (y, g) = (inputs[0].as_f32(), inputs[1].as_f32());
+        par_rows(out.as_f32_mut(), w, |r, dx| {
+            let (y, g) = (&y[r * w..(r + 1) * w], &g[r * w..(r + 1) * w]);
+            let dot = sum64(w, |i| g[i] * y[i]);
+            for i in 0..w {
+                dx[i] = y[i] * (g[i] - dot);
+            }
+        });
+        Ok(())
+    }
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let (rows, width) = (self.rows, self.width);
+        launch_rows(ctx, self.name(), inputs, out, (rows, width), |gx| {
+            Kernel::SoftmaxBackward(RowParams {
+                rows: rows as u32,
+                width: width as u32,
+                groups_x: gx,
+                _pad: 0,
+            })
+        })
+    }
+}
+
+/// LayerNorm's gradient with respect to `x` (normalised over the last `width` elements), by the
+/// same kernel as the forward with its backward flag (`layer_norm.wgsl`).
+pub(crate) fn layer_norm_backward(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    g: &Tensor,
+    width: usize,
+    eps: f32,
+) -> Result<Tensor> {
+    run(
+        &LayerNormBackward {
+            rows: rows_of(x.shape(), width),
+            width,
+            eps,
+            weight: weight.is_some(),
+            out: x.shape().to_vec(),
+        },
+        &[x, weight.unwrap_or(x), g],
+        None,
+    )
+}
+
+struct LayerNormBackward {
+    rows: usize,
+    width: usize,
+    eps: f32,
+    weight: bool,
+    out: Vec<usize>,
+}
+
+impl Op for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "layer_norm backward"
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let (w, eps, weight) = (self.width, self.eps, self.weight);
+        let (x, wt, g) = (inputs[0].as_f32(), inputs[1].as_f32(), inputs[2].as_f32());
+        let n = w as f32;
+        par_rows(out.as_f32_mut(), w, |r, dx| {
+            let (xr, gr) = (&x[r * w..(r + 1) * w], &g[r * w..(r + 1) * w]);
+            let h = |i: usize| if weight { gr[i] * wt[i] } else { gr[i] };
+            let mean = sum64(w, |i| xr[i]) / n;
+            let var = sum64(w, |i| (xr[i] - mean) * (xr[i] - mean)) / n;
+            let rstd = 1.0 / (var + eps).sqrt();
+            let mh = sum64(w, h) / n;
+            let mhx = sum64(w, |i| h(i) * ((xr[i] - mean) * rstd)) / n;
+            for i in 0..w {
+                let xh = (xr[i] - mean) * rstd;
+                dx[i] = rstd * ((h(i) - mh) - xh * mhx);
+            }
+        });
+        Ok(())
+    }
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let affine = if self.weight {
+            LayerNormFlag::Weight.code()
+        } else {
+            0
+        } | LayerNormFlag::Backward.code();
+        let (rows, width, eps) = (self.rows, self.width, self.eps);
+        launch_rows(ctx, self.name(), inputs, out, (rows, width), |gx| {
+            Kernel::LayerNorm(LayerNormParams {
+                rows: rows as u32,
+                width: width as u32,
+                groups_x: gx,
+                affine,
+                eps,
+                _pad: [0; 3],
+            })
+        })
     }
 }
