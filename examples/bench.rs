@@ -417,6 +417,55 @@ fn model_gpu_vs_cpu(
     })
 }
 
+/// The same model's eval forward on the GPU in float16 (`to_dtype(F16)`) against float32: what
+/// half precision costs or saves per op today (each op widens its half inputs to float32 and
+/// rounds its output back: half the bytes at rest, two conversion passes per op).
+fn half_vs_float(
+    g: &GpuDevice,
+    gpu: &Device,
+    hp: &Hparams,
+    (batch, seq): (usize, usize),
+    runs: usize,
+) -> wgnn::Result<Figure> {
+    let mut m32 = TransformerPredictor::new(hp, gpu)?;
+    m32.eval();
+    let mut m16 = TransformerPredictor::new(hp, gpu)?;
+    m16.load_state_dict(&m32.state_dict()?, true)?;
+    m16.to_dtype(DType::F16)?;
+    m16.eval();
+    let x: Vec<f32> = (0..batch * seq * hp.input_dim)
+        .map(|i| ((i * 31) % 17) as f32 / 17.0)
+        .collect();
+    let x32 = Tensor::from_slice(&x, &[batch, seq, hp.input_dim])?.to(gpu)?;
+    let x16 = x32.to_dtype(DType::F16)?;
+    m32.forward(&x32, None, true)?;
+    m16.forward(&x16, None, true)?;
+    g.synchronize()?;
+    let t32 = time(runs, || {
+        m32.forward(&x32, None, true)?;
+        g.synchronize()
+    })?;
+    let t16 = time(runs, || {
+        m16.forward(&x16, None, true)?;
+        g.synchronize()
+    })?;
+    Ok(Figure {
+        name: format!("half_d{}_b{batch}_s{seq}", hp.model_dim),
+        what: format!(
+            "TransformerPredictor d{} eval forward on the GPU in float16 (weights {} KiB \
+             against {} KiB)",
+            hp.model_dim,
+            m16.parameter_bytes() / 1024,
+            m32.parameter_bytes() / 1024
+        ),
+        value: batch as f64 / t16,
+        unit: "seq/s",
+        baseline_name: "the same model in float32",
+        baseline: batch as f64 / t32,
+        ratio: t32 / t16,
+    })
+}
+
 /// Seconds per training step of the reverse task (zero_grad, forward, cross entropy, backward,
 /// clip_grad_norm_, Adam) and per forward + loss alone (recording the graph, as training's
 /// forward does), on `dev`, waiting for the device at the end of each.
@@ -601,6 +650,9 @@ fn main() -> wgnn::Result<()> {
     }
     figures.push(timed("reverse-task model", || {
         model_gpu_vs_cpu(&g, &gpu, &Hparams::reverse_task(), (128, 16), runs)
+    })?);
+    figures.push(timed("float16 model", || {
+        half_vs_float(&g, &gpu, &Hparams::reverse_task(), (128, 16), runs)
     })?);
     let big = Hparams {
         input_dim: 10,

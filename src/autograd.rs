@@ -70,6 +70,7 @@ pub(crate) struct Node {
     name: &'static str,
     inputs: Vec<Option<Origin>>,
     shapes: Vec<Vec<usize>>,
+    dtypes: Vec<crate::DType>,
     /// Taken (and so freed) by the backward that runs it.
     backward: Mutex<Option<BackwardFn>>,
 }
@@ -115,6 +116,7 @@ pub(crate) fn record(
         name,
         inputs: inputs.iter().map(|t| t.origin().cloned()).collect(),
         shapes: inputs.iter().map(|t| t.shape().to_vec()).collect(),
+        dtypes: inputs.iter().map(|t| t.dtype()).collect(),
         backward: Mutex::new(Some(backward())),
     };
     out.with_origin(Some(Origin::Node(Arc::new(node))))
@@ -235,6 +237,12 @@ pub(crate) fn backward(root: &Tensor, grad: Tensor) -> Result<()> {
                         gi.shape()
                     )));
                 }
+                // A gradient takes its input's dtype (PyTorch's engine does the same), so an
+                // op that promoted float16 to float32 hands its float16 input a float16 one.
+                let gi = match node.dtypes.get(i) {
+                    Some(&d) if d != gi.dtype() && d.is_float() => gi.to_dtype(d)?,
+                    _ => gi,
+                };
                 give(o, gi, &mut grads)?;
             }
         }

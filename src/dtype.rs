@@ -80,6 +80,11 @@ impl DType {
         }
     }
 
+    /// Whether this is float16 or bfloat16 (stored in 2 bytes, computed in float32).
+    pub const fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
+    }
+
     /// Whether this is a floating-point type.
     pub const fn is_float(self) -> bool {
         matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)

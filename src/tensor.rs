@@ -184,6 +184,11 @@ impl Tensor {
         &self.strides
     }
 
+    /// Elements in the storage this tensor views.
+    pub(crate) fn storage_numel(&self) -> usize {
+        self.storage_numel
+    }
+
     /// Index of the first element in the storage (`t.storage_offset()`).
     pub fn storage_offset(&self) -> usize {
         self.offset
@@ -584,7 +589,7 @@ impl Tensor {
                 ),
             ));
         }
-        let one = Tensor::full(&self.shape, 1f32, &self.device())?;
+        let one = Tensor::ones(&self.shape, self.dtype, &self.device())?;
         crate::autograd::backward(self, one)
     }
 
@@ -604,12 +609,29 @@ impl Tensor {
 
     /// Converts to another dtype, on the tensor's own device. Floats round to nearest even;
     /// integers must fit the target (checked); float↔integer conversions are refused.
+    ///
+    /// Between float32, float16 and bfloat16 the conversion runs on the device (a GPU kernel
+    /// gives the CPU's bits: see `src/ops/cast.rs`); other conversions go through the host.
+    /// Float-to-float conversions are differentiable, as PyTorch's `.to(dtype)`: the gradient
+    /// comes back converted to the source dtype, so a mixed-precision cast keeps the graph.
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype {
             return Ok(self.clone());
         }
-        let bytes = convert(&self.to_bytes()?, self.dtype, dtype)?;
-        Tensor::from_bytes(&bytes, &self.shape, dtype)?.to(&self.device())
+        use crate::ops::cast::{cast, is_kernel_float};
+        let y = if is_kernel_float(self.dtype) && is_kernel_float(dtype) {
+            cast(self, dtype)?
+        } else {
+            let bytes = convert(&self.to_bytes()?, self.dtype, dtype)?;
+            Tensor::from_bytes(&bytes, &self.shape, dtype)?.to(&self.device())?
+        };
+        let from = self.dtype;
+        if !(from.is_float() && dtype.is_float()) {
+            return Ok(y);
+        }
+        Ok(crate::autograd::record("to_dtype", y, &[self], || {
+            Box::new(move |g, _| Ok(vec![Some(g.to_dtype(from)?)]))
+        }))
     }
 }
 

@@ -303,12 +303,17 @@ fn misuse_is_an_error_that_says_what_to_do() {
         .unwrap_err();
     assert!(e.to_string().contains("rank 2"), "{e}");
     let e = pe
-        .forward(&Tensor::zeros(&[1, 5, 8], DType::F16, &cpu).unwrap())
+        .forward(&Tensor::zeros(&[1, 5, 8], DType::F64, &cpu).unwrap())
         .unwrap_err();
     assert!(
-        matches!(e, Error::Dtype { .. }) && e.to_string().contains("float16"),
+        matches!(e, Error::Dtype { .. }) && e.to_string().contains("float64"),
         "{e}"
     );
+    // float16 input and the float32 table: PyTorch's promotion, a float32 sum.
+    let y = pe
+        .forward(&Tensor::zeros(&[1, 5, 8], DType::F16, &cpu).unwrap())
+        .unwrap();
+    assert_eq!(y.dtype(), DType::F32);
     assert!(PositionalEncoding::new(0, 10, &cpu)
         .unwrap_err()
         .to_string()

@@ -129,6 +129,15 @@ codes! {
         Gather = 0,
         /// `y[base + Σ coord · stride] = x[i]` (an input placed into its slice of `cat`).
         Scatter = 1,
+        /// The gather of 2-byte elements: one invocation per output word (two elements), so
+        /// no two invocations write one word.
+        Gather16 = 2,
+    }
+    /// The float storage formats `convert.wgsl` converts between.
+    Format "FMT" {
+        F32 = 0,
+        F16 = 1,
+        Bf16 = 2,
     }
     /// Bits of `layer_norm.wgsl`'s `affine`.
     LayerNormFlag "LAYER_NORM" {

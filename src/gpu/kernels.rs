@@ -119,7 +119,26 @@ kernels! {
     Adam(AdamParams) = "adam" [Read, Read, Read, Read, ReadWrite],
     /// `torch.where` over tensors of one shape.
     WhereSelect(BinaryParams) = "where_select" [Read, Read, Read, ReadWrite],
+    /// float32 / float16 / bfloat16 conversions, on the bits.
+    Cast(CastParams) = "convert" [Read, ReadWrite],
 }
+
+/// Host mirror of `convert.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct CastParams {
+    /// Output words.
+    pub count: u32,
+    pub row_width: u32,
+    /// Elements.
+    pub n: u32,
+    /// [`Format`](crate::gpu::codes::Format) of the input.
+    pub src: u32,
+    /// [`Format`](crate::gpu::codes::Format) of the output.
+    pub dst: u32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<CastParams>() == 32);
 
 /// Host mirror of `positional_encoding.wgsl`'s `Params`.
 #[repr(C)]

@@ -231,6 +231,47 @@ pub trait ModuleExt: Module {
         });
         Ok(())
     }
+    /// `model.to(dtype)` — `model.half()` with [`DType::F16`](crate::DType::F16),
+    /// `model.bfloat16()`, `model.float()` — on the tensors' own device: every floating-point
+    /// parameter and buffer (persistent or not) is converted, with each parameter's gradient,
+    /// as PyTorch's `Module._apply` does; integer and bool buffers keep their dtype (BatchNorm's
+    /// `num_batches_tracked` stays int64). `dtype` must be a floating-point type. Every op
+    /// computes float16 and bfloat16 in float32 and rounds its output once. On failure
+    /// nothing has changed.
+    fn to_dtype(&mut self, dtype: crate::DType) -> Result<()> {
+        if !dtype.is_float() {
+            return Err(Error::Dtype {
+                op: "module to_dtype".into(),
+                expected: "a floating-point dtype (integer buffers keep theirs)".into(),
+                got: dtype.name().into(),
+            });
+        }
+        check_tree(self.as_dyn())?;
+        let (new, grads) = crate::autograd::no_grad(|| -> Result<_> {
+            let mut new: HashMap<String, Tensor> = HashMap::new();
+            for (path, _, t) in tensors(self.as_dyn()) {
+                if t.dtype().is_float() && t.dtype() != dtype {
+                    new.insert(path, t.to_dtype(dtype)?);
+                }
+            }
+            let mut grads: HashMap<String, Tensor> = HashMap::new();
+            for (path, p) in self.named_parameters() {
+                if let Some(g) = p.grad() {
+                    if g.dtype().is_float() && g.dtype() != dtype {
+                        grads.insert(path, g.to_dtype(dtype)?);
+                    }
+                }
+            }
+            Ok((new, grads))
+        })?;
+        commit(self.as_dyn_mut(), new);
+        for_each_mut(self.as_dyn_mut(), &mut |path, slot| {
+            if let (Slot::Param(p), Some(g)) = (slot, grads.get(path)) {
+                p.restore_grad(g.clone());
+            }
+        });
+        Ok(())
+    }
     /// `state_dict()`: parameters and persistent buffers, PyTorch's keys and order, as CPU copies.
     fn state_dict(&self) -> Result<StateDict> {
         crate::state_dict::from_module(self.as_dyn())

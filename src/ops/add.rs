@@ -108,7 +108,7 @@ struct Add {
     out: Vec<usize>,
 }
 
-/// `x + b` with PyTorch broadcasting (float32, both on the same device). The common case —
+/// `x + b` with PyTorch broadcasting (float32, float16 or bfloat16, both on the same device). The common case —
 /// `b` whose shape, leading 1s removed, ends `x`'s shape (bias, positional table) — takes the
 /// fast row path; anything else the general strided path (rank ≤ 8).
 pub fn broadcast_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -318,6 +318,11 @@ impl Op for Bn {
     fn name(&self) -> &'static str {
         self.name
     }
+    /// The result takes the input's dtype (or the running statistic's), whatever the
+    /// statistics' and weights' (as PyTorch's batch_norm of a half input with float stats).
+    fn is_operand(&self, i: usize) -> bool {
+        i == 0
+    }
     fn out_shape(&self) -> &[usize] {
         &self.out
     }

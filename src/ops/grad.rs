@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::codes::{BinaryOp, RowSumOp};
 use crate::gpu::kernels::{BinaryParams, Kernel, PadParams, RowOpParams};
@@ -265,7 +264,7 @@ pub(crate) fn row_sum(x: &Tensor, rows: usize, width: usize, square: bool) -> Re
         )));
     }
     if width == 0 {
-        return Tensor::zeros(&[rows], DType::F32, &x.device());
+        return Tensor::zeros(&[rows], x.dtype(), &x.device());
     }
     let kind = if square {
         RowKind::SumSquares

@@ -3,8 +3,8 @@
 //! cost no kernel, and each records the backward that carries a gradient back to the layout it
 //! came from. [`Tensor::contiguous`] copies a view into a dense tensor through one strided
 //! gather (`strided_copy.wgsl`), which every other op does for its inputs when they are not
-//! dense. Copies move bits: the CPU and GPU results are identical. Any dtype of 4 or 8 bytes
-//! works on the GPU; every dtype on the CPU.
+//! dense. Copies move bits: the CPU and GPU results are identical. Any dtype of 2, 4 or 8
+//! bytes works on the GPU; every dtype on the CPU.
 
 use std::sync::Arc;
 
@@ -70,6 +70,9 @@ impl Op for Gather {
     fn reads_layout(&self) -> bool {
         true
     }
+    fn moves_bits(&self) -> bool {
+        true
+    }
 
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
         let size = self.dtype.size();
@@ -98,7 +101,12 @@ impl Op for Gather {
     }
 
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
-        let words = words_of(self.name, self.dtype)?;
+        // 2-byte elements: one invocation per output word of two elements.
+        let (words, mode) = if self.dtype.size() == 2 {
+            (1, CopyMode::Gather16)
+        } else {
+            (words_of(self.name, self.dtype)?, CopyMode::Gather)
+        };
         let mut shape = self.out.clone();
         let mut strides: Vec<usize> = self.strides.iter().map(|s| s * words).collect();
         if words == 2 {
@@ -106,8 +114,15 @@ impl Op for Gather {
             strides.push(1);
         }
         let (shape8, strides8) = pad8(self.name, &shape, &strides)?;
-        let n = shape.iter().product::<usize>() as u64;
-        let (gx, gy, row_width) = elementwise_grid(ctx, self.name, &[inputs[0], out], n)?;
+        let elements = shape.iter().product::<usize>() as u64;
+        let n = if mode == CopyMode::Gather16 {
+            elements.div_ceil(2)
+        } else {
+            elements
+        };
+        // The checks count elements (the kernel's indices); the grid covers invocations.
+        elementwise_grid(ctx, self.name, &[inputs[0], out], elements)?;
+        let (gx, gy, row_width) = crate::gpu::split::grid(ctx, n)?;
         let base = u32::try_from(self.base * words)
             .map_err(|_| Error::shape(self.name, "offset beyond u32"))?;
         launch_whole(
@@ -116,7 +131,7 @@ impl Op for Gather {
                 count: n as u32,
                 row_width,
                 base,
-                mode: CopyMode::Gather.code(),
+                mode: mode.code(),
                 shape: shape8,
                 strides: strides8,
             }),
@@ -134,7 +149,7 @@ fn words_of(name: &str, dtype: DType) -> Result<usize> {
         8 => Ok(2),
         _ => Err(Error::Dtype {
             op: format!("{name} on a GPU"),
-            expected: "a dtype of 4 or 8 bytes (convert with .to_dtype first)".into(),
+            expected: "a dtype of 2, 4 or 8 bytes (convert with .to_dtype first)".into(),
             got: dtype.name().into(),
         }),
     }
@@ -428,13 +443,29 @@ pub fn cat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
     }
     let mut out = s0.to_vec();
     out[dim] = total;
-    let op = Cat {
+    let mut op = Cat {
         out: out.clone(),
         dim,
         sizes: tensors.iter().map(|t| t.shape()[dim]).collect(),
         dtype: first.dtype(),
     };
-    let y = run(&op, tensors, None)?;
+    let y = if first.dtype().is_half() && matches!(first.device(), crate::Device::Gpu(_)) {
+        // The scatter writes whole words: 16-bit floats are joined as float32 (both casts
+        // are exact, so the bits are the CPU's).
+        use crate::ops::cast::cast;
+        let wide = crate::autograd::no_grad(|| {
+            tensors
+                .iter()
+                .map(|t| cast(t, DType::F32))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        op.dtype = DType::F32;
+        let y = run(&op, &wide.iter().collect::<Vec<_>>(), None)?;
+        op.dtype = first.dtype();
+        cast(&y, first.dtype())?
+    } else {
+        run(&op, tensors, None)?
+    };
     Ok(record(name, y, tensors, || {
         let sizes = op.sizes.clone();
         Box::new(move |g, needs| {
@@ -479,6 +510,9 @@ impl Op for Cat {
     }
     fn out_dtype(&self) -> DType {
         self.dtype
+    }
+    fn moves_bits(&self) -> bool {
+        true
     }
 
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {

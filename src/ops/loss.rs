@@ -27,7 +27,7 @@ struct Mean {
     n: usize,
 }
 
-/// `F.cross_entropy(logits, targets)`: logits `[N, C]` float32, targets `[N]` int64 class
+/// `F.cross_entropy(logits, targets)`: logits `[N, C]` float (32, 16 or bf16), targets `[N]` int64 class
 /// indices, the mean over rows as a 0-d tensor. A target outside `0..C` is an error on the
 /// CPU; on a GPU (which cannot stop mid-kernel) it makes the loss NaN.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
@@ -69,7 +69,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }))
 }
 
-/// The mean of every element, as a 0-d float32 tensor.
+/// The mean of every element, as a 0-d tensor of `x`'s dtype.
 pub fn mean(x: &Tensor) -> Result<Tensor> {
     check_f32("mean", x, "x")?;
     if x.numel() == 0 {

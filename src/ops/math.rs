@@ -288,8 +288,8 @@ pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 /// `torch.where(cond, a, b)`: `a` where `cond` is non-zero (true), else `b`, with PyTorch's
-/// broadcasting of all three. `cond` may be bool, uint8 or float32 (as `masked_fill`'s mask);
-/// `a` and `b` float32. A select: the same bits everywhere, signed zeros and NaNs kept.
+/// broadcasting of all three. `cond` may be bool, uint8 or a float (as `masked_fill`'s mask);
+/// `a` and `b` float32, float16 or bfloat16. A select: the same bits everywhere, signed zeros and NaNs kept.
 pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let name = "where";
     crate::autograd::refuse_grad(name, cond, "condition")?;
@@ -350,6 +350,10 @@ struct Select {
 impl crate::ops::op::Op for Select {
     fn name(&self) -> &'static str {
         "where"
+    }
+    /// The 0/1 mask does not set the result's dtype.
+    fn is_operand(&self, i: usize) -> bool {
+        i > 0
     }
     fn out_shape(&self) -> &[usize] {
         &self.out

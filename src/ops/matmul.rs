@@ -353,7 +353,7 @@ fn gemm_stored(
     }
 }
 
-/// `torch.matmul(a, b)` for float32 tensors: `[…, M, K] · […, K, N] → […, M, N]`, leading
+/// `torch.matmul(a, b)` for float32, float16 and bfloat16 tensors: `[…, M, K] · […, K, N] → […, M, N]`, leading
 /// (batch) dimensions broadcast; a 1-D `a` is a row `[1, K]` and a 1-D `b` a column `[K, 1]`,
 /// removed from the result again.
 ///

@@ -13,12 +13,20 @@
 //! in another order than PyTorch and use WGSL's `exp` / `inverseSqrt`, which are not exactly
 //! rounded: each file states its bound against PyTorch and the tests check it.
 //!
+//! Dtypes: every float op takes float32, float16 and bfloat16, on the CPU and on every GPU
+//! adapter (16-bit values stored two to a 32-bit word, no `SHADER_F16` needed). An op computes
+//! in float32 and rounds its output once to its operands' dtype (`src/ops/cast.rs`; mixed
+//! float dtypes promote as PyTorch's); the widening and the rounding are exact conversions
+//! with the same bits on every device, so the numbers above hold for half types too.
+//! `tests/half.rs` holds each op within a stated bound of PyTorch 2.15's own half results.
+//!
 //! Gradients: every public op records its backward next to its forward (see
 //! [`crate::autograd`]); the backward is written with ops, so it runs on the tensors' device and
 //! inherits their numbers (elementwise and layout gradients are bit-identical across devices).
 
 mod add;
 mod batch_norm;
+pub(crate) mod cast;
 mod common;
 pub(crate) mod grad;
 mod index;

@@ -243,14 +243,14 @@ struct MaskedFill {
     bytes: bool,
 }
 
-/// `x.masked_fill(mask == 0, value)` — the tutorial's attention mask — with a `mask` (float32,
+/// `x.masked_fill(mask == 0, value)` — the tutorial's attention mask — with a `mask` (a float,
 /// bool or uint8; zero masks, anything else keeps) that broadcasts to `x`'s shape (`[S, S]`,
 /// `[B, 1, S, S]`, …). Bit-identical on CPU and GPU.
 pub fn masked_fill(x: &Tensor, mask: &Tensor, value: f32) -> Result<Tensor> {
     let name = "masked_fill";
     check_f32(name, x, "x")?;
     let bytes = match mask.dtype() {
-        crate::DType::F32 => false,
+        crate::DType::F32 | crate::DType::F16 | crate::DType::BF16 => false,
         crate::DType::Bool | crate::DType::U8 => true,
         other => {
             return Err(Error::Dtype {
@@ -295,6 +295,9 @@ pub fn masked_fill(x: &Tensor, mask: &Tensor, value: f32) -> Result<Tensor> {
 impl Op for MaskedFill {
     fn name(&self) -> &'static str {
         "masked_fill"
+    }
+    fn is_operand(&self, i: usize) -> bool {
+        i == 0
     }
     fn out_shape(&self) -> &[usize] {
         &self.out

@@ -2,7 +2,7 @@
 //! does its checks (shapes, dtypes, with errors that name them), and an [`Op`] impl with its CPU
 //! path and its GPU path side by side. [`run`] does the rest once for every op: inputs on one
 //! device, the output allocated (from the device's pool on a GPU), one error scope per call, the
-//! GPU launches recorded into the device's pending encoder.
+//! GPU launches recorded into the device's pending command buffers.
 //!
 //! Inputs arrive dense: [`run`] makes views contiguous first (one strided gather each), unless
 //! the op reads layouts itself ([`Op::reads_layout`], as the matrix products do).
@@ -54,12 +54,64 @@ pub(crate) trait Op {
     fn reads_layout(&self) -> bool {
         false
     }
+    /// Whether the op moves its inputs' bits as they are, whatever their dtype (the strided
+    /// gather, the casts). Every other op computes in float32: [`run`] widens float16 and
+    /// bfloat16 inputs to float32 first and rounds the output back once.
+    fn moves_bits(&self) -> bool {
+        false
+    }
+    /// Whether input `i` is an operand whose dtype the result takes (a mask, a condition or
+    /// given statistics do not change it, as in PyTorch).
+    fn is_operand(&self, _i: usize) -> bool {
+        true
+    }
+}
+
+/// The dtype of a float op's result: its float inputs' dtype when they share one, float32
+/// when they mix (as PyTorch promotes `float16 + float32` and `float16 + bfloat16`).
+fn promoted(inputs: &[&Tensor]) -> Option<DType> {
+    let mut out: Option<DType> = None;
+    for d in inputs.iter().map(|t| t.dtype()).filter(|d| d.is_float()) {
+        out = Some(match out {
+            None => d,
+            Some(o) if o == d => d,
+            Some(_) => DType::F32,
+        });
+    }
+    out
 }
 
 /// Runs `op` on the device of its inputs (or on `device` when it has none). Views among the
 /// inputs are made contiguous first (a copy only where the layout is not dense), unless the op
 /// reads layouts itself.
 pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> Result<Tensor> {
+    if !op.moves_bits() && inputs.iter().any(|t| t.dtype().is_half()) {
+        // Compute in float32, round once on store.
+        let wide = crate::autograd::no_grad(|| {
+            inputs
+                .iter()
+                .map(|t| {
+                    if t.dtype().is_half() && op.reads_layout() {
+                        crate::ops::cast::widen_keeping_layout(t)
+                    } else if t.dtype().is_half() {
+                        crate::ops::cast::cast(t, DType::F32)
+                    } else {
+                        Ok((*t).clone())
+                    }
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let refs: Vec<&Tensor> = wide.iter().collect();
+        let y = run(op, &refs, device)?;
+        let operands: Vec<&Tensor> = (0..inputs.len())
+            .filter(|&i| op.is_operand(i))
+            .map(|i| inputs[i])
+            .collect();
+        return match (op.out_dtype(), promoted(&operands)) {
+            (DType::F32, Some(d)) if d != DType::F32 => crate::ops::cast::cast(&y, d),
+            _ => Ok(y),
+        };
+    }
     let dense: Vec<Tensor>;
     let inputs: Vec<&Tensor> = if op.reads_layout() || inputs.iter().all(|t| t.is_dense()) {
         inputs.to_vec()
@@ -139,14 +191,15 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
     }
 }
 
-/// The kernels compute in float32: anything else is an error that says how to convert.
+/// The float ops take float32, float16 and bfloat16 (computing in float32): anything else is
+/// an error that says how to convert.
 pub(crate) fn check_f32(op: &str, t: &Tensor, which: &str) -> Result<()> {
-    if t.dtype() != DType::F32 {
+    if !crate::ops::cast::is_kernel_float(t.dtype()) {
         return Err(Error::Dtype {
             op: format!("{op} ({which})"),
-            expected:
-                "float32 (the kernels compute in float32; convert with .to_dtype(DType::F32))"
-                    .into(),
+            expected: "float32, float16 or bfloat16 (the kernels compute in float32; convert \
+                       with .to_dtype(DType::F32))"
+                .into(),
             got: t.dtype().name().into(),
         });
     }

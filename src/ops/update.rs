@@ -50,7 +50,7 @@ pub(crate) fn update(
     v: &Tensor,
 ) -> Result<Tensor> {
     for t in [g, m, v] {
-        if t.shape() != p.shape() || t.dtype() != crate::DType::F32 {
+        if t.shape() != p.shape() || t.dtype() != p.dtype() {
             return Err(Error::shape(
                 "optimizer step",
                 format!(
