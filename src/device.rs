@@ -383,6 +383,30 @@ impl GpuDevice {
         self.0.flush("synchronize")?;
         self.0.wait("synchronize", None)
     }
+    #[doc(hidden)]
+    /// Records, as op `op`, a dispatch that wgpu refuses (more workgroups than the device's
+    /// limit), through the path every op takes: for the test that errors name the op that
+    /// recorded the faulty command. Not API.
+    pub fn __record_faulty_dispatch(&self, op: &str) -> Result<()> {
+        use crate::gpu::kernels::{CastParams, Kernel};
+        use crate::gpu::launch::Launch;
+        use crate::gpu::pool::GpuBuffer;
+        use crate::gpu::split::Bind;
+        let ctx = &self.0;
+        ctx.scoped(op, || {
+            let (x, y) = (GpuBuffer::output(ctx, 4)?, GpuBuffer::output(ctx, 4)?);
+            let too_many = ctx
+                .limits
+                .max_compute_workgroups_per_dimension
+                .saturating_add(1);
+            ctx.record(&[Launch {
+                kernel: Kernel::Cast(CastParams::default()),
+                binds: vec![Bind::whole(&x), Bind::whole(&y)],
+                groups: [too_many, 1, 1],
+            }])
+        })
+    }
+
     /// Dispatches recorded on this device so far of the kernel named `kernel` (a WGSL file
     /// stem: `"strided_copy"` is the copy of a view, `"matmul"` a matrix product), or of every
     /// kernel with `None`.

@@ -244,3 +244,39 @@ fn tiny_buffer_limits_still_run_ops_or_are_refused_up_front() {
         other => panic!("expected a limit error, got {other:?}"),
     }
 }
+
+/// A validation error wgpu reports only when the command encoder is finished names the op
+/// that recorded the faulty command, not whichever op happens to submit next; and the device
+/// goes on working for the ops after it.
+#[test]
+fn a_deferred_validation_error_names_the_op_that_recorded_it() {
+    let d = common::gpu();
+    let g = d.as_gpu().unwrap();
+    let x = Tensor::from_slice(&[1f32, -2., 3.], &[3])
+        .unwrap()
+        .to(&d)
+        .unwrap();
+    let e = g
+        .__record_faulty_dispatch("faulty_op")
+        .expect_err("a dispatch beyond the limits must be an error")
+        .to_string();
+    assert!(e.contains("faulty_op"), "{e}");
+    let y = wgnn::ops::relu(&x).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), [1., 0., 3.]);
+    // Between two good ops, too.
+    let a = wgnn::ops::neg(&x).unwrap();
+    let e = g
+        .__record_faulty_dispatch("second_faulty_op")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("second_faulty_op") && !e.contains("neg"), "{e}");
+    let b = wgnn::ops::relu(&a).unwrap();
+    assert_eq!(b.to_vec::<f32>().unwrap(), [0., 2., 0.]);
+    // The same fault again is caught again: a shape that failed is never trusted.
+    let e = g.__record_faulty_dispatch("third").unwrap_err().to_string();
+    assert!(e.contains("third"), "{e}");
+    assert_eq!(
+        wgnn::ops::neg(&b).unwrap().to_vec::<f32>().unwrap(),
+        [0., -2., 0.]
+    );
+}

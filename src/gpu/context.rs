@@ -188,10 +188,17 @@ impl GpuContext {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (scope, previous) = crate::gpu::launch::enter_scope();
         let out = catch_unwind(AssertUnwindSafe(f));
+        crate::gpu::launch::leave_scope(previous);
         let v = pollster::block_on(validation.pop());
         let i = pollster::block_on(internal.pop());
         let o = pollster::block_on(oom.pop());
+        if !matches!(out, Ok(Ok(_))) || v.is_some() || i.is_some() || o.is_some() {
+            // What a failed op recorded is invalid or half-done: it must not reach the queue,
+            // where an invalid command buffer would fail the next op's submission too.
+            self.pending().discard(scope);
+        }
         let out = match out {
             Ok(out) => out,
             Err(_) => {
@@ -217,18 +224,19 @@ impl GpuContext {
         out
     }
 
-    /// Submits the pending encoder (ops recorded since the last submission) followed by
+    /// Submits the pending command buffers (ops recorded since the last submission) followed by
     /// `cmds`, in one counted submission. Must be called inside an error scope.
     ///
-    /// The pending lock is held until the queue has the work: taking the encoder resets the
-    /// uniform ring, and the params of ops recorded next are written with `write_buffer`, which
-    /// wgpu applies at the *next* submission. Were the lock released in between, another thread
-    /// could record (overwriting slots the taken encoder still reads) or submit its own work
-    /// (read-backs, uploads) ahead of the encoder it depends on, and results would be wrong
+    /// The pending lock is held until the queue has the work: taking the recorded buffers
+    /// resets the uniform ring, and the params of ops recorded next are written with
+    /// `write_buffer`, which wgpu applies at the *next* submission. Were the lock released in
+    /// between, another thread could record (overwriting slots the taken buffers still read) or
+    /// submit its own work
+    /// (read-backs, uploads) ahead of the buffers it depends on, and results would be wrong
     /// without an error (issue 19).
     pub fn submit_unscoped(&self, cmds: impl IntoIterator<Item = wgpu::CommandBuffer>) -> Ticket {
         let mut pending = self.pending();
-        let recorded = pending.take_encoder();
+        let recorded = pending.take_recorded();
         self.submit_encoder(recorded, cmds)
     }
 
@@ -237,11 +245,10 @@ impl GpuContext {
     /// reach the queue in the order of their sequence numbers.
     pub(crate) fn submit_encoder(
         &self,
-        recorded: Option<wgpu::CommandEncoder>,
+        recorded: Vec<wgpu::CommandBuffer>,
         cmds: impl IntoIterator<Item = wgpu::CommandBuffer>,
     ) -> Ticket {
-        let first = recorded.map(|e| e.finish());
-        let idx = self.queue.submit(first.into_iter().chain(cmds));
+        let idx = self.queue.submit(recorded.into_iter().chain(cmds));
         self.submissions.fetch_add(1, Ordering::Relaxed);
         let mut inflight = self.inflight();
         inflight.newest += 1;

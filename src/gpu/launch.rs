@@ -1,5 +1,5 @@
-//! Recording kernel launches without per-call setup. A device keeps one pending command
-//! encoder: ops record their dispatches into it and nothing is submitted until a read-back, an
+//! Recording kernel launches without per-call setup. A device keeps the ops' pending command
+//! buffers (one per op, finished in the op's own error scope): nothing is submitted until a read-back, an
 //! upload, [`crate::GpuDevice::flush`] / `synchronize`, a full uniform ring, or a submission's
 //! worth of estimated work (`work_per_submission`) asks for it, so a model's forward of dozens
 //! of small ops is one submission and a long job is several of bounded length. Params go into a uniform ring (one
@@ -38,6 +38,39 @@ impl Launch<'_> {
         }
     }
 }
+
+/// What wgpu validates of a dispatch only when its encoder is finished: the kernel, the
+/// workgroup counts, and which bindings share a buffer (bind groups themselves are validated
+/// when created, inside the op's scope).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Shape {
+    kernel: KernelId,
+    groups: [u32; 3],
+    aliasing: Vec<u8>,
+}
+
+impl Shape {
+    fn of(l: &Launch<'_>) -> Shape {
+        let aliasing = l
+            .binds
+            .iter()
+            .map(|b| {
+                l.binds
+                    .iter()
+                    .position(|c| c.buf.id == b.buf.id)
+                    .unwrap_or(0) as u8
+            })
+            .collect();
+        Shape {
+            kernel: l.kernel.id(),
+            groups: l.groups,
+            aliasing,
+        }
+    }
+}
+
+/// Shapes remembered as validated; past it the memory starts over.
+const MAX_SHAPES: usize = 4096;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct GroupKey {
@@ -79,10 +112,40 @@ impl Ring {
     }
 }
 
+thread_local! {
+    /// The error scope this thread is in (0 outside any): [`GpuContext::scoped`] sets it.
+    static SCOPE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+static NEXT_SCOPE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The error scope this thread is recording in.
+pub(crate) fn current_scope() -> u64 {
+    SCOPE.with(|s| s.get())
+}
+
+/// Enters a new error scope on this thread; returns (its id, the scope to restore after).
+pub(crate) fn enter_scope() -> (u64, u64) {
+    let id = NEXT_SCOPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (id, SCOPE.with(|s| s.replace(id)))
+}
+
+/// Leaves a scope entered with [`enter_scope`].
+pub(crate) fn leave_scope(previous: u64) {
+    SCOPE.with(|s| s.set(previous));
+}
+
 /// The device's recording state.
 #[derive(Default)]
 pub(crate) struct Pending {
-    encoder: Option<wgpu::CommandEncoder>,
+    /// Finished command buffers recorded since the last submission, in order, each tagged with
+    /// the error scope that recorded it ([`current_scope`]; 0 for a shared one).
+    buffers: Vec<(u64, wgpu::CommandBuffer)>,
+    /// The encoder ops of already validated shapes share (see [`GpuContext::record`]).
+    open: Option<wgpu::CommandEncoder>,
+    /// Launch shapes that have been finished in a command buffer of their own, with the scope
+    /// that did it (forgotten if that scope reports an error).
+    validated: HashMap<Shape, u64>,
     /// Dispatches recorded since the last submission.
     recorded: u64,
     /// Their estimated work (`Launch::work`).
@@ -98,16 +161,39 @@ pub(crate) struct Pending {
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.encoder.is_none()
+        self.buffers.is_empty() && self.open.is_none()
     }
 
-    pub fn take_encoder(&mut self) -> Option<wgpu::CommandEncoder> {
+    /// Closes the shared encoder, if open, into the list.
+    fn close(&mut self) {
+        if let Some(e) = self.open.take() {
+            self.buffers.push((0, e.finish()));
+        }
+    }
+
+    /// The recorded command buffers, in order, for one submission; the ring starts over.
+    pub fn take_recorded(&mut self) -> Vec<wgpu::CommandBuffer> {
+        self.close();
         self.recorded = 0;
         self.work = 0;
         if let Some(r) = self.ring.as_mut() {
             r.next = 0;
         }
-        self.encoder.take()
+        std::mem::take(&mut self.buffers)
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect()
+    }
+
+    /// Drops the command buffers error scope `scope` recorded: its op failed, and wgpu would
+    /// refuse the whole submission for an invalid one.
+    pub fn discard(&mut self, scope: u64) {
+        self.validated.retain(|_, s| *s != scope);
+        let before = self.buffers.len() as u64;
+        self.buffers.retain(|(s, _)| *s != scope);
+        self.recorded = self
+            .recorded
+            .saturating_sub(before - self.buffers.len() as u64);
     }
 
     /// Drops the cached bind groups that bind buffer `id` (it is being freed).
@@ -121,8 +207,18 @@ impl Pending {
 }
 
 impl GpuContext {
-    /// Records `launches` into the pending encoder, in one compute pass, in order. Must be
-    /// called inside an error scope (the op's one scope).
+    /// Records `launches` in one compute pass, in order. Must be called inside an error scope
+    /// (the op's one scope).
+    ///
+    /// wgpu reports the errors of a dispatch (workgroups beyond the limits, a buffer bound
+    /// twice in conflicting ways) only when its encoder is finished: with one encoder shared
+    /// by every op, in the scope of whichever op happens to submit, which the error would
+    /// name, and the one faulty command would void every op recorded with it. So a launch of a
+    /// shape not seen before ([`Shape`]) is finished in a command buffer of its own, inside
+    /// its op's scope: its error names its op, and [`GpuContext::scoped`] drops the buffer, so
+    /// the ops around it run. Shapes finished once without an error are recorded into one
+    /// shared encoder, as everything was before (a command buffer per op costs about 20 µs a
+    /// dispatch on lavapipe: see the note of issue 20). All go to the queue in one submission.
     pub(crate) fn record(&self, launches: &[Launch<'_>]) -> Result<()> {
         // An op split into more dispatches than the ring has slots records them in batches
         // (its dispatches write disjoint chunks, so a submission between them is harmless).
@@ -144,12 +240,14 @@ impl GpuContext {
         {
             // The ring's slots are all spoken for by recorded work, or the recorded work is
             // as much as one submission should hold (see `GpuContext::wait`): submit it first.
-            let recorded = guard.take_encoder();
+            let recorded = guard.take_recorded();
             self.submit_encoder(recorded, []);
         }
         guard.work = guard.work.saturating_add(work);
         let Pending {
-            encoder,
+            buffers,
+            open,
+            validated,
             recorded,
             ring,
             groups,
@@ -196,20 +294,45 @@ impl GpuContext {
             bound.push((bg, offset as u32));
         }
         *recorded += launches.len() as u64;
-        let encoder = encoder.get_or_insert_with(|| {
-            self.device
+        let shapes: Vec<Shape> = launches.iter().map(Shape::of).collect();
+        let novel = shapes.iter().any(|sh| !validated.contains_key(sh));
+        let dispatch = |encoder: &mut wgpu::CommandEncoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgnn"),
+                timestamp_writes: None,
+            });
+            for ((l, b), (bg, offset)) in launches.iter().zip(&built).zip(&bound) {
+                pass.set_pipeline(&b.pipeline);
+                pass.set_bind_group(0, bg, &[*offset]);
+                pass.dispatch_workgroups(l.groups[0], l.groups[1], l.groups[2]);
+            }
+        };
+        if novel {
+            if let Some(e) = open.take() {
+                buffers.push((0, e.finish()));
+            }
+            let mut encoder = self
+                .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("wgnn ops"),
-                })
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("wgnn"),
-            timestamp_writes: None,
-        });
-        for ((l, b), (bg, offset)) in launches.iter().zip(&built).zip(&bound) {
-            pass.set_pipeline(&b.pipeline);
-            pass.set_bind_group(0, bg, &[*offset]);
-            pass.dispatch_workgroups(l.groups[0], l.groups[1], l.groups[2]);
+                    label: Some("wgnn op"),
+                });
+            dispatch(&mut encoder);
+            let scope = current_scope();
+            buffers.push((scope, encoder.finish()));
+            if validated.len() + shapes.len() > MAX_SHAPES {
+                validated.clear();
+            }
+            for sh in shapes {
+                validated.entry(sh).or_insert(scope);
+            }
+        } else {
+            let encoder = open.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("wgnn ops"),
+                    })
+            });
+            dispatch(encoder);
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //!
 //! An op's output comes from the pool when a buffer of its size class is free there; when the
 //! last tensor sharing a buffer drops, the buffer goes back. Reuse is safe without waiting:
-//! every use of a buffer is recorded into the device's one pending encoder or submitted after
+//! every use of a buffer is recorded into the device's pending command buffers or submitted after
 //! it, so a later op that writes a recycled buffer is ordered after every earlier read.
 
 use std::collections::{BTreeMap, VecDeque};
