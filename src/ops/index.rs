@@ -77,12 +77,13 @@ pub fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
     Ok(crate::autograd::record(name, y, &[indices, weight], || {
         let idx = indices.detach();
         Box::new(move |g, _| {
-            // dweight = one_hot(indices)ᵀ · g: each row sums the gradients of its picks (the
+            // dweight = one_hot(indices)ᵀ · g (the transpose a view the product reads in
+            // place): each row sums the gradients of its picks (the
             // products are exact, the sums in GEMM order). Costs n·rows·dim: fine for the small
             // vocabularies of the tutorials.
             let n = idx.numel();
             let oh = one_hot(&idx.reshape(&[n])?, rows)?;
-            let dw = crate::ops::matmul_tn(&oh, &g.reshape(&[n, dim])?)?;
+            let dw = crate::ops::matmul(&crate::ops::t(&oh)?, &g.reshape(&[n, dim])?)?;
             Ok(vec![None, Some(dw)])
         })
     }))

@@ -473,8 +473,10 @@ fn as_matrix(t: &Tensor, row: bool) -> Result<Tensor> {
     }
 }
 
-/// `alpha · a · bᵀ` over the last two dimensions (`[…, M, K] · […, N, K]ᵀ`), without copying a
-/// transpose: attention's `q · kᵀ / √d`.
+/// `alpha · a · bᵀ` over the last two dimensions (`[…, M, K] · […, N, K]ᵀ`): attention's
+/// `q · kᵀ / √d`. [`matmul`] of a transposed view reads the transpose in place just as well;
+/// this entry point stays for the scale, applied in the same kernel (one pass less than
+/// `matmul` then `scale`).
 pub fn matmul_nt(a: &Tensor, b: &Tensor, alpha: f32) -> Result<Tensor> {
     if a.shape().len() < 2 || b.shape().len() < 2 {
         return Err(Error::shape(
@@ -511,12 +513,6 @@ pub fn matmul_nt(a: &Tensor, b: &Tensor, alpha: f32) -> Result<Tensor> {
             ])
         })
     }))
-}
-
-/// `aᵀ · b` over the last two dimensions (`[…, K, M]ᵀ · […, K, N]`), without copying a
-/// transpose: the weight gradients of backward.
-pub(crate) fn matmul_tn(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    gemm("matmul_tn", a, b, (true, false), 1.0, None)
 }
 
 /// `F.linear(x, weight, bias)`: `x · weightᵀ + bias` for `x: […, in]`, `weight: [out, in]`,

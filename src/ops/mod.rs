@@ -59,7 +59,6 @@ pub use math::{
     clamp, div, exp, gelu, log, mul_ as mul, neg, pow, rsqrt, sigmoid, silu, sqrt, sub, tanh,
     where_,
 };
-pub(crate) use matmul::matmul_tn;
 pub use matmul::{linear, matmul, matmul_nt, matmul_permuted};
 pub use norm::{layer_norm, masked_fill, softmax};
 pub use positional::{div_term, positional_table, reference_value, MAX_GPU_POSITION};
