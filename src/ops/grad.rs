@@ -1,10 +1,10 @@
 //! The elementwise and row kernels that gradients, optimizers and several ops share: mul / add /
 //! sub / div / equality / relu's gradient / clipping over tensors of one shape, row reductions
 //! (sums, sums of squares, maxima: the gradient over broadcast dimensions, squared norms,
-//! `sum` and `amax`), `sum_to`, and narrow's gradient (`pad`). The gradients of softmax,
-//! layer_norm and cross_entropy live beside their forwards (`norm.rs`, `loss.rs`).
+//! `sum` and `amax`) and `sum_to`. The gradients of softmax, layer_norm and cross_entropy live
+//! beside their forwards (`norm.rs`, `loss.rs`), narrow's (`pad`) beside narrow (`layout.rs`).
 //!
-//! Numbers: the elementwise ops and `pad` give the same bits on both devices (division within
+//! Numbers: the elementwise ops give the same bits on both devices (division within
 //! 2.5 ulp on a GPU); the row sums add in the order of `sum64` on both (64 strided partial sums,
 //! then a tree), tested against PyTorch's gradients at 1e-5 × max|grad| (`tests/training.rs`)
 //! and against finite differences (`tests/autograd.rs`).
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::codes::{BinaryOp, RowSumOp};
-use crate::gpu::kernels::{BinaryParams, Kernel, PadParams, RowOpParams};
+use crate::gpu::kernels::{BinaryParams, Kernel, RowOpParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{elementwise_grid, launch_rows, launch_whole, sum64};
@@ -322,68 +322,4 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
         crate::ops::permute(g, &order)?
     };
     row_sum(&moved, rows, width, false)?.reshape(shape)
-}
-
-struct Pad {
-    out: Vec<usize>,
-    outer: usize,
-    inner: usize,
-    start: usize,
-    len: usize,
-}
-
-/// narrow's gradient: `g` (the slice `start..start + len` of dimension `dim`) placed in zeros
-/// of `full` (the input's shape).
-pub(crate) fn pad(g: &Tensor, dim: usize, start: usize, full: &[usize]) -> Result<Tensor> {
-    let len = g.shape().get(dim).copied().unwrap_or(0);
-    let op = Pad {
-        out: full.to_vec(),
-        outer: full[..dim].iter().product(),
-        inner: full[dim + 1..].iter().product(),
-        start,
-        len,
-    };
-    run(&op, &[g], None)
-}
-
-impl Op for Pad {
-    fn name(&self) -> &'static str {
-        "narrow backward"
-    }
-    fn out_shape(&self) -> &[usize] {
-        &self.out
-    }
-    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
-        let x = inputs[0].as_f32();
-        let (inner, len) = (self.inner, self.len);
-        let full = self.out.iter().product::<usize>() / (self.outer * inner).max(1);
-        let y = out.as_f32_mut();
-        for o in 0..self.outer {
-            for j in 0..len {
-                let src = (o * len + j) * inner;
-                let dst = (o * full + self.start + j) * inner;
-                y[dst..dst + inner].copy_from_slice(&x[src..src + inner]);
-            }
-        }
-        Ok(())
-    }
-    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
-        let n = self.out.iter().product::<usize>() as u64;
-        let full = n as usize / (self.outer * self.inner).max(1);
-        let (gx, gy, row_width) = elementwise_grid(ctx, "narrow backward", &[inputs[0], out], n)?;
-        launch_whole(
-            ctx,
-            Kernel::Pad(PadParams {
-                count: n as u32,
-                row_width,
-                inner: self.inner as u32,
-                full: full as u32,
-                start: self.start as u32,
-                len: self.len as u32,
-                _pad: [0; 2],
-            }),
-            &[inputs[0], out],
-            [gx, gy, 1],
-        )
-    }
 }

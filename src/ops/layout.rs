@@ -12,13 +12,13 @@ use crate::autograd::record;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::codes::CopyMode;
-use crate::gpu::kernels::{Kernel, StridedParams};
+use crate::gpu::kernels::{Kernel, PadParams, StridedParams};
 use crate::gpu::launch::Launch;
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::split::Bind;
 use crate::gpu::GpuContext;
 use crate::ops::common::{elementwise_grid, launch_whole, pad8, MAX_RANK};
-use crate::ops::grad::{pad, sum_to};
+use crate::ops::grad::sum_to;
 use crate::ops::op::{run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -568,5 +568,69 @@ impl Op for Cat {
             at += n;
         }
         ctx.record(&launches)
+    }
+}
+
+struct Pad {
+    out: Vec<usize>,
+    outer: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+}
+
+/// narrow's gradient: `g` (the slice `start..start + len` of dimension `dim`) placed in zeros
+/// of `full` (the input's shape).
+pub(crate) fn pad(g: &Tensor, dim: usize, start: usize, full: &[usize]) -> Result<Tensor> {
+    let len = g.shape().get(dim).copied().unwrap_or(0);
+    let op = Pad {
+        out: full.to_vec(),
+        outer: full[..dim].iter().product(),
+        inner: full[dim + 1..].iter().product(),
+        start,
+        len,
+    };
+    run(&op, &[g], None)
+}
+
+impl Op for Pad {
+    fn name(&self) -> &'static str {
+        "narrow backward"
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.out
+    }
+    fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
+        let x = inputs[0].as_f32();
+        let (inner, len) = (self.inner, self.len);
+        let full = self.out.iter().product::<usize>() / (self.outer * inner).max(1);
+        let y = out.as_f32_mut();
+        for o in 0..self.outer {
+            for j in 0..len {
+                let src = (o * len + j) * inner;
+                let dst = (o * full + self.start + j) * inner;
+                y[dst..dst + inner].copy_from_slice(&x[src..src + inner]);
+            }
+        }
+        Ok(())
+    }
+    fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
+        let n = self.out.iter().product::<usize>() as u64;
+        let full = n as usize / (self.outer * self.inner).max(1);
+        let (gx, gy, row_width) = elementwise_grid(ctx, "narrow backward", &[inputs[0], out], n)?;
+        launch_whole(
+            ctx,
+            Kernel::Pad(PadParams {
+                count: n as u32,
+                row_width,
+                inner: self.inner as u32,
+                full: full as u32,
+                start: self.start as u32,
+                len: self.len as u32,
+                _pad: [0; 2],
+            }),
+            &[inputs[0], out],
+            [gx, gy, 1],
+        )
     }
 }
