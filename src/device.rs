@@ -127,13 +127,43 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
-/// Every adapter wgpu finds on these backends.
+/// Every adapter wgpu finds on these backends (native; [`enumerate_adapters_async`] on every
+/// target).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn enumerate_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
-    let inst = instance(backends);
-    pollster::block_on(inst.enumerate_adapters(backends))
+    pollster::block_on(enumerate_adapters_async(backends))
+}
+
+/// Every adapter wgpu finds on these backends, for every target (in a browser: the one
+/// WebGPU adapter, if the browser has WebGPU).
+pub async fn enumerate_adapters_async(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+    adapters(&instance(backends), backends, &GpuOptions::default())
+        .await
         .iter()
         .map(summarize)
         .collect()
+}
+
+/// The adapters on `backends`. A browser lists none (WebGPU has no enumeration): there the
+/// one `requestAdapter` answers with is the list.
+async fn adapters(
+    inst: &wgpu::Instance,
+    backends: wgpu::Backends,
+    opts: &GpuOptions,
+) -> Vec<wgpu::Adapter> {
+    let all = inst.enumerate_adapters(backends).await;
+    if !all.is_empty() {
+        return all;
+    }
+    inst.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: opts.power_preference,
+        force_fallback_adapter: opts.force_fallback_adapter,
+        compatible_surface: None,
+        apply_limit_buckets: false,
+    })
+    .await
+    .into_iter()
+    .collect()
 }
 
 fn rank(t: wgpu::DeviceType, p: wgpu::PowerPreference) -> u32 {
@@ -157,9 +187,17 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
 }
 
 /// Picks an adapter by the options and says why.
-fn choose(opts: &GpuOptions) -> Result<(wgpu::Adapter, String)> {
+async fn choose(opts: &GpuOptions) -> Result<(wgpu::Adapter, String)> {
+    if cfg!(target_arch = "wasm32") && !opts.backends.contains(wgpu::Backends::BROWSER_WEBGPU) {
+        return Err(Error::NoAdapter {
+            backends: format!("{:?}", opts.backends),
+            hint: "in a browser wgnn runs on WebGPU only: WebGL2 has no compute shaders, \
+                   which every wgnn kernel is"
+                .into(),
+        });
+    }
     let inst = instance(opts.backends);
-    let adapters = pollster::block_on(inst.enumerate_adapters(opts.backends));
+    let adapters = adapters(&inst, opts.backends, opts).await;
     let names: Vec<String> = adapters.iter().map(|a| summarize(a).to_string()).collect();
     let backends = format!("{:?}", opts.backends);
     let mut candidates: Vec<(usize, &wgpu::Adapter)> = adapters.iter().enumerate().collect();
@@ -264,12 +302,15 @@ fn check_limits(limits: &wgpu::Limits, adapter: &str) -> Result<()> {
 
 impl Device {
     /// The default GPU: honours `WGPU_BACKEND`, `WGPU_POWER_PREF` and `WGPU_ADAPTER_NAME`.
+    /// Native only (it waits for the adapter): [`Device::gpu_async`] on every target.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn gpu() -> Result<Device> {
         Device::gpu_with(&GpuOptions::from_env())
     }
 
     /// The software adapter (lavapipe, llvmpipe, WARP), for headless tests. `WGPU_BACKEND` is
-    /// honoured.
+    /// honoured. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn software() -> Result<Device> {
         Device::gpu_with(&GpuOptions {
             force_fallback_adapter: true,
@@ -277,24 +318,48 @@ impl Device {
         })
     }
 
-    /// A GPU chosen and opened with explicit options.
+    /// A GPU chosen and opened with explicit options. Native only: the blocking form of
+    /// [`Device::gpu_with_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn gpu_with(opts: &GpuOptions) -> Result<Device> {
-        let (adapter, why) = choose(opts)?;
+        pollster::block_on(Device::gpu_with_async(opts))
+    }
+
+    /// [`Device::gpu`] for every target: in a browser, the WebGPU adapter (an error that says
+    /// so where the browser has no WebGPU).
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// // Natively, any executor runs it; in a browser, `wasm_bindgen_futures::spawn_local`.
+    /// let Ok(gpu) = pollster::block_on(wgnn::Device::gpu_async()) else { return Ok(()) };
+    /// let t = wgnn::Tensor::from_slice(&[1f32, 2.0], &[2])?.to(&gpu)?;
+    /// assert_eq!(pollster::block_on(t.to_vec_async::<f32>())?, [1.0, 2.0]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn gpu_async() -> Result<Device> {
+        Device::gpu_with_async(&GpuOptions::from_env()).await
+    }
+
+    /// [`Device::gpu_with`] for every target.
+    pub async fn gpu_with_async(opts: &GpuOptions) -> Result<Device> {
+        let (adapter, why) = choose(opts).await?;
         let desc = summarize(&adapter).to_string();
         let limits = opts.limits.clone().unwrap_or_else(|| adapter.limits());
         check_limits(&limits, &desc)?;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgnn"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits,
-            experimental_features: wgpu::ExperimentalFeatures::default(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: desc,
-            message: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgnn"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits,
+                experimental_features: wgpu::ExperimentalFeatures::default(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: desc,
+                message: e.to_string(),
+            })?;
         let ctx = GpuContext::new(
             device,
             queue,
@@ -378,10 +443,17 @@ impl GpuDevice {
     }
     /// Submits the ops recorded so far and waits until all work is done. The wait ends in
     /// [`Error::Timeout`](crate::Error::Timeout) only if no submission finishes for the
-    /// device's timeout.
+    /// device's timeout. Native only: [`GpuDevice::synchronize_async`] on every target.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn synchronize(&self) -> Result<()> {
+        pollster::block_on(self.synchronize_async())
+    }
+
+    /// [`GpuDevice::synchronize`] for every target; in a browser it also reports the first
+    /// error of the ops recorded since the last await point, naming the op.
+    pub async fn synchronize_async(&self) -> Result<()> {
         self.0.flush("synchronize")?;
-        self.0.wait("synchronize", None)
+        self.0.wait_async("synchronize", None).await
     }
     #[doc(hidden)]
     /// Records, as op `op`, a dispatch that wgpu refuses (more workgroups than the device's

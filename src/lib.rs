@@ -54,7 +54,11 @@ mod tensor;
 pub mod torch;
 pub mod tutorial6;
 
-pub use device::{enumerate_adapters, AdapterSummary, Device, GpuDevice, GpuOptions, GpuStats};
+#[cfg(not(target_arch = "wasm32"))]
+pub use device::enumerate_adapters;
+pub use device::{
+    enumerate_adapters_async, AdapterSummary, Device, GpuDevice, GpuOptions, GpuStats,
+};
 pub use dtype::DType;
 pub use error::{Error, GpuErrorKind, IoSource, Result};
 pub use module::{

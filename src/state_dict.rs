@@ -154,6 +154,33 @@ impl StateDict {
     /// Serialises to safetensors bytes (tensors read back from GPUs as needed). A key named
     /// `__metadata__` is refused: the format reserves it, and the file could not be read back.
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        self.check_keys()?;
+        let host = self
+            .entries
+            .iter()
+            .map(|(_, t)| t.to_bytes())
+            .collect::<Result<Vec<_>>>()?;
+        self.serialize(host)
+    }
+
+    /// [`StateDict::save`]'s bytes: the safetensors file, for a page to offer as a download
+    /// or a program to send (the same as [`StateDict::to_safetensors`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_safetensors()
+    }
+
+    /// [`StateDict::to_bytes`] for every target, the browser included (GPU tensors read back
+    /// with [`Tensor::to_bytes_async`]).
+    pub async fn to_bytes_async(&self) -> Result<Vec<u8>> {
+        self.check_keys()?;
+        let mut host = Vec::with_capacity(self.entries.len());
+        for (_, t) in &self.entries {
+            host.push(t.to_bytes_async().await?);
+        }
+        self.serialize(host)
+    }
+
+    fn check_keys(&self) -> Result<()> {
         if self.index.contains_key("__metadata__") {
             return Err(Error::InvalidName {
                 module: String::new(),
@@ -161,11 +188,17 @@ impl StateDict {
                 reason: "safetensors reserves this key for the file's metadata; rename the tensor before saving".into(),
             });
         }
+        Ok(())
+    }
+
+    /// The safetensors file of these entries, given each one's host bytes.
+    fn serialize(&self, bytes: Vec<Vec<u8>>) -> Result<Vec<u8>> {
         let host: Vec<(String, DType, Vec<usize>, Vec<u8>)> = self
             .entries
             .iter()
-            .map(|(k, t)| Ok((k.clone(), t.dtype(), t.shape().to_vec(), t.to_bytes()?)))
-            .collect::<Result<_>>()?;
+            .zip(bytes)
+            .map(|((k, t), b)| (k.clone(), t.dtype(), t.shape().to_vec(), b))
+            .collect();
         let views: Vec<(String, View<'_>)> = host
             .iter()
             .map(|(k, d, s, b)| {
@@ -232,14 +265,15 @@ impl StateDict {
     pub fn load(path: impl AsRef<Path>) -> Result<StateDict> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-        match crate::torch::detect(&bytes) {
-            Ok(crate::torch::FileFormat::TorchZip | crate::torch::FileFormat::TorchLegacy) => {
-                crate::torch::Checkpoint::from_bytes(&bytes)
-                    .and_then(|c| c.state_dict(None))
-                    .map_err(|e| e.with_path(path))
-            }
-            _ => parse(&bytes, Some(path.display().to_string())),
-        }
+        from_any(&bytes, Some(path))
+    }
+
+    /// [`StateDict::load`] of bytes already in memory (a page's `fetch`, an embedded file):
+    /// safetensors, a `torch.save` zip (`.pt`, `.pth`, Lightning `.ckpt`) or a legacy
+    /// `torch.save` stream, told apart by the bytes, with the same errors as `load` but for the
+    /// path.
+    pub fn from_bytes(bytes: &[u8]) -> Result<StateDict> {
+        from_any(bytes, None)
     }
 
     /// The same dict with `prefix` removed from every key that starts with it (the `module.` of
@@ -291,6 +325,20 @@ impl StateDict {
     }
 }
 
+/// A state dict from the bytes of any supported file; `path` only names it in errors.
+fn from_any(bytes: &[u8], path: Option<&Path>) -> Result<StateDict> {
+    match crate::torch::detect(bytes) {
+        Ok(crate::torch::FileFormat::TorchZip | crate::torch::FileFormat::TorchLegacy) => {
+            let sd = crate::torch::Checkpoint::from_bytes(bytes).and_then(|c| c.state_dict(None));
+            match path {
+                Some(p) => sd.map_err(|e| e.with_path(p)),
+                None => sd,
+            }
+        }
+        _ => parse(bytes, path.map(|p| p.display().to_string())),
+    }
+}
+
 fn missing_key(sd: &StateDict, key: &str) -> Error {
     Error::invalid(format!(
         "the state dict has no key {key:?} (it has {} keys{})",
@@ -332,7 +380,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let (tmp, mut f) = loop {
+    let (tmp, f) = loop {
         let n = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(".wgnn-{}-{n}.tmp", std::process::id()));
         match std::fs::OpenOptions::new()
@@ -346,10 +394,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     };
     let result = (|| {
-        f.write_all(bytes)
-            .map_err(|e| Error::io("writing", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("writing", &tmp, e))?;
-        drop(f);
+        {
+            // Closed (at the end of this block) before the rename.
+            let mut f = f;
+            f.write_all(bytes)
+                .map_err(|e| Error::io("writing", &tmp, e))?;
+            f.sync_all().map_err(|e| Error::io("writing", &tmp, e))?;
+        }
         std::fs::rename(&tmp, path).map_err(|e| Error::io("writing", path, e))
     })();
     if result.is_err() {

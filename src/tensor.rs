@@ -383,15 +383,50 @@ impl Tensor {
     }
 
     /// Copies the data to host bytes, in row-major order (reads back from the GPU, bounded
-    /// wait; a view is made contiguous first).
+    /// wait; a view is made contiguous first). In a browser, where nothing may block, a GPU
+    /// tensor is an error that points to [`Tensor::to_bytes_async`].
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         if !self.is_dense() {
             return crate::autograd::no_grad(|| self.contiguous())?.to_bytes();
         }
         match &self.storage {
             Storage::Host(h) => Ok(h.bytes().to_vec()),
+            #[cfg(not(target_arch = "wasm32"))]
+            Storage::Gpu { .. } => pollster::block_on(self.to_bytes_async()),
+            #[cfg(target_arch = "wasm32")]
+            Storage::Gpu { .. } => Err(Error::invalid(
+                "reading a GPU tensor back blocks, which a browser cannot do: use \
+                 to_bytes_async / to_vec_async / item_async",
+            )),
+        }
+    }
+
+    /// [`Tensor::to_bytes`] for every target, the browser included: the one implementation
+    /// the blocking form runs natively. In a browser it also reports the first error of the
+    /// ops recorded since the last await point, naming the op.
+    ///
+    /// ```
+    /// # fn main() -> wgnn::Result<()> {
+    /// # let Ok(gpu) = wgnn::Device::software() else { return Ok(()) };
+    /// use wgnn::{ops, Tensor};
+    /// let x = Tensor::from_slice(&[1f32, -2.0, 3.0], &[3])?.to(&gpu)?;
+    /// let y = ops::relu(&x)?;
+    /// // In a browser: `y.to_vec_async::<f32>().await?` inside an async function.
+    /// let v = pollster::block_on(y.to_vec_async::<f32>())?;
+    /// assert_eq!(v, [1.0, 0.0, 3.0]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn to_bytes_async(&self) -> Result<Vec<u8>> {
+        if !self.is_dense() {
+            let dense = crate::autograd::no_grad(|| self.contiguous())?;
+            return Box::pin(dense.to_bytes_async()).await;
+        }
+        match &self.storage {
+            Storage::Host(h) => Ok(h.bytes().to_vec()),
             Storage::Gpu { buffer, device } => {
-                let mut v = transfer::download_many(&device.0, &[(buffer, self.nbytes() as u64)])?;
+                let mut v =
+                    transfer::download_many_async(&device.0, &[(buffer, self.nbytes() as u64)])
+                        .await?;
                 v.pop()
                     .ok_or_else(|| Error::internal("read-back returned nothing"))
             }
@@ -400,6 +435,17 @@ impl Tensor {
 
     /// Copies the data into a `Vec<T>`; `T` must match the dtype (`u8` also reads `bool`).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_element::<T>()?;
+        T::from_bytes(&self.to_bytes()?)
+    }
+
+    /// [`Tensor::to_vec`] for every target, the browser included.
+    pub async fn to_vec_async<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_element::<T>()?;
+        T::from_bytes(&self.to_bytes_async().await?)
+    }
+
+    fn check_element<T: Element>(&self) -> Result<()> {
         let ok = T::DTYPE == self.dtype || (T::DTYPE == DType::U8 && self.dtype == DType::Bool);
         if !ok {
             return Err(Error::Dtype {
@@ -408,7 +454,7 @@ impl Tensor {
                 got: T::DTYPE.name().into(),
             });
         }
-        T::from_bytes(&self.to_bytes()?)
+        Ok(())
     }
 
     /// `torch.rand(shape)` with a seeded generator: float32 uniform in [0, 1), computed on
@@ -433,9 +479,25 @@ impl Tensor {
 
     /// The value of a one-element tensor (`t.item()`), from any device.
     pub fn item<T: Element>(&self) -> Result<T> {
+        self.check_one("item")?;
+        self.to_vec::<T>()?
+            .pop()
+            .ok_or_else(|| Error::internal("item read nothing"))
+    }
+
+    /// [`Tensor::item`] for every target, the browser included.
+    pub async fn item_async<T: Element>(&self) -> Result<T> {
+        self.check_one("item_async")?;
+        self.to_vec_async::<T>()
+            .await?
+            .pop()
+            .ok_or_else(|| Error::internal("item read nothing"))
+    }
+
+    fn check_one(&self, op: &str) -> Result<()> {
         if self.numel() != 1 {
             return Err(Error::shape(
-                "item",
+                op,
                 format!(
                     "a tensor of shape {:?} has {} elements, not one",
                     self.shape,
@@ -443,9 +505,7 @@ impl Tensor {
                 ),
             ));
         }
-        self.to_vec::<T>()?
-            .pop()
-            .ok_or_else(|| Error::internal("item read nothing"))
+        Ok(())
     }
 
     /// `torch.full(shape, value)` of `T`'s dtype, on `device`.

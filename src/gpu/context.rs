@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::error::{Error, GpuErrorKind, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::GpuErrorKind;
+use crate::error::{Error, Result};
 use crate::gpu::kernels::KernelCache;
 use crate::gpu::launch::Pending;
 use crate::gpu::pool::Pool;
@@ -61,7 +63,16 @@ pub(crate) struct GpuContext {
     pub(crate) live_bytes: AtomicU64,
     /// The most `live_bytes` has been since the device opened or the last reset.
     pub(crate) peak_bytes: AtomicU64,
+    /// In a browser, where error scopes cannot be waited for on the spot: each op's popped
+    /// scopes, awaited at the next await point ([`GpuContext::errors_async`]).
+    #[cfg(target_arch = "wasm32")]
+    deferred: Mutex<Vec<(String, DeferredScopes)>>,
 }
+
+/// The three popped error scopes of one op (validation, internal, out of memory).
+#[cfg(target_arch = "wasm32")]
+type DeferredScopes =
+    Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>> + Send>>>;
 
 impl GpuContext {
     pub fn new(
@@ -114,6 +125,8 @@ impl GpuContext {
             pool: Mutex::new(Pool::default()),
             live_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
+            #[cfg(target_arch = "wasm32")]
+            deferred: Mutex::new(Vec::new()),
         }
     }
 
@@ -129,6 +142,7 @@ impl GpuContext {
         self.lost.lock().ok().and_then(|g| g.clone())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn mark_lost(&self, reason: &str) {
         if let Ok(mut g) = self.lost.lock() {
             if g.is_none() {
@@ -183,6 +197,7 @@ impl GpuContext {
     /// default panic-on-error never fires; the first captured error becomes an `Err`. One call
     /// per public operation. A device known to be lost fails before anything runs; an error is
     /// told apart from a loss by wgpu's device-lost callback, never by its message.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.lost_error(op)?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -220,6 +235,34 @@ impl GpuContext {
             }
             self.check_alive(op)?;
             return Err(Error::gpu(op, self.describe(), &e));
+        }
+        out
+    }
+
+    /// In a browser an error scope is a promise, which cannot be waited for inside an op: the
+    /// op runs inside its scopes, and the popped scopes are kept, with the op's name, until the
+    /// next await point ([`GpuContext::errors_async`]), which reports the first error and names
+    /// the op that caused it.
+    #[cfg(target_arch = "wasm32")]
+    pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.lost_error(op)?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (scope, previous) = crate::gpu::launch::enter_scope();
+        let out = f();
+        crate::gpu::launch::leave_scope(previous);
+        let scopes: DeferredScopes = vec![
+            Box::pin(validation.pop()),
+            Box::pin(internal.pop()),
+            Box::pin(oom.pop()),
+        ];
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((op.to_string(), scopes));
+        if out.is_err() {
+            self.pending().discard(scope);
         }
         out
     }
@@ -287,6 +330,7 @@ impl GpuContext {
         self.submit(op, []).map(|_| ())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Waits until submission `until` (every submission when `None`) has finished.
     ///
     /// The timeout detects a GPU that makes no progress; it does not bound the length of a
@@ -319,6 +363,49 @@ impl GpuContext {
         self.check_alive(op)
     }
 
+    /// [`GpuContext::wait`] for every target. Natively it is the same bounded blocking wait
+    /// (an async caller on a native executor blocks its thread for it, as `pollster` does); in
+    /// a browser it awaits the queue's report that the work submitted so far is done, then the
+    /// error scopes of the ops recorded since the last await point.
+    pub async fn wait_async(&self, op: &str, until: Option<Ticket>) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.wait(op, until)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = until;
+            self.check_alive(op)?;
+            let (tx, rx) = crate::gpu::signal::signal();
+            self.queue.on_submitted_work_done(move || tx.set(()));
+            rx.await;
+            self.errors_async().await?;
+            self.check_alive(op)
+        }
+    }
+
+    /// The first error of the ops recorded since the last await point, naming its op (in a
+    /// browser; natively every op reports its own errors on the spot).
+    #[cfg(target_arch = "wasm32")]
+    pub async fn errors_async(&self) -> Result<()> {
+        {
+            let all = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut first = None;
+            for (op, scopes) in all {
+                for s in scopes {
+                    if let Some(e) = s.await {
+                        first.get_or_insert(Error::gpu(&op, self.describe(), &e));
+                    }
+                }
+            }
+            if let Some(e) = first {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     /// One bounded `poll(Wait)`, its failures as errors.
     fn poll_wait(&self, op: &str, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let poll = wgpu::PollType::Wait {

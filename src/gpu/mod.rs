@@ -7,6 +7,7 @@ mod context;
 pub(crate) mod kernels;
 pub(crate) mod launch;
 pub(crate) mod pool;
+pub(crate) mod signal;
 pub(crate) mod split;
 pub(crate) mod transfer;
 

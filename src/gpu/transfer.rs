@@ -99,8 +99,30 @@ pub(crate) fn upload_many(ctx: &Arc<GpuContext>, datas: &[&[u8]]) -> Result<Vec<
 }
 
 /// Reads device buffers back to host bytes: one read-back buffer per `max_buffer_size`, one
-/// submission (recorded ops first), one bounded wait.
+/// submission (recorded ops first), one bounded wait. The blocking form of
+/// [`download_many_async`], native only.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&GpuBuffer, u64)]) -> Result<Vec<Vec<u8>>> {
+    pollster::block_on(download_many_async(ctx, srcs))
+}
+
+/// In a browser a blocking read-back is an error that says what to use instead.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&GpuBuffer, u64)]) -> Result<Vec<Vec<u8>>> {
+    let _ = (ctx, srcs);
+    Err(Error::invalid(
+        "this reads GPU data back and waits for it, which a browser cannot do: use the async \
+         forms (to_vec_async, to_bytes_async, item_async), or the CPU device",
+    ))
+}
+
+/// The read-back itself, for every target: natively its waits are bounded blocking waits (so
+/// `pollster` runs it to the end in one go); in a browser they are awaits on wgpu's callbacks,
+/// and errors recorded by earlier ops are reported here, naming their op.
+pub(crate) async fn download_many_async(
+    ctx: &GpuContext,
+    srcs: &[(&GpuBuffer, u64)],
+) -> Result<Vec<Vec<u8>>> {
     let op = "read back";
     let sizes: Vec<u64> = srcs.iter().map(|s| s.1).collect();
     let gs = groups(&sizes, ctx.limits.max_buffer_size);
@@ -131,33 +153,36 @@ pub(crate) fn download_many(ctx: &GpuContext, srcs: &[(&GpuBuffer, u64)]) -> Res
         let idx = ctx.submit_unscoped([encoder.finish()]);
         Ok((readbacks, idx))
     })?;
-    // Each mapping reports through a channel. The callback runs in whichever thread's poll
-    // sees the copy finish: with several threads on one device that may be another thread,
-    // still inside its poll when ours returns, so the result is awaited, not just looked at.
+    // Each mapping reports through a signal. Natively the callback runs in whichever thread's
+    // poll sees the copy finish: with several threads on one device that may be another
+    // thread, still inside its poll when ours returns, so the result is awaited, not just
+    // looked at.
     let mut results = Vec::with_capacity(readbacks.len());
     ctx.scoped(op, || {
         for rb in &readbacks {
-            let (tx, rx) = std::sync::mpsc::channel();
-            rb.map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = tx.send(r);
-            });
+            let (tx, rx) = crate::gpu::signal::signal();
+            rb.map_async(wgpu::MapMode::Read, .., move |r| tx.set(r));
             results.push(rx);
         }
         Ok(())
     })?;
-    ctx.wait(op, Some(idx))?;
+    ctx.wait_async(op, Some(idx)).await?;
     let mut out = Vec::with_capacity(srcs.len());
-    for ((rb, rx), g) in readbacks.iter().zip(&results).zip(&gs) {
-        match rx.recv_timeout(ctx.timeout) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+    for (rb, (rx, g)) in readbacks.iter().zip(results.into_iter().zip(&gs)) {
+        #[cfg(not(target_arch = "wasm32"))]
+        let mapped = rx.wait_timeout(ctx.timeout);
+        #[cfg(target_arch = "wasm32")]
+        let mapped = Some(rx.await);
+        match mapped {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 return Err(map_error(
                     op,
                     ctx,
                     format!("mapping the read-back buffer failed: {e}"),
                 ))
             }
-            Err(_) => {
+            None => {
                 return Err(Error::Timeout {
                     op: format!("{op} (buffer never mapped)"),
                     adapter: ctx.describe(),

@@ -41,7 +41,15 @@ impl PositionalEncoding {
         persistent: bool,
         device: &Device,
     ) -> Result<Self> {
-        let table = positional_table(max_len, d_model, device)?.reshape(&[1, max_len, d_model])?;
+        // In a browser a GPU table cannot be waited for here: it is built on the CPU and
+        // uploaded, which gives the same bits (`ops::positional_table_async` builds one on the
+        // GPU there).
+        let table = if cfg!(target_arch = "wasm32") && !device.is_cpu() {
+            positional_table(max_len, d_model, &Device::Cpu)?.to(device)?
+        } else {
+            positional_table(max_len, d_model, device)?
+        };
+        let table = table.reshape(&[1, max_len, d_model])?;
         Ok(PositionalEncoding {
             pe: if persistent {
                 Buffer::new(table)

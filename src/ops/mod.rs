@@ -61,6 +61,8 @@ pub use math::{
 };
 pub use matmul::{linear, matmul, matmul_nt, matmul_permuted};
 pub use norm::{layer_norm, masked_fill, softmax};
-pub use positional::{div_term, positional_table, reference_value, MAX_GPU_POSITION};
+pub use positional::{
+    div_term, positional_table, positional_table_async, reference_value, MAX_GPU_POSITION,
+};
 pub use reduce::{amax, max, mean_dim, sum, var};
 pub use unary::{dropout, normal, relu, scale, uniform, Generator};

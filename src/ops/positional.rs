@@ -83,7 +83,42 @@ struct Table {
 /// by the `positional_encoding` kernel on a GPU (only `div_term`, d_model/2 values, goes up,
 /// plus the few entries the kernel cannot round with certainty, which the host computes; so the
 /// two devices give the same bits).
+///
+/// Natively the GPU path waits for the short list of hard entries; in a browser that wait is
+/// an error that points to [`positional_table_async`] (or build the table on `Device::Cpu` and
+/// move it with `.to()`, which is exact).
 pub fn positional_table(max_len: usize, d_model: usize, device: &Device) -> Result<Tensor> {
+    let (t, table) = record_table(max_len, d_model, device)?;
+    if let Device::Gpu(g) = device {
+        #[cfg(not(target_arch = "wasm32"))]
+        pollster::block_on(table.fix_hard_entries(&g.0, &t))?;
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (g, table);
+            return Err(Error::invalid(
+                "positional_table on a GPU waits for a read-back, which a browser cannot do: \
+                 use positional_table_async, or build the table on Device::Cpu and move it",
+            ));
+        }
+    }
+    Ok(t)
+}
+
+/// [`positional_table`] for every target, the browser included.
+pub async fn positional_table_async(
+    max_len: usize,
+    d_model: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let (t, table) = record_table(max_len, d_model, device)?;
+    if let Device::Gpu(g) = device {
+        table.fix_hard_entries(&g.0, &t).await?;
+    }
+    Ok(t)
+}
+
+/// The table recorded on `device` (on a GPU, before its hard entries are fixed).
+fn record_table(max_len: usize, d_model: usize, device: &Device) -> Result<(Tensor, Table)> {
     let n = check(max_len, d_model)?;
     if let Device::Gpu(g) = device {
         g.0.check_buffer_size(
@@ -111,10 +146,7 @@ pub fn positional_table(max_len: usize, d_model: usize, device: &Device) -> Resu
         hard,
     };
     let t = run(&table, &[], Some(device))?;
-    if let Device::Gpu(g) = device {
-        table.fix_hard_entries(&g.0, &t)?;
-    }
-    Ok(t)
+    Ok((t, table))
 }
 
 impl Op for Table {
@@ -202,14 +234,14 @@ impl Op for Table {
 
 impl Table {
     /// Reads the kernel's list of hard pairs and writes their correctly rounded values.
-    fn fix_hard_entries(&self, ctx: &Arc<GpuContext>, table: &Tensor) -> Result<()> {
+    async fn fix_hard_entries(&self, ctx: &Arc<GpuContext>, table: &Tensor) -> Result<()> {
         let Some(hard) = &self.hard else {
             return Ok(());
         };
         let Some(out) = table.gpu_buffer() else {
             return Err(Error::internal("GPU table without a buffer"));
         };
-        let mut got = transfer::download_many(ctx, &[(hard, hard.len)])?;
+        let mut got = transfer::download_many_async(ctx, &[(hard, hard.len)]).await?;
         let bytes = got
             .pop()
             .ok_or_else(|| Error::internal("read-back returned nothing"))?;

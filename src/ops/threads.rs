@@ -3,9 +3,15 @@
 
 use rayon::prelude::*;
 
-/// The threads of rayon's pool (`RAYON_NUM_THREADS`, else the machine's cores).
+/// The threads of rayon's pool (`RAYON_NUM_THREADS`, else the machine's cores). In a browser
+/// (wasm32 without threads) one: everything runs on the calling thread and rayon's pool, which
+/// could not start there, is never touched.
 pub(crate) fn cores() -> usize {
-    rayon::current_num_threads()
+    if cfg!(target_arch = "wasm32") {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
 }
 
 /// Number of pieces for `n` units of work: one below 64 Ki units, else one per core, each at
