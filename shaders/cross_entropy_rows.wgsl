@@ -45,7 +45,8 @@ fn cross_entropy_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     }
     let t = lid.x;
     let base = row * p.width;
-    var m = -3.40282347e38;
+    // -FLT_MAX (from its bits: see f32_bits in src/gpu/codes.rs).
+    var m = f32_bits(0xff7fffffu);
     for (var i = t; i < p.width; i += 64u) {
         m = max(m, x[base + i]);
     }
@@ -64,7 +65,7 @@ fn cross_entropy_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
         if t == 0u {
             let ok = target_[2u * row + 1u] == 0u && lo < p.width;
             let lsm = (x[base + min(lo, p.width - 1u)] - m) - log(s);
-            out[row] = select(bitcast<f32>(0x7fc00000u), -lsm, ok);
+            out[row] = select(f32_bits(0x7fc00000u), -lsm, ok);
         }
         return;
     }

@@ -32,7 +32,7 @@ fn row_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     let t = lid.x;
     let base = row * p.width;
     let is_max = p.op == ROW_SUM_MAX;
-    var s = select(0.0, bitcast<f32>(0xff800000u), is_max);
+    var s = select(0.0, f32_bits(0xff800000u), is_max);
     for (var i = t; i < p.width; i += 64u) {
         let v = x[base + i];
         if p.op == ROW_SUM_SQUARES {

@@ -48,7 +48,8 @@ fn softmax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     }
     let t = lid.x;
     let base = row * p.width;
-    var m = -3.40282347e38;
+    // -FLT_MAX (from its bits: see f32_bits in src/gpu/codes.rs).
+    var m = f32_bits(0xff7fffffu);
     for (var i = t; i < p.width; i += 64u) {
         m = max(m, x[base + i]);
     }

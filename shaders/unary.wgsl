@@ -94,14 +94,14 @@ fn pow_(x: f32, e: f32) -> f32 {
         return 1.0;
     }
     if x == 0.0 {
-        return select(bitcast<f32>(0x7f800000u), 0.0, e > 0.0);
+        return select(f32_bits(0x7f800000u), 0.0, e > 0.0);
     }
     let m = pow(abs(x), e);
     if x > 0.0 {
         return m;
     }
     if fract(e) != 0.0 {
-        return bitcast<f32>(NAN_BITS);
+        return f32_bits(NAN_BITS);
     }
     let odd = fract(e * 0.5) != 0.0;
     return select(m, -m, odd);
@@ -116,13 +116,13 @@ fn math(v: f32) -> f32 {
         case UNARY_NEG: { return -v; }
         case UNARY_EXP: { return exp(v); }
         case UNARY_LOG: {
-            if v == 0.0 { return bitcast<f32>(NEG_INF_BITS); }
-            return select(log(v), bitcast<f32>(NAN_BITS), v < 0.0);
+            if v == 0.0 { return f32_bits(NEG_INF_BITS); }
+            return select(log(v), f32_bits(NAN_BITS), v < 0.0);
         }
-        case UNARY_SQRT: { return select(sqrt(v), bitcast<f32>(NAN_BITS), v < 0.0); }
+        case UNARY_SQRT: { return select(sqrt(v), f32_bits(NAN_BITS), v < 0.0); }
         case UNARY_RSQRT: {
-            if v == 0.0 { return bitcast<f32>(0x7f800000u); }
-            return select(inverseSqrt(v), bitcast<f32>(NAN_BITS), v < 0.0);
+            if v == 0.0 { return f32_bits(0x7f800000u); }
+            return select(inverseSqrt(v), f32_bits(NAN_BITS), v < 0.0);
         }
         case UNARY_POW: { return pow_(v, p.alpha); }
         case UNARY_TANH: { return tanh_(v); }

@@ -86,5 +86,7 @@ fn state_dicts_load_from_bytes_as_from_files() {
     // "invalid checkpoint data in PATH: why" against "invalid checkpoint data: why".
     let without_path = from_file.replace(&format!(" in {}", bad.display()), "");
     assert_eq!(without_path, from_bytes);
+    // The browser test (`web/tests/browser.rs`) asserts this same text.
+    assert_eq!(from_bytes, "invalid checkpoint data: invalid header length");
     assert!(from_bytes.contains("header"), "{from_bytes}");
 }

@@ -2,30 +2,13 @@
 //! CPU table, and PyTorch's own tables; the forward pass against PyTorch's; the errors.
 
 mod common;
+#[path = "common/pe_reference.rs"]
+mod pe_reference;
+
+use pe_reference::{reference, GPU_DIMS};
 
 use wgnn::ops::positional_table;
 use wgnn::{DType, Device, Error, ModuleExt, PositionalEncoding, StateDict, Tensor};
-
-/// The reference, written here independently of the library: f32 scale, f32 multiply,
-/// exp/sin/cos in f64 rounded once to f32.
-fn reference(max_len: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
-    let scale = (-(10000f64.ln()) / d as f64) as f32;
-    let div: Vec<f32> = (0..d.div_ceil(2))
-        .map(|k| (((2 * k) as f32 * scale) as f64).exp() as f32)
-        .collect();
-    let mut pe = vec![0f32; max_len * d];
-    for pos in 0..max_len {
-        for col in 0..d {
-            let theta = (pos as f32 * div[col / 2]) as f64;
-            pe[pos * d + col] = if col % 2 == 0 {
-                theta.sin()
-            } else {
-                theta.cos()
-            } as f32;
-        }
-    }
-    (pe, div)
-}
 
 struct Diff {
     max: f32,
@@ -54,9 +37,6 @@ fn diff(a: &[f32], b: &[f32], d: usize) -> Diff {
 
 const DIMS: [usize; 8] = [1, 2, 3, 63, 64, 512, 768, 1024];
 /// Widths where the float-float path alone once misrounded (999, 1000, 1500), and a spread.
-const GPU_DIMS: [usize; 14] = [
-    1, 2, 3, 63, 64, 100, 257, 512, 768, 999, 1000, 1023, 1024, 1500,
-];
 const TOL: f32 = 1.5e-7;
 
 #[test]

@@ -24,6 +24,7 @@ macro_rules! codes {
         /// Every code as a WGSL constant (`PREFIX_VARIANT`), one per line.
         pub(crate) fn wgsl_prelude() -> String {
             let mut s = String::from("// Generated from src/gpu/codes.rs.\n");
+            s.push_str(SPECIAL_FLOATS);
             $( $(
                 s.push_str(&format!(
                     "const {}_{}: u32 = {}u;\n",
@@ -44,6 +45,14 @@ macro_rules! codes {
         }
     };
 }
+
+/// Special float values for every shader, made from their bits at run time: naga folds a
+/// constant `bitcast<f32>(0x7f800000u)` into an `inf` literal when it writes WGSL for WebGPU,
+/// and Chromium's compiler refuses non-finite (and some extreme) literals. OR-ing with a
+/// private variable that stays 0 keeps them out of constant folding.
+const SPECIAL_FLOATS: &str = "var<private> wgnn_zero: u32 = 0u;
+fn f32_bits(b: u32) -> f32 { return bitcast<f32>(b | wgnn_zero); }
+";
 
 /// `ReluBackward` → `RELU_BACKWARD`.
 fn upper_snake(s: &str) -> String {

@@ -132,9 +132,15 @@ impl GpuContext {
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn describe(&self) -> String {
+        // Browsers may withhold the adapter's name (WebGPU's `description` is often empty).
+        let name = if self.info.name.is_empty() {
+            "an adapter the browser does not name"
+        } else {
+            &self.info.name
+        };
         format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
+            "{name} ({:?}, {:?})",
+            self.info.backend, self.info.device_type
         )
     }
 
