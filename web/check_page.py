@@ -4,7 +4,7 @@ painted, and saves a screenshot. Python's standard library only (CI runs it afte
 tests; README.md "In the browser").
 
     python3 -m http.server -d web 8000 &
-    python3 web/check_page.py http://localhost:8000/ page.png
+    python3 web/check_page.py http://localhost:8000/ page.png [--bench]
 """
 import base64
 import json
@@ -64,6 +64,13 @@ try:
     ok = (text("status").startswith("ready")
           and text("accuracy") == "accuracy: 4096/4096 tokens (100.00%), 256/256 sequences fully reversed"
           and painted["pe"] > 128 * 100 // 2 and painted["attn"] >= 16)
+    if "--bench" in sys.argv:
+        call("POST", f"/session/{sid}/timeouts", {"script": 300000})
+        r = call("POST", f"/session/{sid}/execute/async", {"script": """
+            const done = arguments[arguments.length - 1];
+            import('./pkg/wgnn_web.js').then(m => m.bench(7)).then(done, e => done('error ' + e));
+        """, "args": []})
+        print(f"bench: {r}")
     open(SHOT, "wb").write(base64.b64decode(call("GET", f"/session/{sid}/screenshot")))
     call("DELETE", f"/session/{sid}")
     print("page: ok" if ok else "page: NOT as expected")

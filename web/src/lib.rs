@@ -331,3 +331,58 @@ pub fn start() {
         }
     });
 }
+
+/// Milliseconds since the page started (`performance.now()`).
+fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w, &JsValue::from_str("performance")).ok())
+        .and_then(|p| {
+            let f = js_sys::Reflect::get(&p, &JsValue::from_str("now")).ok()?;
+            let f: js_sys::Function = f.dyn_into().ok()?;
+            f.call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The browser's side of the native bench's figures, for the note (not a timed test): the
+/// `[5000, 512]` positional table generated on WebGPU and read back, and the reverse-task
+/// model's eval forward of `[128, 16]`, each the median of `runs` after a warm-up.
+#[wasm_bindgen]
+pub async fn bench(runs: usize) -> Result<String, JsValue> {
+    let gpu = Device::gpu_async()
+        .await
+        .map_err(|e| JsValue::from_str(&err(e)))?;
+    let fail = |e: String| JsValue::from_str(&e);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut table = Vec::new();
+    for i in 0..=runs {
+        let t = now_ms();
+        let pe = ops::positional_table_async(5000, 512, &gpu)
+            .await
+            .map_err(|e| fail(err(e)))?;
+        pe.to_vec_async::<f32>().await.map_err(|e| fail(err(e)))?;
+        if i > 0 {
+            table.push(now_ms() - t);
+        }
+    }
+    let bytes = fetch_bytes("reverse.ckpt").await.map_err(fail)?;
+    let mut model = load_model(&bytes, &gpu).map_err(fail)?;
+    let x = random_batch(128, 3);
+    let mut forward = Vec::new();
+    for i in 0..=runs {
+        let t = now_ms();
+        predict(&mut model, &x).await.map_err(fail)?;
+        if i > 0 {
+            forward.push(now_ms() - t);
+        }
+    }
+    Ok(format!(
+        "positional table [5000, 512] on the GPU, read back: {:.1} ms; reverse-task forward \
+         [128, 16] with argmax read back: {:.1} ms (medians of {runs})",
+        median(table),
+        median(forward)
+    ))
+}

@@ -72,31 +72,34 @@ fn model(bytes: &[u8], device: &Device) -> TransformerPredictor {
 async fn the_tutorial_model_matches_pytorch_and_reverses_every_test_sequence() {
     let gpu = gpu().await;
     let io = StateDict::from_bytes(REVERSE_IO).unwrap();
-    let mut m = model(REVERSE_ST, &gpu);
-    let x = io.get("x").unwrap().to(&gpu).unwrap();
-    let logits = m
-        .forward(&ops::one_hot(&x, 10).unwrap(), None, true)
-        .unwrap();
-    let got = logits.to_vec_async::<f32>().await.unwrap();
-    let want = io.get("logits").unwrap().to_vec::<f32>().unwrap();
-    let top = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(&want)
-        .fold(0f32, |a, (g, w)| a.max((g - w).abs()))
-        / top;
-    assert!(err <= REL, "logits {err:e} > {REL:e} of PyTorch's");
-    let labels = io.get("test.labels").unwrap().to_vec::<i64>().unwrap();
-    let tx = io.get("test.x").unwrap().to(&gpu).unwrap();
-    let logits = m
-        .forward(&ops::one_hot(&tx, 10).unwrap(), None, true)
-        .unwrap();
-    let preds = ops::argmax(&logits)
-        .unwrap()
-        .to_vec_async::<i64>()
-        .await
-        .unwrap();
-    assert_eq!(preds, labels, "the 256 test sequences, reversed");
+    // On WebGPU, and on the CPU device, which runs single-threaded in a browser.
+    for d in [gpu, Device::Cpu] {
+        let mut m = model(REVERSE_ST, &d);
+        let x = io.get("x").unwrap().to(&d).unwrap();
+        let logits = m
+            .forward(&ops::one_hot(&x, 10).unwrap(), None, true)
+            .unwrap();
+        let got = logits.to_vec_async::<f32>().await.unwrap();
+        let want = io.get("logits").unwrap().to_vec::<f32>().unwrap();
+        let top = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |a, (g, w)| a.max((g - w).abs()))
+            / top;
+        assert!(err <= REL, "{d}: logits {err:e} > {REL:e} of PyTorch's");
+        let labels = io.get("test.labels").unwrap().to_vec::<i64>().unwrap();
+        let tx = io.get("test.x").unwrap().to(&d).unwrap();
+        let logits = m
+            .forward(&ops::one_hot(&tx, 10).unwrap(), None, true)
+            .unwrap();
+        let preds = ops::argmax(&logits)
+            .unwrap()
+            .to_vec_async::<i64>()
+            .await
+            .unwrap();
+        assert_eq!(preds, labels, "{d}: the 256 test sequences, reversed");
+    }
 }
 
 #[wasm_bindgen_test]
