@@ -69,6 +69,13 @@ pub(crate) struct GpuContext {
     deferred: Mutex<Vec<(String, DeferredScopes)>>,
 }
 
+/// The error scopes of one op, outermost first.
+struct OpScopes {
+    oom: wgpu::ErrorScopeGuard,
+    internal: wgpu::ErrorScopeGuard,
+    validation: wgpu::ErrorScopeGuard,
+}
+
 /// The three popped error scopes of one op (validation, internal, out of memory).
 #[cfg(target_arch = "wasm32")]
 type DeferredScopes =
@@ -199,6 +206,21 @@ impl GpuContext {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Pushes an op's error scopes (popped in reverse: validation, internal, out of memory)
+    /// and enters its recording scope: (the guards, the scope's id, the scope to restore).
+    fn open_scopes(&self) -> (OpScopes, u64, u64) {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (scope, previous) = crate::gpu::launch::enter_scope();
+        let scopes = OpScopes {
+            oom,
+            internal,
+            validation,
+        };
+        (scopes, scope, previous)
+    }
+
     /// Runs `f` inside validation / out-of-memory / internal error scopes, so that wgpu's
     /// default panic-on-error never fires; the first captured error becomes an `Err`. One call
     /// per public operation. A device known to be lost fails before anything runs; an error is
@@ -206,15 +228,12 @@ impl GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.lost_error(op)?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (scope, previous) = crate::gpu::launch::enter_scope();
+        let (scopes, scope, previous) = self.open_scopes();
         let out = catch_unwind(AssertUnwindSafe(f));
         crate::gpu::launch::leave_scope(previous);
-        let v = pollster::block_on(validation.pop());
-        let i = pollster::block_on(internal.pop());
-        let o = pollster::block_on(oom.pop());
+        let v = pollster::block_on(scopes.validation.pop());
+        let i = pollster::block_on(scopes.internal.pop());
+        let o = pollster::block_on(scopes.oom.pop());
         if !matches!(out, Ok(Ok(_))) || v.is_some() || i.is_some() || o.is_some() {
             // What a failed op recorded is invalid or half-done: it must not reach the queue,
             // where an invalid command buffer would fail the next op's submission too.
@@ -252,16 +271,13 @@ impl GpuContext {
     #[cfg(target_arch = "wasm32")]
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.lost_error(op)?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (scope, previous) = crate::gpu::launch::enter_scope();
+        let (scopes, scope, previous) = self.open_scopes();
         let out = f();
         crate::gpu::launch::leave_scope(previous);
         let scopes: DeferredScopes = vec![
-            Box::pin(validation.pop()),
-            Box::pin(internal.pop()),
-            Box::pin(oom.pop()),
+            Box::pin(scopes.validation.pop()),
+            Box::pin(scopes.internal.pop()),
+            Box::pin(scopes.oom.pop()),
         ];
         self.deferred
             .lock()
