@@ -307,21 +307,7 @@ fn run(a: Args) -> wgnn::Result<()> {
         attention_png(path, &x[..seq], &first, hp.num_heads)?;
         println!("wrote the first sequence's attention maps to {path}");
     }
-    // Reversal: the label of position i is the input at seq - 1 - i.
-    let mut correct = 0;
-    let mut full = 0;
-    for s in 0..n {
-        let ok = (0..seq)
-            .filter(|&i| preds[s * seq + i] == x[s * seq + seq - 1 - i])
-            .count();
-        correct += ok;
-        full += (ok == seq) as usize;
-    }
-    let total = n * seq;
-    println!(
-        "accuracy: {correct}/{total} tokens ({:.2}%), {full}/{n} sequences fully reversed",
-        100.0 * correct as f64 / total as f64
-    );
+    println!("{}", wgnn::tutorial6::reversal_accuracy(&x, &preds, seq));
     Ok(())
 }
 

@@ -266,6 +266,26 @@ impl Hparams {
     }
 }
 
+/// The reverse task's accuracy line, as the `reverse` example and the web page print it, for
+/// predictions `preds` of sequences `x` of length `seq` (the label of position `i` is the
+/// input at `seq - 1 - i`): `accuracy: C/T tokens (P%), F/N sequences fully reversed`.
+pub fn reversal_accuracy(x: &[i64], preds: &[i64], seq: usize) -> String {
+    let n = x.len().checked_div(seq).unwrap_or(0);
+    let (mut correct, mut full) = (0, 0);
+    for s in 0..n {
+        let ok = (0..seq)
+            .filter(|&i| preds.get(s * seq + i) == Some(&x[s * seq + seq - 1 - i]))
+            .count();
+        correct += ok;
+        full += (ok == seq) as usize;
+    }
+    let total = n * seq;
+    format!(
+        "accuracy: {correct}/{total} tokens ({:.2}%), {full}/{n} sequences fully reversed",
+        100.0 * correct as f64 / total.max(1) as f64
+    )
+}
+
 /// `TransformerPredictor`: `input_net` (dropout + linear), `positional_encoding` (its table is a
 /// non-persistent buffer), `transformer`, `output_net` (linear, layer norm, relu, dropout,
 /// linear).

@@ -167,20 +167,7 @@ pub fn random_batch(n: usize, seed: u64) -> Vec<i64> {
 
 /// The native `reverse` example's accuracy line for predictions `preds` of inputs `x`.
 pub fn accuracy_line(x: &[i64], preds: &[i64]) -> String {
-    let n = x.len() / SEQ;
-    let (mut correct, mut full) = (0, 0);
-    for s in 0..n {
-        let ok = (0..SEQ)
-            .filter(|&i| preds[s * SEQ + i] == x[s * SEQ + SEQ - 1 - i])
-            .count();
-        correct += ok;
-        full += (ok == SEQ) as usize;
-    }
-    let total = n * SEQ;
-    format!(
-        "accuracy: {correct}/{total} tokens ({:.2}%), {full}/{n} sequences fully reversed",
-        100.0 * correct as f64 / total as f64
-    )
+    wgnn::tutorial6::reversal_accuracy(x, preds, SEQ)
 }
 
 /// Reverses one sequence, shows it, and draws its first layer's attention on `#attn`.
