@@ -328,10 +328,11 @@ impl Device {
     /// [`Device::gpu`] for every target: in a browser, the WebGPU adapter (an error that says
     /// so where the browser has no WebGPU).
     ///
-    /// ```
+    /// ```no_run
     /// # fn main() -> wgnn::Result<()> {
     /// // Natively, any executor runs it; in a browser, `wasm_bindgen_futures::spawn_local`.
-    /// let Ok(gpu) = pollster::block_on(wgnn::Device::gpu_async()) else { return Ok(()) };
+    /// // (Not run as a doc test, which may have no GPU: tests/async_api.rs runs it.)
+    /// let gpu = pollster::block_on(wgnn::Device::gpu_async())?;
     /// let t = wgnn::Tensor::from_slice(&[1f32, 2.0], &[2])?.to(&gpu)?;
     /// assert_eq!(pollster::block_on(t.to_vec_async::<f32>())?, [1.0, 2.0]);
     /// # Ok(()) }

@@ -407,9 +407,9 @@ impl Tensor {
     ///
     /// ```
     /// # fn main() -> wgnn::Result<()> {
-    /// # let Ok(gpu) = wgnn::Device::software() else { return Ok(()) };
-    /// use wgnn::{ops, Tensor};
-    /// let x = Tensor::from_slice(&[1f32, -2.0, 3.0], &[3])?.to(&gpu)?;
+    /// use wgnn::{ops, Device, Tensor};
+    /// // The same call reads a GPU tensor back (tests/async_api.rs); here, the CPU device.
+    /// let x = Tensor::from_slice(&[1f32, -2.0, 3.0], &[3])?.to(&Device::Cpu)?;
     /// let y = ops::relu(&x)?;
     /// // In a browser: `y.to_vec_async::<f32>().await?` inside an async function.
     /// let v = pollster::block_on(y.to_vec_async::<f32>())?;

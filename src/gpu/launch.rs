@@ -46,21 +46,20 @@ impl Launch<'_> {
 pub(crate) struct Shape {
     kernel: KernelId,
     groups: [u32; 3],
-    aliasing: Vec<u8>,
+    /// For each binding, the first binding of the same buffer (no allocation per launch).
+    aliasing: [u8; 8],
 }
 
 impl Shape {
     fn of(l: &Launch<'_>) -> Shape {
-        let aliasing = l
-            .binds
-            .iter()
-            .map(|b| {
-                l.binds
-                    .iter()
-                    .position(|c| c.buf.id == b.buf.id)
-                    .unwrap_or(0) as u8
-            })
-            .collect();
+        let mut aliasing = [u8::MAX; 8];
+        for (a, b) in aliasing.iter_mut().zip(&l.binds) {
+            *a = l
+                .binds
+                .iter()
+                .position(|c| c.buf.id == b.buf.id)
+                .unwrap_or(0) as u8;
+        }
         Shape {
             kernel: l.kernel.id(),
             groups: l.groups,
@@ -368,5 +367,18 @@ impl GpuContext {
             layout,
             entries: &entries,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Shape::aliasing` has room for every kernel's bindings.
+    #[test]
+    fn every_kernel_fits_the_shape_key() {
+        for k in KernelId::ALL {
+            assert!(k.storage().len() <= 8, "{k:?}");
+        }
     }
 }

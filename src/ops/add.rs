@@ -11,7 +11,7 @@ use crate::gpu::split::{self, Bind};
 use crate::gpu::GpuContext;
 use crate::ops::grad::sum_to;
 use crate::ops::layout::pad;
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Tensor};
 
@@ -114,8 +114,8 @@ struct Add {
 /// fast row path; anything else the general strided path (rank ≤ 8).
 pub fn broadcast_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     let name = "broadcast_add";
-    check_f32(name, x, "x")?;
-    check_f32(name, b, "b")?;
+    check_float(name, x, "x")?;
+    check_float(name, b, "b")?;
     let out = broadcast_shape(x.shape(), b.shape())?;
     let plan = plan(x.shape(), b.shape(), &out)?;
     let y = run(&Add { name, plan, out }, &[x, b], None)?;
@@ -135,8 +135,8 @@ pub fn broadcast_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// is made.
 pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
     let name = "positional encoding forward";
-    check_f32(name, x, "x")?;
-    check_f32(name, table, "table")?;
+    check_float(name, x, "x")?;
+    check_float(name, table, "table")?;
     if x.shape().len() != 3 {
         return Err(Error::shape(
             name,

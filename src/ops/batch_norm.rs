@@ -14,7 +14,7 @@ use crate::gpu::split;
 use crate::gpu::GpuContext;
 use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole, sum64};
 use crate::ops::grad::{mul, sum_to};
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
 /// `(n, channels, inner)` of a batch-norm input `[N, C]` or `[N, C, L]`.
@@ -67,7 +67,7 @@ struct Bn {
 /// Per-channel batch mean and biased variance of `x` (`[N, C]` or `[N, C, L]`) as `[2, C]`.
 pub(crate) fn batch_stats(x: &Tensor) -> Result<Tensor> {
     let name = "batch_norm";
-    check_f32(name, x, "input")?;
+    check_float(name, x, "input")?;
     let dims = bn_dims(name, x)?;
     let op = Bn {
         name,
@@ -89,7 +89,7 @@ pub(crate) fn normalize(
     eps: f64,
 ) -> Result<Tensor> {
     let name = "batch_norm";
-    check_f32(name, x, "input")?;
+    check_float(name, x, "input")?;
     let dims = bn_dims(name, x)?;
     let c = dims.1;
     for (t, base, which) in [
@@ -99,7 +99,7 @@ pub(crate) fn normalize(
         (bias, 0, "bias"),
     ] {
         if let Some(t) = t {
-            check_f32(name, t, which)?;
+            check_float(name, t, which)?;
             if t.numel() < base + c {
                 return Err(Error::shape(
                     name,
@@ -242,7 +242,7 @@ pub(crate) fn running_update(
     unbias: f64,
 ) -> Result<Tensor> {
     let name = "batch_norm running statistics";
-    check_f32(name, running, "running statistic")?;
+    check_float(name, running, "running statistic")?;
     check_dtype(name, counter, "num_batches_tracked", DType::I64)?;
     let c = running.numel();
     if stats.numel() < stat_base + c || counter.numel() != 1 {

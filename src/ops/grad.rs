@@ -17,7 +17,7 @@ use crate::gpu::kernels::{BinaryParams, Kernel, RowOpParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{elementwise_grid, launch_rows, launch_whole, sum64};
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::ops::threads::{par_chunks, par_rows};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -40,8 +40,8 @@ struct Binary {
 }
 
 fn binary(name: &'static str, a: &Tensor, b: &Tensor, kind: BinKind) -> Result<Tensor> {
-    check_f32(name, a, "a")?;
-    check_f32(name, b, "b")?;
+    check_float(name, a, "a")?;
+    check_float(name, b, "b")?;
     let ok = match kind {
         BinKind::Clip(_) => b.numel() == 1,
         _ => a.shape() == b.shape(),
@@ -228,7 +228,7 @@ impl Op for Rows {
 /// The maximum of each row of `x` viewed as `[rows, width]` (width at least 1; NaN if the row
 /// holds one).
 pub(crate) fn row_max(x: &Tensor, rows: usize, width: usize) -> Result<Tensor> {
-    check_f32("amax", x, "x")?;
+    check_float("amax", x, "x")?;
     if rows.checked_mul(width) != Some(x.numel()) || width == 0 {
         return Err(Error::internal(format!(
             "row_max: [{rows}, {width}] does not view {:?}",
@@ -256,7 +256,7 @@ pub(crate) fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// The sum (or, with `square`, the sum of squares) of each row of `x` viewed as `[rows, width]`
 /// (zeros when the rows are empty).
 pub(crate) fn row_sum(x: &Tensor, rows: usize, width: usize, square: bool) -> Result<Tensor> {
-    check_f32("row_sum", x, "x")?;
+    check_float("row_sum", x, "x")?;
     if rows.checked_mul(width) != Some(x.numel()) {
         return Err(Error::internal(format!(
             "row_sum: [{rows}, {width}] does not view {:?}",

@@ -11,7 +11,7 @@ use crate::gpu::kernels::{IndexParams, Kernel};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{as_i64, check_dtype, elementwise_grid, launch_whole};
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
 enum Kind {
@@ -53,7 +53,7 @@ pub fn one_hot(x: &Tensor, num_classes: usize) -> Result<Tensor> {
 pub fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let name = "embedding";
     check_dtype(name, indices, "indices", DType::I64)?;
-    check_f32(name, weight, "weight")?;
+    check_float(name, weight, "weight")?;
     let (rows, dim) = match weight.shape() {
         [r, d] => (*r, *d),
         s => {
@@ -93,7 +93,7 @@ pub fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
 /// maximum, as in PyTorch).
 pub fn argmax(x: &Tensor) -> Result<Tensor> {
     let name = "argmax";
-    check_f32(name, x, "x")?;
+    check_float(name, x, "x")?;
     let s = x.shape();
     let width = match s.last() {
         Some(&w) if w > 0 => w,

@@ -14,7 +14,7 @@ use crate::gpu::GpuContext;
 use crate::ops::common::{
     as_i64, check_dtype, elementwise_grid, launch_rows, launch_whole, row_grid, sum64,
 };
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
 struct CeRows {
@@ -32,7 +32,7 @@ struct Mean {
 /// CPU; on a GPU (which cannot stop mid-kernel) it makes the loss NaN.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let name = "cross_entropy";
-    check_f32(name, logits, "logits")?;
+    check_float(name, logits, "logits")?;
     check_dtype(name, targets, "targets", DType::I64)?;
     let (rows, width) = match logits.shape() {
         [n, c] => (*n, *c),
@@ -71,7 +71,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 /// The mean of every element, as a 0-d tensor of `x`'s dtype.
 pub fn mean(x: &Tensor) -> Result<Tensor> {
-    check_f32("mean", x, "x")?;
+    check_float("mean", x, "x")?;
     if x.numel() == 0 {
         return Err(Error::shape("mean", "the mean of an empty tensor"));
     }

@@ -293,8 +293,8 @@ pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let name = "where";
     crate::autograd::refuse_grad(name, cond, "condition")?;
-    crate::ops::op::check_f32(name, a, "a")?;
-    crate::ops::op::check_f32(name, b, "b")?;
+    crate::ops::op::check_float(name, a, "a")?;
+    crate::ops::op::check_float(name, b, "b")?;
     let shape = broadcast_shape(a.shape(), b.shape())
         .and_then(|s| broadcast_shape(&s, cond.shape()))
         .map_err(|_| {

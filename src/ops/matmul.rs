@@ -18,7 +18,7 @@ use crate::gpu::split::{self, Bind};
 use crate::gpu::GpuContext;
 use crate::ops::add::broadcast_shape;
 use crate::ops::grad::sum_to;
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
 /// Output block of one workgroup (`matmul.wgsl`): rows × columns.
@@ -305,10 +305,10 @@ fn gemm_stored(
     bias: Option<&Tensor>,
     perm: Option<&[usize]>,
 ) -> Result<Tensor> {
-    check_f32(name, a, "a")?;
-    check_f32(name, b, "b")?;
+    check_float(name, a, "a")?;
+    check_float(name, b, "b")?;
     if let Some(t) = bias {
-        check_f32(name, t, "bias")?;
+        check_float(name, t, "bias")?;
     }
     match plan(
         name,

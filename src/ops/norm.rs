@@ -18,7 +18,7 @@ use crate::ops::common::{
     sum64, width_rows,
 };
 use crate::ops::grad::{mul, sum_to};
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::ops::threads::{par_chunks, par_rows};
 use crate::tensor::{HostBytes, Tensor};
 
@@ -28,7 +28,7 @@ struct Softmax {
 
 /// `F.softmax(x, dim=-1)`: the row maximum is subtracted before `exp`.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    check_f32("softmax", x, "x")?;
+    check_float("softmax", x, "x")?;
     if x.shape().is_empty() {
         return Err(Error::shape(
             "softmax",
@@ -106,7 +106,7 @@ pub fn layer_norm(
     eps: f64,
 ) -> Result<Tensor> {
     let name = "layer_norm";
-    check_f32(name, x, "x")?;
+    check_float(name, x, "x")?;
     let s = x.shape();
     if normalized_shape.is_empty()
         || normalized_shape.len() > s.len()
@@ -124,7 +124,7 @@ pub fn layer_norm(
         (LayerNormFlag::Bias, (bias, "bias")),
     ] {
         if let Some(t) = t {
-            check_f32(name, t, which)?;
+            check_float(name, t, which)?;
             if t.shape() != normalized_shape {
                 return Err(Error::shape(
                     name,
@@ -248,7 +248,7 @@ struct MaskedFill {
 /// `[B, 1, S, S]`, …). Bit-identical on CPU and GPU.
 pub fn masked_fill(x: &Tensor, mask: &Tensor, value: f32) -> Result<Tensor> {
     let name = "masked_fill";
-    check_f32(name, x, "x")?;
+    check_float(name, x, "x")?;
     let bytes = match mask.dtype() {
         crate::DType::F32 | crate::DType::F16 | crate::DType::BF16 => false,
         crate::DType::Bool | crate::DType::U8 => true,

@@ -193,7 +193,7 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
 
 /// The float ops take float32, float16 and bfloat16 (computing in float32): anything else is
 /// an error that says how to convert.
-pub(crate) fn check_f32(op: &str, t: &Tensor, which: &str) -> Result<()> {
+pub(crate) fn check_float(op: &str, t: &Tensor, which: &str) -> Result<()> {
     if !crate::ops::cast::is_kernel_float(t.dtype()) {
         return Err(Error::Dtype {
             op: format!("{op} ({which})"),

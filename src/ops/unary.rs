@@ -12,7 +12,7 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{elementwise_grid, launch_whole};
 use crate::ops::grad::relu_backward;
-use crate::ops::op::{check_f32, run, Op};
+use crate::ops::op::{check_float, run, Op};
 use crate::ops::threads::par_chunks;
 use crate::tensor::{HostBytes, Tensor};
 
@@ -169,7 +169,7 @@ pub(crate) fn math_unary(
 }
 
 fn unary(name: &'static str, x: &Tensor, kind: Kind) -> Result<Tensor> {
-    check_f32(name, x, "x")?;
+    check_float(name, x, "x")?;
     run(
         &Unary {
             name,
@@ -208,7 +208,7 @@ pub fn dropout(x: &Tensor, p: f64, training: bool, generator: &mut Generator) ->
             "dropout probability has to be between 0 and 1, but got {p}"
         )));
     }
-    check_f32("dropout", x, "x")?;
+    check_float("dropout", x, "x")?;
     if !training || p == 0.0 {
         return Ok(x.clone());
     }

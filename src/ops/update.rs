@@ -62,7 +62,7 @@ pub(crate) fn update(
             ));
         }
     }
-    crate::ops::op::check_f32("optimizer step", p, "parameter")?;
+    crate::ops::op::check_float("optimizer step", p, "parameter")?;
     run(
         &UpdateOp {
             what,
