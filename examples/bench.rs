@@ -362,26 +362,8 @@ fn model_gpu_vs_cpu(
     (batch, seq): (usize, usize),
     runs: usize,
 ) -> wgnn::Result<Figure> {
-    let mut cpu_model = TransformerPredictor::new(hp, &Device::Cpu)?;
-    // Non-zero weights, so every op does real work.
-    let mut sd = cpu_model.state_dict()?;
-    let keys: Vec<String> = sd.keys().iter().map(|k| k.to_string()).collect();
-    for (i, k) in keys.iter().enumerate() {
-        let t = sd
-            .get(k)
-            .cloned()
-            .ok_or_else(|| wgnn::Error::Internal(k.clone()))?;
-        let v: Vec<f32> = (0..t.numel())
-            .map(|j| (((j * 7919 + i * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.1)
-            .collect();
-        sd.insert(k.clone(), Tensor::from_slice(&v, t.shape())?);
-    }
-    cpu_model.load_state_dict(&sd, true)?;
-    cpu_model.eval();
-    let mut gpu_model = TransformerPredictor::new(hp, &Device::Cpu)?;
-    gpu_model.load_state_dict(&sd, true)?;
-    gpu_model.to_device(gpu)?;
-    gpu_model.eval();
+    let mut cpu_model = filled_model(hp, &Device::Cpu)?;
+    let mut gpu_model = filled_model(hp, gpu)?;
     let x: Vec<f32> = (0..batch * seq * hp.input_dim)
         .map(|i| ((i * 31) % 17) as f32 / 17.0)
         .collect();
@@ -415,6 +397,81 @@ fn model_gpu_vs_cpu(
         baseline: vc,
         ratio: vg / vc,
     })
+}
+
+/// The tutorial's model on `dev` in eval mode, with deterministic non-zero weights (so every
+/// op does real work).
+fn filled_model(hp: &Hparams, dev: &Device) -> wgnn::Result<TransformerPredictor> {
+    let mut cpu_model = TransformerPredictor::new(hp, &Device::Cpu)?;
+    let mut sd = cpu_model.state_dict()?;
+    let keys: Vec<String> = sd.keys().iter().map(|k| k.to_string()).collect();
+    for (i, k) in keys.iter().enumerate() {
+        let t = sd
+            .get(k)
+            .cloned()
+            .ok_or_else(|| wgnn::Error::Internal(k.clone()))?;
+        let v: Vec<f32> = (0..t.numel())
+            .map(|j| (((j * 7919 + i * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.1)
+            .collect();
+        sd.insert(k.clone(), Tensor::from_slice(&v, t.shape())?);
+    }
+    cpu_model.load_state_dict(&sd, true)?;
+    cpu_model.to_device(dev)?;
+    cpu_model.eval();
+    Ok(cpu_model)
+}
+
+/// `--profile`: per-op tables of the reverse-task forward, the d512 forward and a training
+/// step of the reverse task, on the GPU and on the CPU, each after one warm-up run.
+fn profiles(
+    gpu: &Device,
+    big: &Hparams,
+    big_shape: (usize, usize),
+) -> wgnn::Result<Vec<(String, wgnn::profile::Profile)>> {
+    let mut out = Vec::new();
+    for dev in [gpu, &Device::Cpu] {
+        let wait = || match dev.as_gpu() {
+            Some(g) => g.synchronize(),
+            None => Ok(()),
+        };
+        for (name, hp, (batch, seq)) in [
+            ("reverse-task forward", Hparams::reverse_task(), (128, 16)),
+            ("d512 forward", big.clone(), big_shape),
+        ] {
+            let mut m = filled_model(&hp, dev)?;
+            let x: Vec<f32> = (0..batch * seq * hp.input_dim)
+                .map(|i| ((i * 31) % 17) as f32 / 17.0)
+                .collect();
+            let x = Tensor::from_slice(&x, &[batch, seq, hp.input_dim])?.to(dev)?;
+            wgnn::autograd::no_grad(|| m.forward(&x, None, true))?;
+            wait()?;
+            let (_, p) = dev.profile(|| wgnn::autograd::no_grad(|| m.forward(&x, None, true)))?;
+            out.push((format!("{name} [{batch}, {seq}], eval, no_grad"), p));
+        }
+        let hp = Hparams::reverse_task();
+        let mut m = TransformerPredictor::new(&hp, dev)?;
+        m.reset_parameters(&mut wgnn::ops::Generator::new(0))?;
+        m.train();
+        let mut opt = Adam::new(&m, hp.lr);
+        let x: Vec<i64> = (0..128 * 16)
+            .map(|i| ((i * 7 + i / 16) % 10) as i64)
+            .collect();
+        let xt = ops::one_hot(&Tensor::from_slice(&x, &[128, 16])?.to(dev)?, 10)?;
+        let y = Tensor::from_slice(&x, &[128 * 16])?.to(dev)?;
+        let mut step = || -> wgnn::Result<()> {
+            m.zero_grad();
+            let logits = m.forward(&xt, None, true)?;
+            let loss = ops::cross_entropy(&logits.reshape(&[128 * 16, 10])?, &y)?;
+            loss.backward()?;
+            clip_grad_norm_(&mut m, 5.0)?;
+            opt.step(&mut m)
+        };
+        step()?;
+        wait()?;
+        let (_, p) = dev.profile(&mut step)?;
+        out.push(("reverse-task training step [128, 16]".to_string(), p));
+    }
+    Ok(out)
 }
 
 /// The same model's eval forward on the GPU in float16 (`to_dtype(F16)`) against float32: what
@@ -610,6 +667,10 @@ struct Args {
     /// The big model at the issues' size, [32, 256] (several minutes on a software adapter).
     #[arg(long, conflicts_with = "quick")]
     full: bool,
+    /// Also profile the reverse-task forward, the d512 forward and a training step, per op
+    /// (GPU timestamps where the adapter has them), on the GPU and the CPU.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Runs `f`, says on stderr how long it took, and passes its figures on.
@@ -677,6 +738,11 @@ fn main() -> wgnn::Result<()> {
     figures.push(timed("training memory, d512", || {
         train_peak(&g, &gpu, &big, big_train)
     })?);
+    let profiles = if args.profile {
+        timed("profiles", || profiles(&gpu, &big, big_shape))?
+    } else {
+        Vec::new()
+    };
     eprintln!("bench: {:.1} s in all", start.elapsed().as_secs_f64());
     if json {
         let v: Vec<serde_json::Value> = figures
@@ -688,7 +754,29 @@ fn main() -> wgnn::Result<()> {
                 })
             })
             .collect();
-        let out = serde_json::json!({ "adapter": g.adapter(), "quick": quick, "runs": runs, "figures": v });
+        let p: Vec<serde_json::Value> = profiles
+            .iter()
+            .map(|(what, p)| {
+                let ops: Vec<serde_json::Value> = p
+                    .ops
+                    .iter()
+                    .map(|o| {
+                        serde_json::json!({
+                            "op": o.name, "calls": o.calls, "dispatches": o.dispatches,
+                            "seconds": o.time.as_secs_f64(), "bytes_read": o.bytes_read,
+                            "bytes_written": o.bytes_written, "flops": o.flops,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "what": what, "device": p.device, "timing": p.timing.to_string(),
+                    "wall_seconds": p.wall.as_secs_f64(), "ops": ops,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "adapter": g.adapter(), "quick": quick, "runs": runs, "figures": v, "profiles": p,
+        });
         println!("{out}");
         return Ok(());
     }
@@ -709,5 +797,8 @@ fn main() -> wgnn::Result<()> {
         );
     }
     println!("ratio: rate / baseline rate, or baseline time / time: above 1 beats the baseline");
+    for (what, p) in &profiles {
+        println!("\n## {what}\n{p}");
+    }
     Ok(())
 }

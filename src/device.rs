@@ -350,7 +350,8 @@ impl Device {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgnn"),
-                required_features: wgpu::Features::empty(),
+                // Timestamps, where the adapter has them, for profiles (crate::profile).
+                required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
                 required_limits: limits,
                 experimental_features: wgpu::ExperimentalFeatures::default(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -402,7 +403,109 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Runs `f` and profiles the ops it runs on this device: per op, its time, dispatches,
+    /// bytes and FLOPs ([`crate::profile`]). On a GPU, [`GpuDevice::profile`]; on the CPU,
+    /// each op's kernel timed on the host. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile<T>(
+        &self,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, crate::profile::Profile)> {
+        match self {
+            Device::Gpu(g) => g.profile(f),
+            Device::Cpu => {
+                crate::profile::start(None, crate::profile::Timing::Cpu)?;
+                let t0 = std::time::Instant::now();
+                let out = f();
+                let wall = t0.elapsed();
+                let rec = crate::profile::stop()
+                    .ok_or_else(|| Error::internal("profile: the recorder went away"))?;
+                let out = out?;
+                Ok((out, rec.finish("the CPU".into(), wall, &[])))
+            }
+        }
+    }
+}
+
 impl GpuDevice {
+    /// Whether profiles on this device take GPU timestamps (the adapter has
+    /// `TIMESTAMP_QUERY`); without them they time each op on the host.
+    pub fn has_timestamps(&self) -> bool {
+        self.0
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Runs `f` and profiles the ops it records on this device from this thread: GPU
+    /// timestamps per op where the adapter has them, else host time around each op submitted
+    /// alone ([`crate::profile::Timing`]). Waits for the work before `f` first and for all of
+    /// `f`'s work at the end. Profiles do not nest. Native only.
+    ///
+    /// ```no_run
+    /// # fn main() -> wgnn::Result<()> {
+    /// let gpu = wgnn::Device::gpu()?;
+    /// let x = wgnn::Tensor::ones(&[256, 256], wgnn::DType::F32, &gpu)?;
+    /// let (_, profile) = gpu.as_gpu().unwrap().profile(|| wgnn::ops::matmul(&x, &x))?;
+    /// println!("{profile}");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile<T>(
+        &self,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, crate::profile::Profile)> {
+        let timing = if self.has_timestamps() {
+            crate::profile::Timing::GpuTimestamps
+        } else {
+            crate::profile::Timing::HostSync
+        };
+        self.profile_with(timing, f)
+    }
+
+    /// [`GpuDevice::profile`] with the timing chosen: `GpuTimestamps` (an error where the
+    /// adapter has no timestamps) or `HostSync`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_with<T>(
+        &self,
+        timing: crate::profile::Timing,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, crate::profile::Profile)> {
+        use crate::profile::Timing;
+        match timing {
+            Timing::Cpu => {
+                return Err(Error::invalid(
+                    "profile_with: Timing::Cpu is the CPU device's timing (Device::Cpu.profile)",
+                ))
+            }
+            Timing::GpuTimestamps if !self.has_timestamps() => {
+                return Err(Error::invalid(format!(
+                    "profile_with: {} has no timestamp queries (TIMESTAMP_QUERY); use \
+                     Timing::HostSync",
+                    self.adapter()
+                )))
+            }
+            _ => {}
+        }
+        self.synchronize()?;
+        let dev = Some(self.0.id);
+        crate::profile::start(dev, timing)?;
+        let t0 = std::time::Instant::now();
+        let out = f();
+        let synced = self.0.profiler_sync();
+        let wall = t0.elapsed();
+        let rec = crate::profile::stop()
+            .ok_or_else(|| Error::internal("profile: the recorder went away"))?;
+        let out = out?;
+        synced?;
+        let pairs = match &rec.queries {
+            Some(q) => crate::profile::pair_seconds(&self.0, q)?,
+            None => Vec::new(),
+        };
+        Ok((out, rec.finish(self.adapter(), wall, &pairs)))
+    }
+
     /// The adapter this device runs on.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.0.info

@@ -49,6 +49,7 @@ pub mod module;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 mod state_dict;
 mod tensor;
 pub mod torch;

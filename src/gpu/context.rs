@@ -225,8 +225,43 @@ impl GpuContext {
     /// default panic-on-error never fires; the first captured error becomes an `Err`. One call
     /// per public operation. A device known to be lost fails before anything runs; an error is
     /// told apart from a loss by wgpu's device-lost callback, never by its message.
+    ///
+    /// While the thread profiles this device ([`crate::profile`]) the op is an event of the
+    /// profile; with host timing, the work before it is waited for first and the op after.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let dev = Some(self.id);
+        let Some(event) = crate::profile::begin(dev, op) else {
+            return self.scoped_unprofiled(op, f);
+        };
+        let host =
+            crate::profile::with(dev, |r| r.timing) == Some(crate::profile::Timing::HostSync);
+        if host {
+            self.profiler_sync()?;
+        }
+        let t0 = std::time::Instant::now();
+        let out = self.scoped_unprofiled(op, f);
+        if host && out.is_ok() {
+            self.profiler_sync()?;
+        }
+        crate::profile::end(dev, event, t0.elapsed());
+        out
+    }
+
+    /// Submits and waits for everything recorded, as the profiler's own work (no event).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn profiler_sync(&self) -> Result<()> {
+        let dev = Some(self.id);
+        crate::profile::with(dev, |r| r.busy = true);
+        let out = self
+            .flush("profile")
+            .and_then(|()| self.wait("profile", None));
+        crate::profile::with_busy(dev, |r| r.busy = false);
+        out
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn scoped_unprofiled<T>(&self, op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.lost_error(op)?;
         let (scopes, scope, previous) = self.open_scopes();
         let out = catch_unwind(AssertUnwindSafe(f));

@@ -295,10 +295,22 @@ impl GpuContext {
         *recorded += launches.len() as u64;
         let shapes: Vec<Shape> = launches.iter().map(Shape::of).collect();
         let novel = shapes.iter().any(|sh| !validated.contains_key(sh));
+        // Under a profile, the pass counts for the op being recorded and, with timestamps,
+        // stamps its beginning and end.
+        let stamps = crate::profile::with(Some(self.id), |r| {
+            r.pass(&self.device, launches.len() as u64)
+        })
+        .flatten();
         let dispatch = |encoder: &mut wgpu::CommandEncoder| {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("wgnn"),
-                timestamp_writes: None,
+                timestamp_writes: stamps.as_ref().map(|(set, first)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(*first),
+                        end_of_pass_write_index: Some(*first + 1),
+                    }
+                }),
             });
             for ((l, b), (bg, offset)) in launches.iter().zip(&built).zip(&bound) {
                 pass.set_pipeline(&b.pipeline);

@@ -655,6 +655,9 @@ impl Op for Gemm {
     fn out_shape(&self) -> &[usize] {
         &self.stored
     }
+    fn flops(&self) -> u64 {
+        2 * (self.m * self.n * self.k * self.batch()) as u64
+    }
 
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
         let (a, b) = (inputs[0].as_f32(), inputs[1].as_f32());

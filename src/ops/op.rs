@@ -65,6 +65,11 @@ pub(crate) trait Op {
     fn is_operand(&self, _i: usize) -> bool {
         true
     }
+    /// Floating-point operations the op does, for profiles (a multiply-add is 2), where its
+    /// work is not its bytes; 0 for the others.
+    fn flops(&self) -> u64 {
+        0
+    }
 }
 
 /// The dtype of a float op's result: its float inputs' dtype when they share one, float32
@@ -164,7 +169,16 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut out = HostBytes::zeroed(bytes)?;
-            op.cpu(&hosts, &mut out)?;
+            match crate::profile::begin(None, op.name()) {
+                None => op.cpu(&hosts, &mut out)?,
+                Some(event) => {
+                    let t0 = std::time::Instant::now();
+                    let r = op.cpu(&hosts, &mut out);
+                    crate::profile::end(None, event, t0.elapsed());
+                    r?;
+                    crate::profile::annotate(None, read_bytes(inputs), bytes as u64, op.flops());
+                }
+            }
             Tensor::from_host(out, &shape, op.out_dtype())
         }
         Device::Gpu(g) => {
@@ -186,9 +200,15 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
                 }
                 Ok(out)
             })?;
+            crate::profile::annotate(Some(g.0.id), read_bytes(inputs), bytes as u64, op.flops());
             Ok(Tensor::from_gpu(out, shape, op.out_dtype(), g))
         }
     }
+}
+
+/// Bytes of an op's inputs (their views), for profiles.
+fn read_bytes(inputs: &[&Tensor]) -> u64 {
+    inputs.iter().map(|t| t.nbytes() as u64).sum()
 }
 
 /// The float ops take float32, float16 and bfloat16 (computing in float32): anything else is
