@@ -4,6 +4,8 @@
 //   forward:  y = x̂ · weight + bias                     (binding 3 holds the bias)
 //   backward: with h = g · weight (g when no weight),    (binding 3 holds g, the gradient of y)
 //             dx = rstd · ((h - mean(h)) - x̂ · mean(h · x̂))
+// Rows of at most 64 (`short_rows`) run one invocation per row, 64 rows a workgroup, with no
+// barrier, adding in the same order as the workgroup path (tree_sum64).
 
 struct Params {
     rows: u32,
@@ -11,7 +13,7 @@ struct Params {
     groups_x: u32,
     affine: u32,
     eps: f32,
-    _pad0: u32,
+    short_rows: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -44,8 +46,69 @@ fn h(i: u32, base: u32) -> f32 {
     return b[base + i];
 }
 
+fn layer_norm_row(row: u32) {
+    let base = row * p.width;
+    let n = f32(p.width);
+    var part: array<f32, 64>;
+    for (var t = 0u; t < 64u; t++) {
+        var s = 0.0;
+        if t < p.width {
+            s += x[base + t];
+        }
+        part[t] = s;
+    }
+    let mean = tree_sum64(&part) / n;
+    for (var t = 0u; t < 64u; t++) {
+        var q = 0.0;
+        if t < p.width {
+            let d = x[base + t] - mean;
+            q += d * d;
+        }
+        part[t] = q;
+    }
+    let rstd = inverseSqrt(tree_sum64(&part) / n + p.eps);
+    if (p.affine & LAYER_NORM_BACKWARD) == 0u {
+        for (var i = 0u; i < p.width; i++) {
+            var v = (x[base + i] - mean) * rstd;
+            if (p.affine & LAYER_NORM_WEIGHT) != 0u {
+                v = v * w[i];
+            }
+            if (p.affine & LAYER_NORM_BIAS) != 0u {
+                v = v + b[i];
+            }
+            y[base + i] = v;
+        }
+        return;
+    }
+    var part2: array<f32, 64>;
+    for (var t = 0u; t < 64u; t++) {
+        var sh = 0.0;
+        var shx = 0.0;
+        if t < p.width {
+            let hv = h(t, base);
+            sh += hv;
+            shx += hv * ((x[base + t] - mean) * rstd);
+        }
+        part[t] = sh;
+        part2[t] = shx;
+    }
+    let mh = tree_sum64(&part) / n;
+    let mhx = tree_sum64(&part2) / n;
+    for (var i = 0u; i < p.width; i++) {
+        let xh = (x[base + i] - mean) * rstd;
+        y[base + i] = rstd * ((h(i, base) - mh) - xh * mhx);
+    }
+}
+
 @compute @workgroup_size(64)
 fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if p.short_rows != 0u {
+        let r = (wid.y * p.groups_x + wid.x) * 64u + lid.x;
+        if r < p.rows {
+            layer_norm_row(r);
+        }
+        return;
+    }
     let row = wid.y * p.groups_x + wid.x;
     if row >= p.rows {
         return;

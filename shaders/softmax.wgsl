@@ -1,12 +1,13 @@
 // Softmax over the last dimension, one 64-invocation workgroup per row: the row's maximum is
 // subtracted before exp (as PyTorch), partial maxima and sums are combined by a tree in
-// workgroup memory.
+// workgroup memory. Rows of at most 64 (`short_rows`) run one invocation per row instead, 64
+// rows a workgroup, with no barrier, adding in the same order (tree_sum64).
 
 struct Params {
     rows: u32,
     width: u32,
     groups_x: u32,
-    _pad: u32,
+    short_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,8 +40,35 @@ fn reduce_sum(t: u32) -> f32 {
     return r;
 }
 
+fn softmax_row(row: u32) {
+    let base = row * p.width;
+    var m = f32_bits(0xff7fffffu);
+    for (var i = 0u; i < p.width; i++) {
+        m = max(m, x[base + i]);
+    }
+    var part: array<f32, 64>;
+    for (var t = 0u; t < 64u; t++) {
+        var s = 0.0;
+        if t < p.width {
+            s += exp(x[base + t] - m);
+        }
+        part[t] = s;
+    }
+    let inv = 1.0 / tree_sum64(&part);
+    for (var i = 0u; i < p.width; i++) {
+        y[base + i] = exp(x[base + i] - m) * inv;
+    }
+}
+
 @compute @workgroup_size(64)
 fn softmax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if p.short_rows != 0u {
+        let r = (wid.y * p.groups_x + wid.x) * 64u + lid.x;
+        if r < p.rows {
+            softmax_row(r);
+        }
+        return;
+    }
     let row = wid.y * p.groups_x + wid.x;
     // Whole workgroups leave together, so the barriers below stay uniform.
     if row >= p.rows {

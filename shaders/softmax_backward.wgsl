@@ -1,11 +1,12 @@
 // The gradient of softmax over the last dimension, one 64-invocation workgroup per row:
-// dx = y * (g - Σ g·y), y the softmax output (as PyTorch's softmax_backward_data).
+// dx = y * (g - Σ g·y), y the softmax output (as PyTorch's softmax_backward_data). Rows of at
+// most 64 (`short_rows`) run one invocation per row, adding in the same order (tree_sum64).
 
 struct Params {
     rows: u32,
     width: u32,
     groups_x: u32,
-    _pad: u32,
+    short_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -15,8 +16,31 @@ struct Params {
 
 var<workgroup> part: array<f32, 64>;
 
+fn softmax_backward_row(row: u32) {
+    let base = row * p.width;
+    var part: array<f32, 64>;
+    for (var t = 0u; t < 64u; t++) {
+        var s = 0.0;
+        if t < p.width {
+            s += g[base + t] * y[base + t];
+        }
+        part[t] = s;
+    }
+    let dot = tree_sum64(&part);
+    for (var i = 0u; i < p.width; i++) {
+        dx[base + i] = y[base + i] * (g[base + i] - dot);
+    }
+}
+
 @compute @workgroup_size(64)
 fn softmax_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    if p.short_rows != 0u {
+        let r = (wid.y * p.groups_x + wid.x) * 64u + lid.x;
+        if r < p.rows {
+            softmax_backward_row(r);
+        }
+        return;
+    }
     let row = wid.y * p.groups_x + wid.x;
     if row >= p.rows {
         return;

@@ -560,6 +560,12 @@ impl GpuDevice {
         self.0.wait_async("synchronize", None).await
     }
     #[doc(hidden)]
+    /// Makes the kernel choices of `gpu::tuning` as on a discrete GPU (`true`) or by the
+    /// adapter's kind (`false`): for tests that check both choices on a software adapter.
+    pub fn __tune_as_gpu(&self, on: bool) {
+        self.0.tune_as_gpu.store(on, Ordering::Relaxed);
+    }
+    #[doc(hidden)]
     /// Records, as op `op`, a dispatch that wgpu refuses (more workgroups than the device's
     /// limit), through the path every op takes: for the test that errors name the op that
     /// recorded the faulty command. Not API.

@@ -63,6 +63,8 @@ pub(crate) struct GpuContext {
     pub(crate) live_bytes: AtomicU64,
     /// The most `live_bytes` has been since the device opened or the last reset.
     pub(crate) peak_bytes: AtomicU64,
+    /// Kernel choices as on a discrete GPU even on a CPU rasteriser (see `gpu::tuning`).
+    pub(crate) tune_as_gpu: std::sync::atomic::AtomicBool,
     /// In a browser, where error scopes cannot be waited for on the spot: each op's popped
     /// scopes, awaited at the next await point ([`GpuContext::errors_async`]).
     #[cfg(target_arch = "wasm32")]
@@ -132,6 +134,7 @@ impl GpuContext {
             pool: Mutex::new(Pool::default()),
             live_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
+            tune_as_gpu: std::sync::atomic::AtomicBool::new(false),
             #[cfg(target_arch = "wasm32")]
             deferred: Mutex::new(Vec::new()),
         }

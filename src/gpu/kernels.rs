@@ -260,7 +260,8 @@ pub(crate) struct RowParams {
     pub rows: u32,
     pub width: u32,
     pub groups_x: u32,
-    pub _pad: u32,
+    /// 1: one invocation per row, 64 rows a workgroup (rows of at most 64).
+    pub short_rows: u32,
 }
 const _: () = assert!(std::mem::size_of::<RowParams>() == 16);
 
@@ -273,7 +274,9 @@ pub(crate) struct LayerNormParams {
     pub groups_x: u32,
     pub affine: u32,
     pub eps: f32,
-    pub _pad: [u32; 3],
+    /// 1: one invocation per row, 64 rows a workgroup (rows of at most 64).
+    pub short_rows: u32,
+    pub _pad: [u32; 2],
 }
 const _: () = assert!(std::mem::size_of::<LayerNormParams>() == 32);
 

@@ -16,7 +16,7 @@ pub(crate) const MAX_RANK: usize = 8;
 
 /// Threads that cooperate on one row in the row kernels (`softmax`, `layer_norm`, batch-norm
 /// statistics): the CPU paths add in the same order.
-pub(crate) const ROW_THREADS: usize = 64;
+pub(crate) use crate::gpu::tuning::ROW_THREADS;
 
 /// `t` must have `dtype`; the error says what the op takes.
 pub(crate) fn check_dtype(op: &str, t: &Tensor, which: &str, dtype: DType) -> Result<()> {
@@ -165,11 +165,35 @@ pub(crate) fn launch_rows(
     inputs: &[&GpuBuffer],
     out: &GpuBuffer,
     (rows, width): (usize, usize),
-    kernel: impl FnOnce(u32) -> Kernel,
+    has_short_rows: bool,
+    kernel: impl FnOnce(u32, u32) -> Kernel,
 ) -> Result<()> {
     let mut bufs: Vec<&GpuBuffer> = inputs.to_vec();
     bufs.push(out);
     elementwise_grid(ctx, name, &bufs, (rows * width) as u64)?;
-    let (gx, gy) = row_grid(ctx, name, rows as u64)?;
-    launch_whole(ctx, kernel(gx), &bufs, [gx, gy, 1])
+    let (grid, short) = if has_short_rows {
+        row_plan(ctx, name, rows, width)?
+    } else {
+        let (gx, gy) = row_grid(ctx, name, rows as u64)?;
+        ([gx, gy, 1], 0)
+    };
+    launch_whole(ctx, kernel(grid[0], short), &bufs, grid)
+}
+
+/// The grid of a row kernel over `rows` rows of `width`, and its `short_rows` flag: one
+/// workgroup per row, or one invocation per row ([`crate::gpu::tuning::short_rows`]).
+pub(crate) fn row_plan(
+    ctx: &GpuContext,
+    name: &str,
+    rows: usize,
+    width: usize,
+) -> Result<([u32; 3], u32)> {
+    let short = crate::gpu::tuning::short_rows(ctx, rows, width);
+    let groups = if short {
+        rows.div_ceil(ROW_THREADS)
+    } else {
+        rows
+    };
+    let (gx, gy) = row_grid(ctx, name, groups as u64)?;
+    Ok(([gx, gy, 1], short as u32))
 }

@@ -214,14 +214,22 @@ impl Op for Rows {
             RowKind::Sum => RowSumOp::Sum,
         }
         .code();
-        launch_rows(ctx, self.name, inputs, out, (self.rows, self.width), |gx| {
-            Kernel::RowSum(RowOpParams {
-                rows: self.rows as u32,
-                width: self.width as u32,
-                groups_x: gx,
-                op,
-            })
-        })
+        launch_rows(
+            ctx,
+            self.name,
+            inputs,
+            out,
+            (self.rows, self.width),
+            false,
+            |gx, _| {
+                Kernel::RowSum(RowOpParams {
+                    rows: self.rows as u32,
+                    width: self.width as u32,
+                    groups_x: gx,
+                    op,
+                })
+            },
+        )
     }
 }
 

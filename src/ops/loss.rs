@@ -229,13 +229,21 @@ impl Op for CeBackward {
     }
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
         let (rows, width) = (self.rows, self.width);
-        launch_rows(ctx, self.name(), inputs, out, (rows, width), |gx| {
-            Kernel::CrossEntropyRows(RowOpParams {
-                rows: rows as u32,
-                width: width as u32,
-                groups_x: gx,
-                op: crate::gpu::codes::CrossEntropyOp::Grad.code(),
-            })
-        })
+        launch_rows(
+            ctx,
+            self.name(),
+            inputs,
+            out,
+            (rows, width),
+            false,
+            |gx, _| {
+                Kernel::CrossEntropyRows(RowOpParams {
+                    rows: rows as u32,
+                    width: width as u32,
+                    groups_x: gx,
+                    op: crate::gpu::codes::CrossEntropyOp::Grad.code(),
+                })
+            },
+        )
     }
 }

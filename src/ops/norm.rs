@@ -14,7 +14,7 @@ use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::add::broadcast_shape;
 use crate::ops::common::{
-    contiguous_strides, elementwise_grid, launch_rows, launch_whole, pad8, row_grid, rows_of,
+    contiguous_strides, elementwise_grid, launch_rows, launch_whole, pad8, row_plan, rows_of,
     sum64, width_rows,
 };
 use crate::ops::grad::{mul, sum_to};
@@ -71,18 +71,18 @@ impl Op for Softmax {
     }
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
         let (w, rows) = width_rows(&self.out);
-        let (gx, gy) = row_grid(ctx, "softmax", rows as u64)?;
+        let (grid, short) = row_plan(ctx, "softmax", rows, w)?;
         elementwise_grid(ctx, "softmax", &[inputs[0], out], (w * rows) as u64)?;
         launch_whole(
             ctx,
             Kernel::Softmax(RowParams {
                 rows: rows as u32,
                 width: w as u32,
-                groups_x: gx,
-                _pad: 0,
+                groups_x: grid[0],
+                short_rows: short,
             }),
             &[inputs[0], out],
-            [gx, gy, 1],
+            grid,
         )
     }
 }
@@ -212,7 +212,7 @@ impl Op for LayerNorm {
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
         let total = self.out.iter().product::<usize>();
         let rows = total.checked_div(self.width).unwrap_or(0);
-        let (gx, gy) = row_grid(ctx, "layer_norm", rows as u64)?;
+        let (grid, short) = row_plan(ctx, "layer_norm", rows, self.width)?;
         elementwise_grid(
             ctx,
             "layer_norm",
@@ -224,13 +224,14 @@ impl Op for LayerNorm {
             Kernel::LayerNorm(LayerNormParams {
                 rows: rows as u32,
                 width: self.width as u32,
-                groups_x: gx,
+                groups_x: grid[0],
                 affine: self.affine,
                 eps: self.eps,
+                short_rows: short,
                 ..Default::default()
             }),
             &[inputs[0], inputs[1], inputs[2], out],
-            [gx, gy, 1],
+            grid,
         )
     }
 }
@@ -390,14 +391,22 @@ impl Op for SoftmaxBackward {
     }
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
         let (rows, width) = (self.rows, self.width);
-        launch_rows(ctx, self.name(), inputs, out, (rows, width), |gx| {
-            Kernel::SoftmaxBackward(RowParams {
-                rows: rows as u32,
-                width: width as u32,
-                groups_x: gx,
-                _pad: 0,
-            })
-        })
+        launch_rows(
+            ctx,
+            self.name(),
+            inputs,
+            out,
+            (rows, width),
+            true,
+            |gx, short| {
+                Kernel::SoftmaxBackward(RowParams {
+                    rows: rows as u32,
+                    width: width as u32,
+                    groups_x: gx,
+                    short_rows: short,
+                })
+            },
+        )
     }
 }
 
@@ -464,15 +473,24 @@ impl Op for LayerNormBackward {
             0
         } | LayerNormFlag::Backward.code();
         let (rows, width, eps) = (self.rows, self.width, self.eps);
-        launch_rows(ctx, self.name(), inputs, out, (rows, width), |gx| {
-            Kernel::LayerNorm(LayerNormParams {
-                rows: rows as u32,
-                width: width as u32,
-                groups_x: gx,
-                affine,
-                eps,
-                _pad: [0; 3],
-            })
-        })
+        launch_rows(
+            ctx,
+            self.name(),
+            inputs,
+            out,
+            (rows, width),
+            true,
+            |gx, short| {
+                Kernel::LayerNorm(LayerNormParams {
+                    rows: rows as u32,
+                    width: width as u32,
+                    groups_x: gx,
+                    affine,
+                    eps,
+                    short_rows: short,
+                    _pad: [0; 2],
+                })
+            },
+        )
     }
 }

@@ -1,0 +1,74 @@
+//! The row kernels' two paths (one workgroup per row; one invocation per row for rows of at
+//! most 64, chosen by `gpu::tuning`) add in one order: softmax, layer_norm and their
+//! gradients give the same bits on both, and stay within their bounds of the CPU's.
+
+mod common;
+
+use wgnn::{ops, Device, Parameter, Tensor};
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((((i + seed) * 2654435761usize) % 10007) as f32 / 10007.0 - 0.5) * 6.0)
+        .collect()
+}
+
+/// softmax(x), layer_norm(x) (with and without weight and bias), and the gradients of x for
+/// each under a given output gradient, as vectors.
+fn run(dev: &Device, shape: &[usize]) -> Vec<Vec<f32>> {
+    let n: usize = shape.iter().product();
+    let w = *shape.last().unwrap();
+    let t = |v: Vec<f32>, s: &[usize]| Tensor::from_slice(&v, s).unwrap().to(dev).unwrap();
+    let g = t(values(n, 7), shape);
+    let weight = t(values(w, 3), &[w]);
+    let bias = t(values(w, 5), &[w]);
+    let mut out = Vec::new();
+    for case in 0..3 {
+        let x = Parameter::new(t(values(n, case), shape));
+        let y = match case {
+            0 => ops::softmax(x.tensor()).unwrap(),
+            1 => ops::layer_norm(x.tensor(), &[w], Some(&weight), Some(&bias), 1e-5).unwrap(),
+            _ => ops::layer_norm(x.tensor(), &[w], None, None, 1e-5).unwrap(),
+        };
+        y.backward_with(&g).unwrap();
+        out.push(y.to_vec::<f32>().unwrap());
+        out.push(x.grad().unwrap().to_vec::<f32>().unwrap());
+    }
+    out
+}
+
+#[test]
+fn short_rows_match_the_workgroup_path_bit_for_bit() {
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    for shape in [
+        vec![1, 1],
+        vec![3, 5],
+        vec![130, 16],
+        vec![2, 67, 32],
+        vec![9, 63],
+        vec![70, 64],
+        vec![5, 65],
+    ] {
+        g.__tune_as_gpu(false);
+        let as_cpu_adapter = run(&gpu, &shape);
+        g.__tune_as_gpu(true);
+        let as_gpu = run(&gpu, &shape);
+        g.__tune_as_gpu(false);
+        let cpu = run(&Device::Cpu, &shape);
+        for (i, ((a, b), c)) in as_cpu_adapter.iter().zip(&as_gpu).zip(&cpu).enumerate() {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "{shape:?} output {i}: the two paths differ");
+            let max = c.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+            let err = a
+                .iter()
+                .zip(c)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            // exp and inverseSqrt are WGSL's, not exactly rounded: the ops' stated bounds.
+            assert!(
+                err <= 4e-6 * max,
+                "{shape:?} output {i}: GPU {err} from the CPU (max {max})"
+            );
+        }
+    }
+}
