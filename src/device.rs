@@ -560,6 +560,16 @@ impl GpuDevice {
         self.0.wait_async("synchronize", None).await
     }
     #[doc(hidden)]
+    /// Forces a matrix-product kernel on this device (`None`: chosen by shape), where it can
+    /// take the product: for the tests that run every kernel on every layout.
+    pub fn __force_matmul(&self, kernel: Option<crate::gpu::tuning::ForcedMatmul>) {
+        *self
+            .0
+            .force_matmul
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = kernel;
+    }
+    #[doc(hidden)]
     /// Makes the kernel choices of `gpu::tuning` as on a discrete GPU (`true`) or by the
     /// adapter's kind (`false`): for tests that check both choices on a software adapter.
     pub fn __tune_as_gpu(&self, on: bool) {

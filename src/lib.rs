@@ -70,6 +70,9 @@ pub use nn::{LearnedPositionalEmbedding, PositionalEncoding};
 pub use state_dict::{LoadReport, StateDict, KINDS_METADATA_KEY};
 pub use tensor::{to_device_many, Element, Tensor};
 
+#[doc(hidden)]
+pub use gpu::tuning::ForcedMatmul as __ForcedMatmul;
+
 /// Re-exported so applications can name the types wgnn takes without a version clash.
 pub use wgpu;
 

@@ -57,7 +57,11 @@ fn short_rows_match_the_workgroup_path_bit_for_bit() {
         let cpu = run(&Device::Cpu, &shape);
         for (i, ((a, b), c)) in as_cpu_adapter.iter().zip(&as_gpu).zip(&cpu).enumerate() {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(a), bits(b), "{shape:?} output {i}: the two paths differ");
+            assert_eq!(
+                bits(a),
+                bits(b),
+                "{shape:?} output {i}: the two paths differ"
+            );
             let max = c.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
             let err = a
                 .iter()

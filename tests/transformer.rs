@@ -321,7 +321,13 @@ fn the_forward_records_no_copy_kernel_for_heads() {
         .to(&g)
         .unwrap();
     let copies = || gd.dispatch_count(Some("strided_copy"));
-    let matmuls = || gd.dispatch_count(Some("matmul"));
+    // Every matrix-product kernel (the tiled one and the direct ones, chosen by shape).
+    let matmuls = || {
+        ["matmul", "matmul_direct", "matmul_k4", "matmul_n4"]
+            .iter()
+            .map(|k| gd.dispatch_count(Some(k)))
+            .sum::<u64>()
+    };
     let (c0, m0) = (copies(), matmuls());
     let y = m.forward(&x, None, true).unwrap();
     assert_eq!(copies() - c0, 0, "copy kernels in the forward");

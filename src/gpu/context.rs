@@ -65,6 +65,8 @@ pub(crate) struct GpuContext {
     pub(crate) peak_bytes: AtomicU64,
     /// Kernel choices as on a discrete GPU even on a CPU rasteriser (see `gpu::tuning`).
     pub(crate) tune_as_gpu: std::sync::atomic::AtomicBool,
+    /// A matrix-product kernel forced for tests (see `gpu::tuning`).
+    pub(crate) force_matmul: Mutex<Option<crate::gpu::tuning::ForcedMatmul>>,
     /// In a browser, where error scopes cannot be waited for on the spot: each op's popped
     /// scopes, awaited at the next await point ([`GpuContext::errors_async`]).
     #[cfg(target_arch = "wasm32")]
@@ -135,6 +137,7 @@ impl GpuContext {
             live_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
             tune_as_gpu: std::sync::atomic::AtomicBool::new(false),
+            force_matmul: Mutex::new(None),
             #[cfg(target_arch = "wasm32")]
             deferred: Mutex::new(Vec::new()),
         }

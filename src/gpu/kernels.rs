@@ -77,6 +77,12 @@ kernels! {
     BroadcastAdd(BroadcastParams) = "broadcast_add" [Read, Read, ReadWrite],
     /// Batched, strided, tiled matrix product with optional bias.
     Matmul(MatmulParams) = "matmul" [Read, Read, Read, ReadWrite],
+    /// The same without workgroup memory: 8 rows of one column per invocation.
+    MatmulDirect(MatmulDirectParams) = "matmul_direct" [Read, Read, Read, ReadWrite],
+    /// The same with both operands read as vec4 along K.
+    MatmulK4(MatmulDirectParams) = "matmul_k4" [Read, Read, Read, ReadWrite],
+    /// The same with A along K and B along N in vec4.
+    MatmulN4(MatmulDirectParams) = "matmul_n4" [Read, Read, Read, ReadWrite],
     /// Elementwise relu / scale / dropout.
     Unary(UnaryParams) = "unary" [Read, ReadWrite],
     /// Strided gather into a contiguous copy (permute, narrow, expand).
@@ -207,6 +213,37 @@ pub(crate) struct MatmulParams {
     pub c_bs2: u32,
 }
 const _: () = assert!(std::mem::size_of::<MatmulParams>() == 80);
+
+/// Host mirror of `matmul_direct.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MatmulDirectParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub k: u32,
+    pub nb2: u32,
+    pub x_rs: u32,
+    pub x_cs: u32,
+    pub x_bs1: u32,
+    pub x_bs2: u32,
+    pub y_rs: u32,
+    pub y_cs: u32,
+    pub y_bs1: u32,
+    pub y_bs2: u32,
+    pub x_base: u32,
+    pub y_base: u32,
+    pub z0: u32,
+    pub bias: u32,
+    pub alpha: f32,
+    pub c_rs: u32,
+    pub c_cs: u32,
+    pub c_bs1: u32,
+    pub c_bs2: u32,
+    /// `matmul_n4.wgsl`: invocations across rows rather than columns.
+    pub lanes_on_rows: u32,
+    pub _pad: [u32; 2],
+}
+const _: () = assert!(std::mem::size_of::<MatmulDirectParams>() == 96);
 
 /// Host mirror of `unary.wgsl`'s `Params`.
 #[repr(C)]

@@ -10,6 +10,6 @@ pub(crate) mod pool;
 pub(crate) mod signal;
 pub(crate) mod split;
 pub(crate) mod transfer;
-pub(crate) mod tuning;
+pub mod tuning;
 
 pub(crate) use context::GpuContext;

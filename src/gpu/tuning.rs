@@ -9,6 +9,7 @@
 //! unless rows are many.
 
 use crate::gpu::GpuContext;
+use crate::ops::{DirectKernel, DirectMap, Gemm};
 
 /// Invocations of the row kernels' workgroups (softmax, layer_norm and their backwards), and
 /// the widest row the one-invocation-per-row path takes.
@@ -24,13 +25,100 @@ const SHORT_ROWS_ON_GPUS: usize = 65536;
 /// both choices on a software adapter).
 pub(crate) fn is_cpu_adapter(ctx: &GpuContext) -> bool {
     ctx.info.device_type == wgpu::DeviceType::Cpu
-        && !ctx
-            .tune_as_gpu
-            .load(std::sync::atomic::Ordering::Relaxed)
+        && !ctx.tune_as_gpu.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether rows of `width` run one invocation per row (no barrier, 64 rows a workgroup)
 /// rather than one workgroup per row.
 pub(crate) fn short_rows(ctx: &GpuContext, rows: usize, width: usize) -> bool {
     width <= ROW_THREADS && (is_cpu_adapter(ctx) || rows >= SHORT_ROWS_ON_GPUS)
+}
+
+/// The kernel for a matrix product: `None` for the tiled kernel (`matmul.wgsl`: 16 × 256
+/// blocks of C, A staged in workgroup memory), or a direct kernel on one mapping of the
+/// operands (`matmul_k4.wgsl`, `matmul_n4.wgsl`, `matmul_direct.wgsl`: register blocks, no
+/// workgroup memory, vec4 loads where the layouts allow).
+pub(crate) fn matmul_kernel(ctx: &GpuContext, g: &Gemm) -> Option<(DirectMap, DirectKernel)> {
+    let plain = g.direct_map(false);
+    if plain.k == 0 {
+        return None; // nothing to read: the tiled kernel writes the bias (or zeros)
+    }
+    let flipped = g.direct_map(true);
+    let forced = *ctx.force_matmul.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(f) = forced {
+        let pick = match f {
+            ForcedMatmul::Tiled => return None,
+            ForcedMatmul::Direct { transposed } => {
+                return Some((g.direct_map(transposed), DirectKernel::Scalar))
+            }
+            ForcedMatmul::K4 { transposed } => {
+                let d = g.direct_map(transposed);
+                d.k4().then_some((d, DirectKernel::K4))
+            }
+            ForcedMatmul::N4 { transposed, rows } => {
+                let d = g.direct_map(transposed);
+                let k = if rows {
+                    DirectKernel::N4Rows
+                } else {
+                    DirectKernel::N4
+                };
+                d.n4().then_some((d, k))
+            }
+        };
+        if pick.is_some() {
+            return pick;
+        }
+    }
+    // The wider side of C across the invocations (the j of a 256-wide tile).
+    let (wide, narrow) = if plain.cols >= plain.rows {
+        (plain, flipped)
+    } else {
+        (flipped, plain)
+    };
+    for d in [wide, narrow] {
+        if d.k4() {
+            return Some((d, DirectKernel::K4));
+        }
+    }
+    for d in [wide, narrow] {
+        if d.n4() {
+            // Columns fill the 256-wide tile, or rows go across the invocations.
+            let kernel = if d.cols >= 256 || d.cols >= d.rows {
+                DirectKernel::N4
+            } else {
+                DirectKernel::N4Rows
+            };
+            return Some((d, kernel));
+        }
+    }
+    if plain.cols < 64 && plain.rows > plain.cols {
+        return Some((flipped, DirectKernel::Scalar));
+    }
+    None
+}
+
+/// A matrix-product kernel forced on a device (`GpuDevice::__force_matmul`), for the tests
+/// that run every kernel on every layout; where the forced kernel cannot take a product, the
+/// usual choice runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForcedMatmul {
+    /// `matmul.wgsl`.
+    Tiled,
+    /// `matmul_direct.wgsl`, C = A·B or (`transposed`) Cᵀ = Bᵀ·Aᵀ.
+    Direct {
+        /// Cᵀ = Bᵀ·Aᵀ.
+        transposed: bool,
+    },
+    /// `matmul_k4.wgsl`.
+    K4 {
+        /// Cᵀ = Bᵀ·Aᵀ.
+        transposed: bool,
+    },
+    /// `matmul_n4.wgsl`, with the invocations across columns or (`rows`) rows.
+    N4 {
+        /// Cᵀ = Bᵀ·Aᵀ.
+        transposed: bool,
+        /// Invocations across rows.
+        rows: bool,
+    },
 }

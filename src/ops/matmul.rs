@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::autograd::{record, wants};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, MatmulParams};
+use crate::gpu::kernels::{Kernel, MatmulDirectParams, MatmulParams};
 use crate::gpu::launch::Launch;
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::split::{self, Bind};
@@ -54,7 +54,7 @@ impl<'a> Lay<'a> {
 }
 
 #[derive(Debug)]
-struct Gemm {
+pub(crate) struct Gemm {
     name: &'static str,
     out: Vec<usize>,
     m: usize,
@@ -738,6 +738,24 @@ impl Op for Gemm {
             &format!("{} of {biggest} elements", self.name),
         )?;
         let max = split::max_groups(ctx);
+        let bias = inputs.get(2).copied().unwrap_or(inputs[0]);
+        let binds = |swap: bool| {
+            let (x, y) = if swap {
+                (inputs[1], inputs[0])
+            } else {
+                (inputs[0], inputs[1])
+            };
+            vec![
+                Bind::whole(x),
+                Bind::whole(y),
+                Bind::whole(bias),
+                Bind::whole(out),
+            ]
+        };
+        if let Some((map, kernel)) = crate::gpu::tuning::matmul_kernel(ctx, self) {
+            let launches = self.direct_launches(ctx, &map, kernel, max, binds)?;
+            return ctx.record(&launches);
+        }
         let (gx, gy) = (n.div_ceil(TILE_N), m.div_ceil(TILE_M));
         if gx > max || gy > max {
             return Err(Error::Limit {
@@ -749,7 +767,6 @@ impl Op for Gemm {
             });
         }
         let u = |v: usize| v as u32;
-        let bias = inputs.get(2).copied().unwrap_or(inputs[0]);
         let launches: Vec<Launch> = split::chunks(batch, max)
             .map(|(z0, nz)| Launch {
                 kernel: Kernel::Matmul(MatmulParams {
@@ -774,16 +791,189 @@ impl Op for Gemm {
                     has_bias: self.bias as u32,
                     alpha: self.alpha,
                 }),
-                binds: vec![
-                    Bind::whole(inputs[0]),
-                    Bind::whole(inputs[1]),
-                    Bind::whole(bias),
-                    Bind::whole(out),
-                ],
+                binds: binds(false),
                 groups: [gx as u32, gy as u32, nz as u32],
             })
             .collect();
         ctx.record(&launches)
+    }
+}
+
+/// One way to map a product onto the direct kernels: C' = X·Y with X's rows the `rows` of C'
+/// and Y's columns its `cols` (C = A·B as it is, or Cᵀ = Bᵀ·Aᵀ when `transposed`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DirectMap {
+    pub transposed: bool,
+    pub rows: usize,
+    pub cols: usize,
+    /// X[i, k] strides: (rs, cs, bs1, bs2, base).
+    x: (usize, usize, usize, usize, usize),
+    /// Y[k, j] strides: (rs, cs, bs1, bs2, base).
+    y: (usize, usize, usize, usize, usize),
+    c: (usize, usize),
+    bias: u32,
+    pub k: usize,
+}
+
+impl DirectMap {
+    /// Both operands contiguous along K in whole vec4s (`matmul_k4.wgsl`).
+    pub fn k4(&self) -> bool {
+        self.x.1 == 1
+            && self.y.0 == 1
+            && [self.k, self.x.0, self.x.2, self.x.3, self.x.4]
+                .iter()
+                .chain(&[self.y.1, self.y.2, self.y.3, self.y.4])
+                .all(|v| v % 4 == 0)
+    }
+    /// X contiguous along K and Y along its columns, in whole vec4s (`matmul_n4.wgsl`).
+    pub fn n4(&self) -> bool {
+        self.x.1 == 1
+            && self.y.1 == 1
+            && [self.k, self.cols, self.x.0, self.x.2, self.x.3, self.x.4]
+                .iter()
+                .chain(&[self.y.0, self.y.2, self.y.3, self.y.4])
+                .all(|v| v % 4 == 0)
+    }
+}
+
+impl Gemm {
+    /// The product mapped onto the direct kernels' X and Y, as it is or transposed.
+    pub(crate) fn direct_map(&self, transposed: bool) -> DirectMap {
+        let (a, b, c) = (&self.a, &self.b, &self.c);
+        if transposed {
+            DirectMap {
+                transposed,
+                rows: self.n,
+                cols: self.m,
+                x: (b.cs, b.rs, b.bs1, b.bs2, b.base),
+                y: (a.cs, a.rs, a.bs1, a.bs2, a.base),
+                c: (1, c.rs),
+                bias: 2,
+                k: self.k,
+            }
+        } else {
+            DirectMap {
+                transposed,
+                rows: self.m,
+                cols: self.n,
+                x: (a.rs, a.cs, a.bs1, a.bs2, a.base),
+                y: (b.rs, b.cs, b.bs1, b.bs2, b.base),
+                c: (c.rs, 1),
+                bias: 1,
+                k: self.k,
+            }
+        }
+    }
+
+    /// The launches of one of the direct kernels (`kernel`: `MatmulDirect`, `MatmulK4` or
+    /// `MatmulN4`, the last two only where the map allows them) on map `d`.
+    fn direct_launches<'a>(
+        &self,
+        ctx: &GpuContext,
+        d: &DirectMap,
+        kernel: DirectKernel,
+        max: u64,
+        binds: impl Fn(bool) -> Vec<Bind<'a>>,
+    ) -> Result<Vec<Launch<'a>>> {
+        let u = |v: usize| v as u32;
+        // Offsets counted in vec4 where an operand is read as vec4.
+        let (qx, qy) = match kernel {
+            DirectKernel::Scalar => (1, 1),
+            DirectKernel::K4 | DirectKernel::N4 | DirectKernel::N4Rows => (4, 4),
+        };
+        let (x, y) = (d.x, d.y);
+        let (x, y) = match kernel {
+            DirectKernel::Scalar => (x, y),
+            // K counted in vec4: X's k stride is 1 vec4; Y's k stride (K4) is 1 vec4.
+            DirectKernel::K4 => (
+                (x.0 / qx, 1, x.2 / qx, x.3 / qx, x.4 / qx),
+                (1, y.1 / qy, y.2 / qy, y.3 / qy, y.4 / qy),
+            ),
+            DirectKernel::N4 | DirectKernel::N4Rows => (
+                (x.0 / qx, 1, x.2 / qx, x.3 / qx, x.4 / qx),
+                (y.0 / qy, 1, y.2 / qy, y.3 / qy, y.4 / qy),
+            ),
+        };
+        let k = match kernel {
+            DirectKernel::Scalar => d.k,
+            _ => d.k / 4,
+        };
+        let (tile_i, tile_j) = kernel.tile();
+        let (gx, gy) = (
+            (d.cols as u64).div_ceil(tile_j),
+            (d.rows as u64).div_ceil(tile_i),
+        );
+        if gx > max || gy > max {
+            return Err(Error::Limit {
+                what: format!("{} with an output of {} × {}", self.name, self.m, self.n),
+                requested: (gy * tile_i).max(gx * tile_j),
+                limit_name: "max_compute_workgroups_per_dimension × the kernel's tile",
+                limit: max * tile_i.min(tile_j),
+                adapter: ctx.describe(),
+            });
+        }
+        let make = match kernel {
+            DirectKernel::Scalar => Kernel::MatmulDirect,
+            DirectKernel::K4 => Kernel::MatmulK4,
+            DirectKernel::N4 | DirectKernel::N4Rows => Kernel::MatmulN4,
+        };
+        Ok(split::chunks(self.batch() as u64, max)
+            .map(|(z0, nz)| Launch {
+                kernel: make(MatmulDirectParams {
+                    rows: u(d.rows),
+                    cols: u(d.cols),
+                    k: u(k),
+                    nb2: u(self.nb2),
+                    x_rs: u(x.0),
+                    x_cs: u(x.1),
+                    x_bs1: u(x.2),
+                    x_bs2: u(x.3),
+                    y_rs: u(y.0),
+                    y_cs: u(y.1),
+                    y_bs1: u(y.2),
+                    y_bs2: u(y.3),
+                    x_base: u(x.4),
+                    y_base: u(y.4),
+                    z0: z0 as u32,
+                    bias: if self.bias { d.bias } else { 0 },
+                    alpha: self.alpha,
+                    c_rs: u(d.c.0),
+                    c_cs: u(d.c.1),
+                    c_bs1: u(self.c.bs1),
+                    c_bs2: u(self.c.bs2),
+                    lanes_on_rows: (kernel == DirectKernel::N4Rows) as u32,
+                    _pad: [0; 2],
+                }),
+                // X is B when transposed.
+                binds: binds(d.transposed),
+                groups: [gx as u32, gy as u32, nz as u32],
+            })
+            .collect())
+    }
+}
+
+/// The direct matrix-product kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DirectKernel {
+    /// `matmul_direct.wgsl`, any strides.
+    Scalar,
+    /// `matmul_k4.wgsl`, both operands along K in vec4.
+    K4,
+    /// `matmul_n4.wgsl`, X along K and Y along its columns in vec4.
+    N4,
+    /// The same with the invocations across rows (for a C a few columns wide).
+    N4Rows,
+}
+
+impl DirectKernel {
+    /// (rows, columns) of C' per workgroup.
+    fn tile(self) -> (u64, u64) {
+        match self {
+            DirectKernel::Scalar => (8, 64),
+            DirectKernel::K4 => (4, 256),
+            DirectKernel::N4 => (8, 256),
+            DirectKernel::N4Rows => (512, 4),
+        }
     }
 }
 

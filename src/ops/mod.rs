@@ -60,6 +60,7 @@ pub use math::{
     where_,
 };
 pub use matmul::{linear, matmul, matmul_nt, matmul_permuted};
+pub(crate) use matmul::{DirectKernel, DirectMap, Gemm};
 pub use norm::{layer_norm, masked_fill, softmax};
 pub use positional::{
     div_term, positional_table, positional_table_async, reference_value, MAX_GPU_POSITION,
