@@ -371,24 +371,24 @@ fn model_gpu_vs_cpu(
     let gx = x.to(gpu)?;
     // Warm-up on one sequence builds every pipeline; one full run sizes the rest.
     let x1 = ops::narrow(&x, 0, 0, 1)?;
-    gpu_model.forward(&x1.to(gpu)?, None, true)?;
-    cpu_model.forward(&x1, None, true)?;
+    wgnn::autograd::no_grad(|| gpu_model.forward(&x1.to(gpu)?, None, true))?;
+    wgnn::autograd::no_grad(|| cpu_model.forward(&x1, None, true))?;
     g.synchronize()?;
     let t = Instant::now();
-    gpu_model.forward(&gx, None, true)?;
+    wgnn::autograd::no_grad(|| gpu_model.forward(&gx, None, true))?;
     g.synchronize()?;
     let first = t.elapsed().as_secs_f64();
     let runs = runs_for(first, runs);
     let t_gpu = time_after(first, runs, || {
-        gpu_model.forward(&gx, None, true)?;
+        wgnn::autograd::no_grad(|| gpu_model.forward(&gx, None, true))?;
         g.synchronize()
     })?;
-    let t_cpu = time(runs, || cpu_model.forward(&x, None, true).map(|_| ()))?;
+    let t_cpu = time(runs, || wgnn::autograd::no_grad(|| cpu_model.forward(&x, None, true)).map(|_| ()))?;
     let (vg, vc) = (batch as f64 / t_gpu, batch as f64 / t_cpu);
     Ok(Figure {
         name: format!("model_d{}_b{batch}_s{seq}", hp.model_dim),
         what: format!(
-            "TransformerPredictor d{} h{} l{}, batch {batch} x seq {seq}, eval forward",
+            "TransformerPredictor d{} h{} l{}, batch {batch} x seq {seq}, eval forward under no_grad",
             hp.model_dim, hp.num_heads, hp.num_layers
         ),
         value: vg,
@@ -495,15 +495,15 @@ fn half_vs_float(
         .collect();
     let x32 = Tensor::from_slice(&x, &[batch, seq, hp.input_dim])?.to(gpu)?;
     let x16 = x32.to_dtype(DType::F16)?;
-    m32.forward(&x32, None, true)?;
-    m16.forward(&x16, None, true)?;
+    wgnn::autograd::no_grad(|| m32.forward(&x32, None, true))?;
+    wgnn::autograd::no_grad(|| m16.forward(&x16, None, true))?;
     g.synchronize()?;
     let t32 = time(runs, || {
-        m32.forward(&x32, None, true)?;
+        wgnn::autograd::no_grad(|| m32.forward(&x32, None, true))?;
         g.synchronize()
     })?;
     let t16 = time(runs, || {
-        m16.forward(&x16, None, true)?;
+        wgnn::autograd::no_grad(|| m16.forward(&x16, None, true))?;
         g.synchronize()
     })?;
     Ok(Figure {
@@ -702,7 +702,12 @@ fn main() -> wgnn::Result<()> {
     let shapes: &[(usize, usize, usize)] = if quick {
         &[(2048, 32, 96), (512, 512, 512)]
     } else {
-        &[(2048, 32, 96), (2048, 512, 512), (8192, 512, 2048)]
+        &[
+            (2048, 32, 96),
+            (2048, 512, 512),
+            (512, 512, 512),
+            (8192, 512, 2048),
+        ]
     };
     for &(m, k, n) in shapes {
         figures.push(timed(&format!("matmul {m}x{k}x{n}"), || {

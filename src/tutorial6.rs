@@ -106,9 +106,16 @@ impl MultiheadAttention {
         Ok((o, attention))
     }
 
-    /// `forward(x, mask)`.
+    /// `forward(x, mask)`: the same numbers as [`MultiheadAttention::forward_with_attention`]
+    /// without the weights, so in one kernel ([`ops::fused_attention`]) where no gradient is
+    /// recorded.
     pub fn forward(&mut self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.forward_with_attention(x, mask)?.0)
+        if x.shape().len() != 3 {
+            return Ok(self.forward_with_attention(x, mask)?.0); // its error
+        }
+        let qkv = self.qkv_proj.forward(x)?;
+        let values = ops::fused_attention(&qkv, self.num_heads, mask)?;
+        self.o_proj.forward(&values)
     }
 }
 

@@ -140,6 +140,21 @@ fn trace(
         want("preds").to_vec::<i64>().unwrap(),
         "{prefix}preds"
     );
+    // Under no_grad the attention runs fused (one kernel on the GPU): PyTorch's logits and
+    // predictions all the same.
+    let fused = wgnn::autograd::no_grad(|| model.forward(input, mask.as_ref(), add_pe)).unwrap();
+    rel = rel.max(check(
+        &format!("{prefix}logits (no_grad, fused attention)"),
+        &fused,
+        &want("logits"),
+        REL,
+        true,
+    ));
+    assert_eq!(
+        ops::argmax(&fused).unwrap().to_vec::<i64>().unwrap(),
+        want("preds").to_vec::<i64>().unwrap(),
+        "{prefix}preds (no_grad)"
+    );
     let maps = model
         .get_attention_maps(input, mask.as_ref(), add_pe)
         .unwrap();

@@ -89,6 +89,8 @@ kernels! {
     StridedCopy(StridedParams) = "strided_copy" [Read, ReadWrite],
     /// `masked_fill(mask == 0, value)` with a broadcast mask.
     MaskedFill(MaskedFillParams) = "masked_fill" [Read, Read, ReadWrite],
+    /// Scaled dot-product attention in one pass (online softmax) over a packed qkv.
+    Attention(AttentionParams) = "attention" [Read, Read, ReadWrite],
     /// Softmax over the last dimension.
     Softmax(RowParams) = "softmax" [Read, ReadWrite],
     /// LayerNorm over the last dimension, and its gradient with respect to its input.
@@ -244,6 +246,25 @@ pub(crate) struct MatmulDirectParams {
     pub _pad: [u32; 2],
 }
 const _: () = assert!(std::mem::size_of::<MatmulDirectParams>() == 96);
+
+/// Host mirror of `attention.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AttentionParams {
+    pub batch: u32,
+    pub seq: u32,
+    pub heads: u32,
+    pub d4: u32,
+    pub alpha: f32,
+    pub has_mask: u32,
+    pub m_bs: u32,
+    pub m_hs: u32,
+    pub m_is: u32,
+    pub m_js: u32,
+    pub groups_x: u32,
+    pub fill: f32,
+}
+const _: () = assert!(std::mem::size_of::<AttentionParams>() == 48);
 
 /// Host mirror of `unary.wgsl`'s `Params`.
 #[repr(C)]

@@ -25,6 +25,7 @@
 //! inherits their numbers (elementwise and layout gradients are bit-identical across devices).
 
 mod add;
+mod attention;
 mod batch_norm;
 pub(crate) mod cast;
 mod common;
@@ -43,6 +44,7 @@ mod unary;
 pub(crate) mod update;
 
 pub use add::{add_positional, broadcast_add, broadcast_shape};
+pub use attention::fused_attention;
 pub use batch_norm::batch_norm;
 pub(crate) use batch_norm::{
     batch_stats, bn_dims, increment, normalize, record_batch_norm, running_update,
