@@ -383,7 +383,9 @@ fn model_gpu_vs_cpu(
         wgnn::autograd::no_grad(|| gpu_model.forward(&gx, None, true))?;
         g.synchronize()
     })?;
-    let t_cpu = time(runs, || wgnn::autograd::no_grad(|| cpu_model.forward(&x, None, true)).map(|_| ()))?;
+    let t_cpu = time(runs, || {
+        wgnn::autograd::no_grad(|| cpu_model.forward(&x, None, true)).map(|_| ())
+    })?;
     let (vg, vc) = (batch as f64 / t_gpu, batch as f64 / t_cpu);
     Ok(Figure {
         name: format!("model_d{}_b{batch}_s{seq}", hp.model_dim),

@@ -140,6 +140,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 impl Op for Attention {
     fn name(&self) -> &'static str {
         "fused_attention"
@@ -167,7 +174,6 @@ impl Op for Attention {
         }
         let ptr = OutPtr(o.as_mut_ptr());
         let work = |bh: usize| {
-            let ptr = ptr;
             let (b, hh) = (bh / h, bh % h);
             let base = b * s * row + hh * 3 * d;
             let mut scores = vec![0f32; s * s];
@@ -219,7 +225,7 @@ impl Op for Attention {
                     s,
                     d,
                     s,
-                    ptr.0.add(b * s * e + hh * d),
+                    ptr.get().add(b * s * e + hh * d),
                     1,
                     e as isize,
                     false,
