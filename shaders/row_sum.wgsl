@@ -2,6 +2,9 @@
 // workgroup per row: 64 strided partial results, then a tree (the CPU path goes in the same
 // order). Reduces gradients over broadcast dimensions (a bias's gradient), gives squared norms,
 // and the reductions over dimensions (sum, amax). The maximum propagates NaN, as PyTorch's.
+// With ROW_SUM_COLUMNS in `op`, x is stored [width, rows] and "row" r is its column r (the
+// sum over leading dimensions, a bias's gradient, read in place rather than transposed by a
+// copy first); the order of additions is the same.
 
 struct Params {
     rows: u32,
@@ -30,12 +33,20 @@ fn row_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
         return;
     }
     let t = lid.x;
-    let base = row * p.width;
-    let is_max = p.op == ROW_SUM_MAX;
+    let columns = (p.op & ROW_SUM_COLUMNS) != 0u;
+    let kind = p.op & ~ROW_SUM_COLUMNS;
+    // Element i of the row is x[base + i * step].
+    var base = row * p.width;
+    var step = 1u;
+    if columns {
+        base = row;
+        step = p.rows;
+    }
+    let is_max = kind == ROW_SUM_MAX;
     var s = select(0.0, f32_bits(0xff800000u), is_max);
     for (var i = t; i < p.width; i += 64u) {
-        let v = x[base + i];
-        if p.op == ROW_SUM_SQUARES {
+        let v = x[base + i * step];
+        if kind == ROW_SUM_SQUARES {
             s += v * v;
         } else if is_max {
             s = max_nan(s, v);

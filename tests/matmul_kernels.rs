@@ -164,3 +164,42 @@ fn linear_and_products_pick_the_vec4_kernels() {
     assert_eq!(count("matmul_n4") - n4, 1, "a dense a·b");
     g.synchronize().unwrap();
 }
+
+/// A small output over a long K (a weight's gradient) is split along K into partial products
+/// summed by a second pass, within the same bound; a K with no fitting divisor is not split.
+#[test]
+fn long_k_products_split_along_k() {
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    // As a discrete GPU chooses: a CPU rasteriser's few cores are busy with 12 tiles already.
+    g.__tune_as_gpu(true);
+    for (k, splits) in [(2048usize, true), (1000, true), (257, false), (128, false)] {
+        let gt = Tensor::from_slice(&values(k * 96, 1), &[k, 96]).unwrap();
+        let x = Tensor::from_slice(&values(k * 32, 2), &[k, 32]).unwrap();
+        let want = ops::matmul(&ops::t(&gt).unwrap(), &x)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let sums = g.dispatch_count(Some("row_sum"));
+        let y = ops::matmul(
+            &ops::t(&gt.to(&gpu).unwrap()).unwrap(),
+            &x.to(&gpu).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(y.shape(), [96, 32]);
+        assert_eq!(
+            g.dispatch_count(Some("row_sum")) - sums,
+            splits as u64,
+            "K = {k}: split"
+        );
+        let got = y.to_vec::<f32>().unwrap();
+        let max = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= 4.0 * k as f32 * f32::EPSILON * max, "K = {k}: {err}");
+    }
+    g.__tune_as_gpu(false);
+}

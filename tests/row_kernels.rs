@@ -76,3 +76,40 @@ fn short_rows_match_the_workgroup_path_bit_for_bit() {
         }
     }
 }
+
+/// A sum over leading dimensions reads the columns in place (no transposing copy) and adds in
+/// the order of the row path: the same bits as the sum of the transposed copy, on both devices.
+#[test]
+fn leading_sums_read_columns_in_the_row_order() {
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    for (shape, lead) in [
+        (vec![70, 5, 3], 1),
+        (vec![70, 5, 3], 2),
+        (vec![2, 300, 4], 2),
+        (vec![1, 1], 1),
+    ] {
+        let n: usize = shape.iter().product();
+        let x = Tensor::from_slice(&values(n, 11), &shape).unwrap();
+        let r = shape.len();
+        // The reduced dimensions moved last, as a dense copy.
+        let order: Vec<usize> = (lead..r).chain(0..lead).collect();
+        let moved = ops::permute(&x, &order).unwrap().contiguous().unwrap();
+        let dims: Vec<usize> = (0..lead).collect();
+        let moved_dims: Vec<usize> = (r - lead..r).collect();
+        let mut bits = Vec::new();
+        for dev in [Device::Cpu, gpu.clone()] {
+            let copies = g.dispatch_count(Some("strided_copy"));
+            let a = ops::sum(&x.to(&dev).unwrap(), &dims, false).unwrap();
+            if !dev.is_cpu() {
+                assert_eq!(g.dispatch_count(Some("strided_copy")), copies, "no copy");
+            }
+            let b = ops::sum(&moved.to(&dev).unwrap(), &moved_dims, false).unwrap();
+            let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+            let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(to_bits(&a), to_bits(&b), "{shape:?} over {dims:?} on {dev}");
+            bits.push(to_bits(&a));
+        }
+        assert_eq!(bits[0], bits[1], "{shape:?}: CPU and GPU");
+    }
+}

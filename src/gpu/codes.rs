@@ -124,6 +124,8 @@ codes! {
         Squares = 1,
         /// The row's maximum (NaN if any element is).
         Max = 2,
+        /// A flag: x is stored [width, rows], each reduced "row" one of its columns.
+        Columns = 256,
     }
     /// Which direction `cross_entropy_rows.wgsl` computes.
     CrossEntropyOp "CROSS_ENTROPY" {

@@ -97,6 +97,47 @@ pub(crate) fn matmul_kernel(ctx: &GpuContext, g: &Gemm) -> Option<(DirectMap, Di
     None
 }
 
+/// Slices of K a product is split into (partial products in parallel, then summed), or
+/// `None`: for products whose output is too small to fill a device and whose K is long (a
+/// weight's gradient: [out, in] summed over every token). At least 32 values of K per slice, a
+/// power of two that divides K, up to 64 slices; only where the output has too few tiles of
+/// the direct kernel to fill the device.
+pub(crate) fn split_k(ctx: &GpuContext, g: &Gemm) -> Option<usize> {
+    if !g.splits_along_k() || is_forced(ctx) {
+        return None;
+    }
+    let (m, n, k) = (g.m(), g.n(), g.k());
+    let (ti, tj) = DirectKernel::Scalar.tile();
+    let tiles = (m as u64).div_ceil(ti) * (n as u64).div_ceil(tj);
+    // Workgroups that keep the device busy: a CPU rasteriser runs one per core (measured on
+    // lavapipe, 2 cores: splitting an [96, 32] gradient of 12 tiles 32 ways made the training
+    // step's `linear backward` 1.2-1.6x slower), a GPU wants several per SM.
+    let enough = if is_cpu_adapter(ctx) {
+        std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
+    } else {
+        SPLIT_K_TILES
+    };
+    if tiles >= enough || k < 256 {
+        return None;
+    }
+    let want = (enough / tiles.max(1)).clamp(2, 64) as usize;
+    (1..=want.ilog2())
+        .rev()
+        .map(|e| 1usize << e)
+        .find(|&c| k.is_multiple_of(c) && k / c >= 32)
+}
+
+/// Output tiles under which a GPU's product is split along K (an H200 has 132 SMs).
+const SPLIT_K_TILES: u64 = 256;
+
+/// Whether a test forced a kernel on the device.
+fn is_forced(ctx: &GpuContext) -> bool {
+    ctx.force_matmul
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+}
+
 /// A matrix-product kernel forced on a device (`GpuDevice::__force_matmul`), for the tests
 /// that run every kernel on every layout; where the forced kernel cannot take a product, the
 /// usual choice runs.

@@ -171,6 +171,8 @@ struct Rows {
     kind: RowKind,
     rows: usize,
     width: usize,
+    /// x is stored [width, rows]: reduce its columns (no transposing copy).
+    columns: bool,
     out: Vec<usize>,
 }
 
@@ -184,18 +186,32 @@ impl Op for Rows {
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
         let w = self.width;
         let x = inputs[0].as_f32();
+        let rows = self.rows;
+        // Element i of row r.
+        let at = |r: usize, i: usize| {
+            if self.columns {
+                x[i * rows + r]
+            } else {
+                x[r * w + i]
+            }
+        };
         match self.kind {
             RowKind::Sum | RowKind::SumSquares => {
                 let sq = self.kind == RowKind::SumSquares;
                 par_rows(out.as_f32_mut(), 1, |r, y| {
-                    let row = &x[r * w..(r + 1) * w];
-                    y[0] = sum64(w, |i| if sq { row[i] * row[i] } else { row[i] });
+                    y[0] = sum64(w, |i| {
+                        let v = at(r, i);
+                        if sq {
+                            v * v
+                        } else {
+                            v
+                        }
+                    });
                 });
             }
             RowKind::Max => {
                 par_rows(out.as_f32_mut(), 1, |r, y| {
-                    let row = &x[r * w..(r + 1) * w];
-                    y[0] = row.iter().fold(f32::NEG_INFINITY, |m, &v| {
+                    y[0] = (0..w).map(|i| at(r, i)).fold(f32::NEG_INFINITY, |m, v| {
                         if m.is_nan() || v.is_nan() {
                             f32::NAN
                         } else {
@@ -213,7 +229,12 @@ impl Op for Rows {
             RowKind::Max => RowSumOp::Max,
             RowKind::Sum => RowSumOp::Sum,
         }
-        .code();
+        .code()
+            | if self.columns {
+                RowSumOp::Columns.code()
+            } else {
+                0
+            };
         launch_rows(
             ctx,
             self.name,
@@ -249,6 +270,7 @@ pub(crate) fn row_max(x: &Tensor, rows: usize, width: usize) -> Result<Tensor> {
             kind: RowKind::Max,
             rows,
             width,
+            columns: false,
             out: vec![rows],
         },
         &[x],
@@ -285,6 +307,35 @@ pub(crate) fn row_sum(x: &Tensor, rows: usize, width: usize, square: bool) -> Re
             kind,
             rows,
             width,
+            columns: false,
+            out: vec![rows],
+        },
+        &[x],
+        None,
+    )
+}
+
+/// The sums of the columns of a dense `x` viewed as `[width, rows]` (a sum over its leading
+/// dimensions), read in place: the same numbers as [`row_sum`] of its transpose, without the
+/// copy a transpose would take.
+pub(crate) fn col_sum(x: &Tensor, width: usize, rows: usize) -> Result<Tensor> {
+    check_float("row_sum", x, "x")?;
+    if rows.checked_mul(width) != Some(x.numel()) || !x.is_dense() {
+        return Err(Error::internal(format!(
+            "col_sum: a dense [{width}, {rows}] does not view {:?}",
+            x.shape()
+        )));
+    }
+    if width == 0 {
+        return Tensor::zeros(&[rows], x.dtype(), &x.device());
+    }
+    run(
+        &Rows {
+            name: "row_sum",
+            kind: RowKind::Sum,
+            rows,
+            width,
+            columns: true,
             out: vec![rows],
         },
         &[x],
@@ -323,6 +374,11 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let red: Vec<usize> = (0..gs.len()).filter(|&d| summed[d]).collect();
     let width: usize = red.iter().map(|&d| gs[d]).product();
     let rows: usize = kept.iter().map(|&d| gs[d]).product();
+    // Summed dimensions all before the kept ones (a bias's gradient): the columns of a dense
+    // [width, rows], read in place.
+    if g.is_dense() && red.iter().enumerate().all(|(i, &d)| i == d) {
+        return col_sum(g, width, rows)?.reshape(shape);
+    }
     let order: Vec<usize> = kept.iter().chain(&red).copied().collect();
     let moved = if order.iter().enumerate().all(|(i, &d)| i == d) {
         g.clone()

@@ -622,6 +622,15 @@ impl Gemm {
         z1 * self.c.bs1 + z2 * self.c.bs2
     }
 
+    pub(crate) fn m(&self) -> usize {
+        self.m
+    }
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
     fn batch(&self) -> usize {
         self.nb1 * self.nb2
     }
@@ -752,6 +761,9 @@ impl Op for Gemm {
                 Bind::whole(out),
             ]
         };
+        if let Some(chunks) = crate::gpu::tuning::split_k(ctx, self) {
+            return self.split_k(ctx, inputs, out, chunks, max);
+        }
         if let Some((map, kernel)) = crate::gpu::tuning::matmul_kernel(ctx, self) {
             let launches = self.direct_launches(ctx, &map, kernel, max, binds)?;
             return ctx.record(&launches);
@@ -952,6 +964,105 @@ impl Gemm {
     }
 }
 
+impl Gemm {
+    /// Whether the product can be split along K ([`crate::gpu::tuning::split_k`] decides
+    /// whether it pays): one matrix, no bias, a dense output.
+    pub(crate) fn splits_along_k(&self) -> bool {
+        self.batch() == 1 && !self.bias && self.c.rs == self.n
+    }
+
+    /// A product with a small output and a long K (a weight's gradient, summed over every
+    /// token) in two passes that fill the device: `chunks` partial products over slices of K,
+    /// each its own batch entry of the direct kernel, written chunk-innermost into a scratch
+    /// buffer; then each output element's `chunks` partials summed by the row reduction.
+    fn split_k(
+        &self,
+        ctx: &Arc<GpuContext>,
+        inputs: &[&GpuBuffer],
+        out: &GpuBuffer,
+        chunks: usize,
+        max: u64,
+    ) -> Result<()> {
+        let kc = self.k / chunks;
+        let d = self.direct_map(self.n < 64 && self.m > self.n);
+        let partial_len = (self.m * self.n * chunks) as u64 * 4;
+        let partials = GpuBuffer::output(ctx, partial_len)?;
+        let (tile_i, tile_j) = DirectKernel::Scalar.tile();
+        let (gx, gy) = (
+            (d.cols as u64).div_ceil(tile_j),
+            (d.rows as u64).div_ceil(tile_i),
+        );
+        if gx > max || gy > max || chunks as u64 > max {
+            return Err(Error::Limit {
+                what: format!("{} with an output of {} × {}", self.name, self.m, self.n),
+                requested: (gy * tile_i).max(gx * tile_j),
+                limit_name: "max_compute_workgroups_per_dimension × the kernel's tile",
+                limit: max * tile_i.min(tile_j),
+                adapter: ctx.describe(),
+            });
+        }
+        let (x, y) = (d.x, d.y);
+        let u = |v: usize| v as u32;
+        let (xb, yb) = if d.transposed {
+            (inputs[1], inputs[0])
+        } else {
+            (inputs[0], inputs[1])
+        };
+        let partial = Launch {
+            kernel: Kernel::MatmulDirect(MatmulDirectParams {
+                rows: u(d.rows),
+                cols: u(d.cols),
+                k: u(kc),
+                nb2: u(chunks),
+                x_rs: u(x.0),
+                x_cs: u(x.1),
+                x_bs1: 0,
+                x_bs2: u(kc * x.1),
+                y_rs: u(y.0),
+                y_cs: u(y.1),
+                y_bs1: 0,
+                y_bs2: u(kc * y.0),
+                x_base: u(x.4),
+                y_base: u(y.4),
+                z0: 0,
+                bias: 0,
+                alpha: self.alpha,
+                c_rs: u(d.c.0 * chunks),
+                c_cs: u(d.c.1 * chunks),
+                c_bs1: 0,
+                c_bs2: 1,
+                lanes_on_rows: 0,
+                _pad: [0; 2],
+            }),
+            binds: vec![
+                Bind::whole(xb),
+                Bind::whole(yb),
+                Bind::whole(xb),
+                Bind::whole(&partials),
+            ],
+            groups: [gx as u32, gy as u32, chunks as u32],
+        };
+        ctx.record(&[partial])?;
+        let rows = self.m * self.n;
+        crate::ops::common::launch_rows(
+            ctx,
+            self.name,
+            &[&partials],
+            out,
+            (rows, chunks),
+            false,
+            |gx, _| {
+                Kernel::RowSum(crate::gpu::kernels::RowOpParams {
+                    rows: rows as u32,
+                    width: chunks as u32,
+                    groups_x: gx,
+                    op: crate::gpu::codes::RowSumOp::Sum.code(),
+                })
+            },
+        )
+    }
+}
+
 /// The direct matrix-product kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DirectKernel {
@@ -967,7 +1078,7 @@ pub(crate) enum DirectKernel {
 
 impl DirectKernel {
     /// (rows, columns) of C' per workgroup.
-    fn tile(self) -> (u64, u64) {
+    pub(crate) fn tile(self) -> (u64, u64) {
         match self {
             DirectKernel::Scalar => (8, 64),
             DirectKernel::K4 => (4, 256),

@@ -1,7 +1,8 @@
 //! Reductions over dimensions: `sum`, `mean_dim`, `amax`, `max` (values and indices), `var`,
 //! each with PyTorch's `keepdim`. The reduced dimensions are moved last (a view; a copy only
 //! when that layout is not dense) and each row is reduced by one workgroup (`row_sum.wgsl`),
-//! the CPU adding in the same order.
+//! the CPU adding in the same order; a sum over the leading dimensions of a dense tensor reads
+//! its columns in place instead (no copy), in the same order.
 //!
 //! Numbers: `amax` and `max` are exact (the same bits everywhere; NaN propagates). `sum`,
 //! `mean_dim` and `var` add in another order than PyTorch: 64 strided partial sums, then a tree,
@@ -10,7 +11,7 @@
 
 use crate::autograd::{no_grad, record};
 use crate::error::{Error, Result};
-use crate::ops::grad::{equal, mul as mul_same, row_max, row_sum};
+use crate::ops::grad::{col_sum, equal, mul as mul_same, row_max, row_sum};
 use crate::tensor::Tensor;
 
 /// How `x` is reduced over `dims`: the reduced dimensions moved last as `[rows, width]`, and
@@ -26,9 +27,18 @@ struct Plan {
     drop_shape: Vec<usize>,
     /// The permutation that moved them (kept dimensions first, in order).
     order: Vec<usize>,
+    /// `moved` is `x` itself, dense, stored `[width, rows]` (the reduced dimensions lead):
+    /// reduce its columns in place ([`col_sum`]). Only where the caller allows it.
+    columns: bool,
 }
 
 fn plan(name: &str, x: &Tensor, dims: &[usize]) -> Result<Plan> {
+    plan_with(name, x, dims, false)
+}
+
+/// [`plan`], with the reduced dimensions left in place where they lead a dense `x` and
+/// `columns` allows it.
+fn plan_with(name: &str, x: &Tensor, dims: &[usize], columns: bool) -> Result<Plan> {
     let s = x.shape();
     let mut reduced = vec![false; s.len()];
     for &d in dims {
@@ -57,7 +67,13 @@ fn plan(name: &str, x: &Tensor, dims: &[usize]) -> Result<Plan> {
     let order: Vec<usize> = kept.iter().chain(&red).copied().collect();
     let rows: usize = kept.iter().map(|&d| s[d]).product();
     let width: usize = red.iter().map(|&d| s[d]).product();
-    let moved = no_grad(|| crate::ops::permute(x, &order)?.reshape(&[rows, width]))?;
+    let columns =
+        columns && x.is_dense() && !kept.is_empty() && red.iter().enumerate().all(|(i, &d)| i == d);
+    let moved = if columns {
+        x.clone()
+    } else {
+        no_grad(|| crate::ops::permute(x, &order)?.reshape(&[rows, width]))?
+    };
     let keep_shape = (0..s.len())
         .map(|d| if reduced[d] { 1 } else { s[d] })
         .collect();
@@ -69,6 +85,7 @@ fn plan(name: &str, x: &Tensor, dims: &[usize]) -> Result<Plan> {
         keep_shape,
         drop_shape,
         order,
+        columns,
     })
 }
 
@@ -84,8 +101,13 @@ impl Plan {
 
 /// `x.sum(dims, keepdim)` (all dimensions when `dims` is empty).
 pub fn sum(x: &Tensor, dims: &[usize], keepdim: bool) -> Result<Tensor> {
-    let p = plan("sum", x, dims)?;
-    let y = row_sum(&p.moved, p.rows, p.width, false)?.reshape(p.shape(keepdim))?;
+    let p = plan_with("sum", x, dims, true)?;
+    let y = if p.columns {
+        no_grad(|| col_sum(&p.moved, p.width, p.rows))?
+    } else {
+        row_sum(&p.moved, p.rows, p.width, false)?
+    };
+    let y = y.reshape(p.shape(keepdim))?;
     Ok(record("sum", y, &[x], || {
         let (keep, full) = (p.keep_shape.clone(), x.shape().to_vec());
         // Every element of a reduced group gets the group's gradient.
