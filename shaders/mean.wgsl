@@ -1,9 +1,11 @@
 // The mean of n values as one scalar: one 64-invocation workgroup, 64 strided partial sums
-// then a tree (the CPU path adds in the same order), divided by n.
+// then a tree (the CPU path adds in the same order), divided by `divisor` (n, or, when the n
+// values are the partial sums of a long vector, its length: see `pieces` in
+// src/ops/common.rs).
 
 struct Params {
     n: u32,
-    _pad0: u32,
+    divisor: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -30,6 +32,6 @@ fn mean(@builtin(local_invocation_id) lid: vec3<u32>) {
         workgroupBarrier();
     }
     if t == 0u {
-        y[0] = part[0] / f32(p.n);
+        y[0] = part[0] / f32(p.divisor);
     }
 }

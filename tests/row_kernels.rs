@@ -113,3 +113,36 @@ fn leading_sums_read_columns_in_the_row_order() {
         assert_eq!(bits[0], bits[1], "{shape:?}: CPU and GPU");
     }
 }
+
+/// Long reductions over few rows (a loss's mean, a gradient's norm) run as pieces' sums in
+/// many workgroups, then one sum of the pieces: the same bits on both devices, within the sum
+/// bound of the exact value.
+#[test]
+fn long_reductions_split_into_pieces() {
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    for n in [8192usize, 65536 + 64, 100_000, 5000] {
+        let v = values(n, 5);
+        let exact: f64 = v.iter().map(|&x| x as f64).sum();
+        let abs: f64 = v.iter().map(|&x| x.abs() as f64).sum();
+        let mut got = Vec::new();
+        for dev in [Device::Cpu, gpu.clone()] {
+            let x = Tensor::from_slice(&v, &[n]).unwrap().to(&dev).unwrap();
+            let before = g.dispatch_count(Some("row_sum"));
+            let s = ops::sum(&x, &[], false).unwrap().item::<f32>().unwrap();
+            if !dev.is_cpu() {
+                let passes = g.dispatch_count(Some("row_sum")) - before;
+                let split = n % 8 == 0 && n >= 8192;
+                assert_eq!(passes, 1 + split as u64, "n = {n}");
+            }
+            let m = ops::mean(&x).unwrap().item::<f32>().unwrap();
+            assert!(
+                ((s as f64) - exact).abs() <= n as f64 * 2f64.powi(-24) * abs,
+                "n = {n}: sum {s} against {exact}"
+            );
+            assert!(((m as f64) - exact / n as f64).abs() <= 2f64.powi(-24) * abs);
+            got.push((s.to_bits(), m.to_bits()));
+        }
+        assert_eq!(got[0], got[1], "n = {n}: CPU and GPU bits");
+    }
+}

@@ -197,3 +197,18 @@ pub(crate) fn row_plan(
     let (gx, gy) = row_grid(ctx, name, groups as u64)?;
     Ok(([gx, gy, 1], short as u32))
 }
+
+/// Pieces a long reduction of `rows` rows of `width` is split into, or `None`: where rows are
+/// few (under 64) and long (8192 and more), each row's sum becomes the sum of up to 64 pieces'
+/// sums (each piece at least 1024 long, a power of two that divides `width`), so that a loss's
+/// mean or a gradient's squared norm runs in many workgroups rather than one. Decided from the
+/// sizes alone, so the CPU adds in the same order as every GPU.
+pub(crate) fn pieces(rows: usize, width: usize) -> Option<usize> {
+    if rows >= 64 || width < 8192 {
+        return None;
+    }
+    (1..=6)
+        .rev()
+        .map(|e| 1usize << e)
+        .find(|&p| width.is_multiple_of(p) && width / p >= 1024)
+}

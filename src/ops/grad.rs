@@ -301,6 +301,33 @@ pub(crate) fn row_sum(x: &Tensor, rows: usize, width: usize, square: bool) -> Re
     } else {
         RowKind::Sum
     };
+    if let Some(p) = crate::ops::common::pieces(rows, width) {
+        // Each piece's sum (of squares), then the pieces' sums: many workgroups, not one.
+        let partial = run(
+            &Rows {
+                name: "row_sum",
+                kind,
+                rows: rows * p,
+                width: width / p,
+                columns: false,
+                out: vec![rows * p],
+            },
+            &[x],
+            None,
+        )?;
+        return run(
+            &Rows {
+                name: "row_sum",
+                kind: RowKind::Sum,
+                rows,
+                width: p,
+                columns: false,
+                out: vec![rows],
+            },
+            &[&partial],
+            None,
+        );
+    }
     run(
         &Rows {
             name: "row_sum",

@@ -23,8 +23,11 @@ struct CeRows {
     out: Vec<usize>,
 }
 
+/// The sum of `n` values divided by `divisor` (`n`, or the count the values are partial sums
+/// of).
 struct Mean {
     n: usize,
+    divisor: usize,
 }
 
 /// `F.cross_entropy(logits, targets)`: logits `[N, C]` float (32, 16 or bf16), targets `[N]` int64 class
@@ -75,7 +78,17 @@ pub fn mean(x: &Tensor) -> Result<Tensor> {
     if x.numel() == 0 {
         return Err(Error::shape("mean", "the mean of an empty tensor"));
     }
-    let y = run(&Mean { n: x.numel() }, &[x], None)?;
+    let n = x.numel();
+    let y = match crate::ops::common::pieces(1, n) {
+        // The pieces' sums in many workgroups, then their mean over all n.
+        Some(p) => {
+            let parts = crate::autograd::no_grad(|| {
+                crate::ops::grad::row_sum(&x.reshape(&[n])?, p, n / p, false)
+            })?;
+            run(&Mean { n: p, divisor: n }, &[&parts], None)?
+        }
+        None => run(&Mean { n, divisor: n }, &[x], None)?,
+    };
     Ok(record("mean", y, &[x], || {
         let shape = x.shape().to_vec();
         let n = x.numel();
@@ -157,7 +170,7 @@ impl Op for Mean {
     }
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
         let x = inputs[0].as_f32();
-        out.as_f32_mut()[0] = sum64(self.n, |i| x[i]) / self.n as f32;
+        out.as_f32_mut()[0] = sum64(self.n, |i| x[i]) / self.divisor as f32;
         Ok(())
     }
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
@@ -166,7 +179,7 @@ impl Op for Mean {
             ctx,
             Kernel::Mean(CountParams {
                 count: self.n as u32,
-                _pad: [0; 3],
+                _pad: [self.divisor as u32, 0, 0],
             }),
             &[inputs[0], out],
             [1, 1, 1],
