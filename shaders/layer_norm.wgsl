@@ -1,9 +1,11 @@
 // LayerNorm over the last `width` elements, one 64-invocation workgroup per row: mean, then the
 // biased variance of (x - mean) (two passes, as PyTorch's CPU kernel), rstd = rsqrt(var + eps),
 // x̂ = (x - mean) · rstd. Bits of `affine`: 0 weight, 1 bias, 2 backward.
-//   forward:  y = x̂ · weight + bias                     (binding 3 holds the bias)
-//   backward: with h = g · weight (g when no weight),    (binding 3 holds g, the gradient of y)
+//   forward:  y = x̂ · weight + bias                     (binding 4 holds the bias)
+//   backward: with h = g · weight (g when no weight),    (binding 4 holds g, the gradient of y)
 //             dx = rstd · ((h - mean(h)) - x̂ · mean(h · x̂))
+// With LAYER_NORM_RESIDUAL, x is x + r (the residual add before the norm, one rounding as
+// the add op's, never written out: add_layer_norm).
 // Rows of at most 64 (`short_rows`) run one invocation per row, 64 rows a workgroup, with no
 // barrier, adding in the same order as the workgroup path (tree_sum64).
 
@@ -19,10 +21,19 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x_in: array<f32>;
+@group(0) @binding(2) var<storage, read> r: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> b: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+// Element i of the normalised input.
+fn xv(i: u32) -> f32 {
+    if (p.affine & LAYER_NORM_RESIDUAL) != 0u {
+        return x_in[i] + r[i];
+    }
+    return x_in[i];
+}
 
 var<workgroup> part: array<f32, 64>;
 
@@ -53,7 +64,7 @@ fn layer_norm_row(row: u32) {
     for (var t = 0u; t < 64u; t++) {
         var s = 0.0;
         if t < p.width {
-            s += x[base + t];
+            s += xv(base + t);
         }
         part[t] = s;
     }
@@ -61,7 +72,7 @@ fn layer_norm_row(row: u32) {
     for (var t = 0u; t < 64u; t++) {
         var q = 0.0;
         if t < p.width {
-            let d = x[base + t] - mean;
+            let d = xv(base + t) - mean;
             q += d * d;
         }
         part[t] = q;
@@ -69,7 +80,7 @@ fn layer_norm_row(row: u32) {
     let rstd = inverseSqrt(tree_sum64(&part) / n + p.eps);
     if (p.affine & LAYER_NORM_BACKWARD) == 0u {
         for (var i = 0u; i < p.width; i++) {
-            var v = (x[base + i] - mean) * rstd;
+            var v = (xv(base + i) - mean) * rstd;
             if (p.affine & LAYER_NORM_WEIGHT) != 0u {
                 v = v * w[i];
             }
@@ -87,7 +98,7 @@ fn layer_norm_row(row: u32) {
         if t < p.width {
             let hv = h(t, base);
             sh += hv;
-            shx += hv * ((x[base + t] - mean) * rstd);
+            shx += hv * ((xv(base + t) - mean) * rstd);
         }
         part[t] = sh;
         part2[t] = shx;
@@ -95,7 +106,7 @@ fn layer_norm_row(row: u32) {
     let mh = tree_sum64(&part) / n;
     let mhx = tree_sum64(&part2) / n;
     for (var i = 0u; i < p.width; i++) {
-        let xh = (x[base + i] - mean) * rstd;
+        let xh = (xv(base + i) - mean) * rstd;
         y[base + i] = rstd * ((h(i, base) - mh) - xh * mhx);
     }
 }
@@ -118,14 +129,14 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let n = f32(p.width);
     var s = 0.0;
     for (var i = t; i < p.width; i += 64u) {
-        s += x[base + i];
+        s += xv(base + i);
     }
     part[t] = s;
     workgroupBarrier();
     let mean = reduce_sum(t) / n;
     var q = 0.0;
     for (var i = t; i < p.width; i += 64u) {
-        let d = x[base + i] - mean;
+        let d = xv(base + i) - mean;
         q += d * d;
     }
     part[t] = q;
@@ -133,7 +144,7 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let rstd = inverseSqrt(reduce_sum(t) / n + p.eps);
     if (p.affine & LAYER_NORM_BACKWARD) == 0u {
         for (var i = t; i < p.width; i += 64u) {
-            var v = (x[base + i] - mean) * rstd;
+            var v = (xv(base + i) - mean) * rstd;
             if (p.affine & LAYER_NORM_WEIGHT) != 0u {
                 v = v * w[i];
             }
@@ -149,7 +160,7 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     for (var i = t; i < p.width; i += 64u) {
         let hv = h(i, base);
         sh += hv;
-        shx += hv * ((x[base + i] - mean) * rstd);
+        shx += hv * ((xv(base + i) - mean) * rstd);
     }
     part[t] = sh;
     workgroupBarrier();
@@ -158,7 +169,7 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     workgroupBarrier();
     let mhx = reduce_sum(t) / n;
     for (var i = t; i < p.width; i += 64u) {
-        let xh = (x[base + i] - mean) * rstd;
+        let xh = (xv(base + i) - mean) * rstd;
         y[base + i] = rstd * ((h(i, base) - mh) - xh * mhx);
     }
 }

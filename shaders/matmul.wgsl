@@ -24,7 +24,7 @@ struct Params {
     a_base: u32,
     b_base: u32,
     z0: u32,      // first batch index of this dispatch
-    has_bias: u32,
+    has_bias: u32,  // bit 0: add bias[n]; bit 1: ReLU after it (linear_relu's epilogue)
     alpha: f32,
     c_rs: u32,    // C[z, m, n] = c[z1*c_bs1 + z2*c_bs2 + m*c_rs + n]
     c_bs1: u32,
@@ -56,12 +56,16 @@ fn write4(c_off: u32, row: u32, n: u32, v: vec4<f32>) {
         return;
     }
     var bn = 0.0;
-    if p.has_bias != 0u {
+    if (p.has_bias & 1u) != 0u {
         bn = bias[n];
     }
     for (var r = 0u; r < 4u; r++) {
         if row + r < p.m {
-            c[c_off + (row + r) * p.c_rs + n] = p.alpha * v[r] + bn;
+            var o = p.alpha * v[r] + bn;
+            if (p.has_bias & 2u) != 0u {
+                o = select(o, 0.0, o < 0.0); // ReLU (NaN stays NaN, as torch.relu)
+            }
+            c[c_off + (row + r) * p.c_rs + n] = o;
         }
     }
 }

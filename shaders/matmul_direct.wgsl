@@ -23,7 +23,7 @@ struct Params {
     x_base: u32,
     y_base: u32,
     z0: u32,      // first batch index of this dispatch
-    bias: u32,    // 0: none, 1: bias[j], 2: bias[i]
+    bias: u32,    // 0: none, 1: bias[j], 2: bias[i]; | 4: ReLU after it
     alpha: f32,
     c_rs: u32,    // C[z, i, j] = c[z1*c_bs1 + z2*c_bs2 + i*c_rs + j*c_cs]
     c_cs: u32,
@@ -45,12 +45,17 @@ fn store(c_off: u32, i: u32, j: u32, v: f32) {
         return;
     }
     var b = 0.0;
-    if p.bias == 1u {
+    let kind = p.bias & 3u;
+    if kind == 1u {
         b = bias[j];
-    } else if p.bias == 2u {
+    } else if kind == 2u {
         b = bias[i];
     }
-    c[c_off + i * p.c_rs + j * p.c_cs] = p.alpha * v + b;
+    var o = p.alpha * v + b;
+    if (p.bias & 4u) != 0u {
+        o = select(o, 0.0, o < 0.0); // ReLU (NaN stays NaN, as torch.relu)
+    }
+    c[c_off + i * p.c_rs + j * p.c_cs] = o;
 }
 
 @compute @workgroup_size(64)

@@ -150,3 +150,132 @@ fn fused_attention_refuses_bad_shapes() {
     .to_string();
     assert!(e.contains("[batch, seq_len, 3 * embed_dim]"), "{e}");
 }
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+/// linear + ReLU as one product's epilogue, and the residual add inside the norm: the same
+/// bits as the separate ops, in one dispatch each on the GPU.
+#[test]
+fn epilogues_give_the_separate_ops_bits() {
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    for (rows, inf, outf) in [(2048, 32, 64), (7, 12, 5), (33, 64, 300), (5, 10, 32)] {
+        for dev in [Device::Cpu, gpu.clone()] {
+            let t = |n: usize, seed: usize, s: &[usize]| {
+                Tensor::from_slice(&values(n, seed), s)
+                    .unwrap()
+                    .to(&dev)
+                    .unwrap()
+            };
+            let x = t(rows * inf, 1, &[rows, inf]);
+            let w = t(outf * inf, 2, &[outf, inf]);
+            let b = t(outf, 3, &[outf]);
+            let before = g.dispatch_count(None);
+            let fused = autograd::no_grad(|| ops::linear_relu(&x, &w, Some(&b))).unwrap();
+            if !dev.is_cpu() {
+                assert_eq!(
+                    g.dispatch_count(None) - before,
+                    1,
+                    "linear_relu: one dispatch"
+                );
+            }
+            let apart = ops::relu(&ops::linear(&x, &w, Some(&b)).unwrap()).unwrap();
+            assert_eq!(
+                bits(&fused),
+                bits(&apart),
+                "linear_relu {rows}x{inf}x{outf} on {dev}"
+            );
+            let nobias = autograd::no_grad(|| ops::linear_relu(&x, &w, None)).unwrap();
+            let apart = ops::relu(&ops::linear(&x, &w, None).unwrap()).unwrap();
+            assert_eq!(bits(&nobias), bits(&apart));
+
+            let r = t(rows * inf, 4, &[rows, inf]);
+            let (nw, nb) = (t(inf, 5, &[inf]), t(inf, 6, &[inf]));
+            let before = g.dispatch_count(None);
+            let fused = autograd::no_grad(|| {
+                ops::add_layer_norm(&x, &r, &[inf], Some(&nw), Some(&nb), 1e-5)
+            })
+            .unwrap();
+            if !dev.is_cpu() {
+                assert_eq!(
+                    g.dispatch_count(None) - before,
+                    1,
+                    "add_layer_norm: one dispatch"
+                );
+            }
+            let sum = ops::broadcast_add(&x, &r).unwrap();
+            let apart = ops::layer_norm(&sum, &[inf], Some(&nw), Some(&nb), 1e-5).unwrap();
+            assert_eq!(
+                bits(&fused),
+                bits(&apart),
+                "add_layer_norm {rows}x{inf} on {dev}"
+            );
+        }
+    }
+    // Recording a gradient, they are the separate ops (and differentiate as those do).
+    let p = wgnn::Parameter::new(Tensor::from_slice(&values(12, 1), &[3, 4]).unwrap());
+    let w = Tensor::from_slice(&values(8, 2), &[2, 4]).unwrap();
+    let y = ops::linear_relu(p.tensor(), &w, None).unwrap();
+    ops::mean(&y).unwrap().backward().unwrap();
+    assert!(p.grad().is_some());
+    let e = ops::add_layer_norm(
+        &Tensor::zeros(&[2, 3], DType::F32, &Device::Cpu).unwrap(),
+        &Tensor::zeros(&[2, 4], DType::F32, &Device::Cpu).unwrap(),
+        &[3],
+        None,
+        None,
+        1e-5,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("broadcast") || e.contains("shape"), "{e}");
+}
+
+/// The tutorial's encoder block in eval under no_grad: 7 dispatches (qkv, attention, output
+/// projection, add+norm, linear+ReLU, linear, add+norm), the numbers of the unfused block.
+#[test]
+fn an_encoder_block_runs_in_seven_dispatches() {
+    use wgnn::tutorial6::{Hparams, TransformerPredictor};
+    use wgnn::ModuleExt;
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    let hp = Hparams {
+        num_layers: 2,
+        num_heads: 2,
+        ..Hparams::reverse_task()
+    };
+    let mut m = TransformerPredictor::new(&hp, &gpu).unwrap();
+    m.reset_parameters(&mut ops::Generator::new(1)).unwrap();
+    m.eval();
+    let x = Tensor::from_slice(&values(3 * 11 * 10, 2), &[3, 11, 10])
+        .unwrap()
+        .to(&gpu)
+        .unwrap();
+    let block = m.transformer.layers.get_mut(0).unwrap();
+    let h = Tensor::from_slice(&values(3 * 11 * 32, 3), &[3, 11, 32])
+        .unwrap()
+        .to(&gpu)
+        .unwrap();
+    let before = g.dispatch_count(None);
+    let fused = autograd::no_grad(|| block.forward(&h, None)).unwrap();
+    assert_eq!(g.dispatch_count(None) - before, 7, "dispatches per block");
+    let unfused = block.forward(&h, None).unwrap(); // recording: the separate ops
+    let (a, b) = (
+        fused.to_vec::<f32>().unwrap(),
+        unfused.to_vec::<f32>().unwrap(),
+    );
+    let err = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(err <= 2e-5 * max_abs(&b).max(1.0), "{err}");
+    let y = autograd::no_grad(|| m.forward(&x, None, true)).unwrap();
+    assert_eq!(y.shape(), [3, 11, 10]);
+}

@@ -168,6 +168,8 @@ codes! {
         Weight = 1,
         Bias = 2,
         Backward = 4,
+        /// x is x + residual (binding 2), added once per read (`add_layer_norm`).
+        Residual = 8,
     }
     /// Bits of `batch_norm_backward.wgsl`'s `affine`.
     BatchNormFlag "BATCH_NORM" {

@@ -94,7 +94,7 @@ kernels! {
     /// Softmax over the last dimension.
     Softmax(RowParams) = "softmax" [Read, ReadWrite],
     /// LayerNorm over the last dimension, and its gradient with respect to its input.
-    LayerNorm(LayerNormParams) = "layer_norm" [Read, Read, Read, ReadWrite],
+    LayerNorm(LayerNormParams) = "layer_norm" [Read, Read, Read, Read, ReadWrite],
     /// int64 indices to one-hot float rows.
     OneHot(IndexParams) = "one_hot" [Read, ReadWrite],
     /// Rows of a weight picked by int64 indices.

@@ -66,6 +66,8 @@ pub(crate) struct Gemm {
     b: Operand,
     alpha: f32,
     bias: bool,
+    /// ReLU applied to the output (after the bias): the linear layer's epilogue.
+    relu: bool,
     /// Where C[z1, z2, r, c] is stored: `z1*bs1 + z2*bs2 + r*rs + c` (dense by default).
     c: OutLayout,
     /// The output batch dimensions each batch level runs over (empty when folded into rows).
@@ -202,6 +204,7 @@ fn plan(
             b: gb,
             alpha,
             bias,
+            relu: false,
             c: OutLayout {
                 rs: n,
                 bs1: rows * n,
@@ -273,6 +276,7 @@ fn plan(
         b: gb,
         alpha,
         bias,
+        relu: false,
         c: OutLayout {
             rs: n,
             bs1: g2.0 * m * n,
@@ -291,7 +295,7 @@ fn gemm(
     alpha: f32,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    gemm_stored(name, a, b, trans, alpha, bias, None)
+    gemm_stored(name, a, b, trans, alpha, bias, (None, false))
 }
 
 /// [`gemm`], the output stored in the order `perm` of its dimensions when given: the result
@@ -303,7 +307,7 @@ fn gemm_stored(
     (trans_a, trans_b): (bool, bool),
     alpha: f32,
     bias: Option<&Tensor>,
-    perm: Option<&[usize]>,
+    (perm, relu): (Option<&[usize]>, bool),
 ) -> Result<Tensor> {
     check_float(name, a, "a")?;
     check_float(name, b, "b")?;
@@ -320,6 +324,7 @@ fn gemm_stored(
         bias.is_some(),
     )? {
         Planned::Ready(mut g) => {
+            g.relu = relu;
             // The operands are read in place through their layouts; the bias dense.
             let bias = bias.map(Tensor::contiguous).transpose()?;
             let mut inputs = vec![a, b];
@@ -347,7 +352,7 @@ fn gemm_stored(
                 (trans_a, trans_b),
                 alpha,
                 bias,
-                perm,
+                (perm, relu),
             )
         }
     }
@@ -441,7 +446,7 @@ pub fn matmul_permuted(a: &Tensor, b: &Tensor, perm: &[usize]) -> Result<Tensor>
             ),
         ));
     }
-    let y = gemm_stored(name, a, b, (false, false), 1.0, None, Some(perm))?;
+    let y = gemm_stored(name, a, b, (false, false), 1.0, None, (Some(perm), false))?;
     Ok(record(name, y, &[a, b], || {
         let (a, b) = (a.detach(), b.detach());
         let mut inverse = vec![0; perm.len()];
@@ -518,7 +523,39 @@ pub fn matmul_nt(a: &Tensor, b: &Tensor, alpha: f32) -> Result<Tensor> {
 /// `F.linear(x, weight, bias)`: `x · weightᵀ + bias` for `x: […, in]`, `weight: [out, in]`,
 /// `bias: [out]`, any number of leading dimensions.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let name = "linear";
+    let (out_f, in_f) = check_linear("linear", x, weight, bias)?;
+    linear_checked(x, weight, bias, (out_f, in_f))
+}
+
+/// `F.relu(F.linear(x, weight, bias))` with the bias and the ReLU applied as the product's
+/// epilogue (in the GPU kernel's store; on the CPU in one pass over the GEMM's output), where
+/// no gradient is recorded; where one is, the two ops, which record their backward. The same
+/// bits either way.
+pub fn linear_relu(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (out_f, in_f) = check_linear("linear_relu", x, weight, bias)?;
+    let records = crate::autograd::is_grad_enabled()
+        && (x.requires_grad() || weight.requires_grad() || bias.is_some_and(|b| b.requires_grad()));
+    if records {
+        return crate::ops::relu(&linear_checked(x, weight, bias, (out_f, in_f))?);
+    }
+    gemm_stored(
+        "linear_relu",
+        x,
+        weight,
+        (false, true),
+        1.0,
+        bias,
+        (None, true),
+    )
+}
+
+/// `linear`'s shape checks: (out_features, in_features).
+fn check_linear(
+    name: &str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<(usize, usize)> {
     let (out_f, in_f) = match weight.shape() {
         [o, i] => (*o, *i),
         s => {
@@ -550,6 +587,17 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
             ));
         }
     }
+    Ok((out_f, in_f))
+}
+
+/// [`linear`] after its checks.
+fn linear_checked(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    (out_f, in_f): (usize, usize),
+) -> Result<Tensor> {
+    let name = "linear";
     let y = gemm(name, x, weight, (false, true), 1.0, bias)?;
     let inputs: Vec<&Tensor> = [x, weight].into_iter().chain(bias).collect();
     Ok(record(name, y, &inputs, || {
@@ -721,13 +769,21 @@ impl Op for Gemm {
                 }
             }
         }
-        if self.bias {
-            let bias = inputs[2].as_f32();
-            for row in c.chunks_mut(n.max(1)) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += b;
+        // The epilogue, one pass over the output while it is in cache.
+        match (self.bias, self.relu) {
+            (true, relu) => {
+                let bias = inputs[2].as_f32();
+                for row in c.chunks_mut(n.max(1)) {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v += b;
+                        if relu && *v < 0.0 {
+                            *v = 0.0;
+                        }
+                    }
                 }
             }
+            (false, true) => c.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v = 0.0),
+            (false, false) => {}
         }
         Ok(())
     }
@@ -800,7 +856,7 @@ impl Op for Gemm {
                     c_bs1: u(self.c.bs1),
                     c_bs2: u(self.c.bs2),
                     z0: z0 as u32,
-                    has_bias: self.bias as u32,
+                    has_bias: self.bias as u32 | (self.relu as u32) << 1,
                     alpha: self.alpha,
                 }),
                 binds: binds(false),
@@ -947,7 +1003,7 @@ impl Gemm {
                     x_base: u(x.4),
                     y_base: u(y.4),
                     z0: z0 as u32,
-                    bias: if self.bias { d.bias } else { 0 },
+                    bias: if self.bias { d.bias } else { 0 } | if self.relu { 4 } else { 0 },
                     alpha: self.alpha,
                     c_rs: u(d.c.0),
                     c_cs: u(d.c.1),
@@ -968,7 +1024,7 @@ impl Gemm {
     /// Whether the product can be split along K ([`crate::gpu::tuning::split_k`] decides
     /// whether it pays): one matrix, no bias, a dense output.
     pub(crate) fn splits_along_k(&self) -> bool {
-        self.batch() == 1 && !self.bias && self.c.rs == self.n
+        self.batch() == 1 && !self.bias && !self.relu && self.c.rs == self.n
     }
 
     /// A product with a small output and a long K (a weight's gradient, summed over every

@@ -61,9 +61,9 @@ pub use math::{
     clamp, div, exp, gelu, log, mul_ as mul, neg, pow, rsqrt, sigmoid, silu, sqrt, sub, tanh,
     where_,
 };
-pub use matmul::{linear, matmul, matmul_nt, matmul_permuted};
+pub use matmul::{linear, linear_relu, matmul, matmul_nt, matmul_permuted};
 pub(crate) use matmul::{DirectKernel, DirectMap, Gemm};
-pub use norm::{layer_norm, masked_fill, softmax};
+pub use norm::{add_layer_norm, layer_norm, masked_fill, softmax};
 pub use positional::{
     div_term, positional_table, positional_table_async, reference_value, MAX_GPU_POSITION,
 };

@@ -91,7 +91,7 @@ struct LayerNorm {
     out: Vec<usize>,
     width: usize,
     eps: f32,
-    /// bit 0: weight, bit 1: bias.
+    /// bit 0: weight, bit 1: bias, bit 3: a residual (inputs[3]) added to x first.
     affine: u32,
 }
 
@@ -105,7 +105,51 @@ pub fn layer_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
-    let name = "layer_norm";
+    layer_norm_of("layer_norm", x, None, normalized_shape, weight, bias, eps)
+}
+
+/// `F.layer_norm(x + residual, …)`, the residual add of a post-norm block fused into the
+/// norm's reads (one kernel, the sum never written) where no gradient is recorded; where one
+/// is, the two ops, which record their backward. The same bits either way: the sum rounds as
+/// the add op's. `residual` has `x`'s shape.
+pub fn add_layer_norm(
+    x: &Tensor,
+    residual: &Tensor,
+    normalized_shape: &[usize],
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    let records = crate::autograd::is_grad_enabled()
+        && [Some(x), Some(residual), weight, bias]
+            .into_iter()
+            .flatten()
+            .any(Tensor::requires_grad);
+    if records || x.shape() != residual.shape() {
+        let sum = crate::ops::broadcast_add(x, residual)?;
+        return layer_norm(&sum, normalized_shape, weight, bias, eps);
+    }
+    layer_norm_of(
+        "add_layer_norm",
+        x,
+        Some(residual),
+        normalized_shape,
+        weight,
+        bias,
+        eps,
+    )
+}
+
+/// layer_norm (and, with `residual`, add_layer_norm, which records no backward).
+fn layer_norm_of(
+    name: &'static str,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    normalized_shape: &[usize],
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
     check_float(name, x, "x")?;
     let s = x.shape();
     if normalized_shape.is_empty()
@@ -147,6 +191,21 @@ pub fn layer_norm(
         eps: eps as f32,
         affine,
     };
+    if let Some(r) = residual {
+        check_float(name, r, "residual")?;
+        if r.shape() != s {
+            return Err(Error::shape(
+                name,
+                format!("residual {:?} must have x's shape {s:?}", r.shape()),
+            ));
+        }
+        let op = LayerNorm {
+            affine: affine | LayerNormFlag::Residual.code(),
+            ..op
+        };
+        inputs.push(r);
+        return run(&op, &inputs, None);
+    }
     let y = run(&op, &inputs, None)?;
     let recorded: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
     Ok(record(name, y, &recorded, || {
@@ -180,19 +239,46 @@ pub fn layer_norm(
     }))
 }
 
+impl LayerNorm {
+    fn residual(&self) -> bool {
+        self.affine & LayerNormFlag::Residual.code() != 0
+    }
+}
+
 impl Op for LayerNorm {
     fn name(&self) -> &'static str {
-        "layer_norm"
+        if self.residual() {
+            "add_layer_norm"
+        } else {
+            "layer_norm"
+        }
     }
     fn out_shape(&self) -> &[usize] {
         &self.out
     }
     fn cpu(&self, inputs: &[&HostBytes], out: &mut HostBytes) -> Result<()> {
         let (x, w, b) = (inputs[0].as_f32(), inputs[1].as_f32(), inputs[2].as_f32());
+        let res = inputs
+            .get(3)
+            .map(|r| r.as_f32())
+            .filter(|_| self.residual());
         let width = self.width;
         let n = width as f32;
         par_rows(out.as_f32_mut(), width, |r, y| {
-            let row = &x[r * width..(r + 1) * width];
+            let sum: Vec<f32>;
+            let row = match res {
+                Some(res) => {
+                    // x + residual, rounded as the add op rounds it.
+                    let span = r * width..(r + 1) * width;
+                    sum = x[span.clone()]
+                        .iter()
+                        .zip(&res[span])
+                        .map(|(a, b)| a + b)
+                        .collect();
+                    &sum[..]
+                }
+                None => &x[r * width..(r + 1) * width],
+            };
             let mean = sum64(width, |i| row[i]) / n;
             let var = sum64(width, |i| (row[i] - mean) * (row[i] - mean)) / n;
             let rstd = 1.0 / (var + self.eps).sqrt();
@@ -212,11 +298,13 @@ impl Op for LayerNorm {
     fn gpu(&self, ctx: &Arc<GpuContext>, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<()> {
         let total = self.out.iter().product::<usize>();
         let rows = total.checked_div(self.width).unwrap_or(0);
-        let (grid, short) = row_plan(ctx, "layer_norm", rows, self.width)?;
+        let (grid, short) = row_plan(ctx, self.name(), rows, self.width)?;
+        // The residual where there is one, else x again (never read).
+        let r = inputs.get(3).copied().unwrap_or(inputs[0]);
         elementwise_grid(
             ctx,
-            "layer_norm",
-            &[inputs[0], inputs[1], inputs[2], out],
+            self.name(),
+            &[inputs[0], r, inputs[1], inputs[2], out],
             total as u64,
         )?;
         launch_whole(
@@ -230,7 +318,7 @@ impl Op for LayerNorm {
                 short_rows: short,
                 ..Default::default()
             }),
-            &[inputs[0], inputs[1], inputs[2], out],
+            &[inputs[0], r, inputs[1], inputs[2], out],
             grid,
         )
     }
@@ -473,10 +561,11 @@ impl Op for LayerNormBackward {
             0
         } | LayerNormFlag::Backward.code();
         let (rows, width, eps) = (self.rows, self.width, self.eps);
+        // x, (no residual: x again), weight, g.
         launch_rows(
             ctx,
             self.name(),
-            inputs,
+            &[inputs[0], inputs[0], inputs[1], inputs[2]],
             out,
             (rows, width),
             true,
