@@ -401,6 +401,38 @@ fn model_gpu_vs_cpu(
     })
 }
 
+/// Dispatches one encoder block of the d512 model records in eval under no_grad (the fused
+/// ops), next to the same block recording a gradient (the separate ops).
+fn block_dispatches(g: &GpuDevice, gpu: &Device, hp: &Hparams) -> wgnn::Result<Figure> {
+    let mut m = filled_model(hp, gpu)?;
+    let h = Tensor::zeros(&[2, 64, hp.model_dim], DType::F32, gpu)?;
+    let block = m
+        .transformer
+        .layers
+        .get_mut(0)
+        .ok_or_else(|| wgnn::Error::InvalidArgument("no layer".into()))?;
+    let count = |f: &mut dyn FnMut() -> wgnn::Result<Tensor>| -> wgnn::Result<u64> {
+        let before = g.dispatch_count(None);
+        f()?;
+        g.synchronize()?;
+        Ok(g.dispatch_count(None) - before)
+    };
+    let fused = count(&mut || wgnn::autograd::no_grad(|| block.forward(&h, None)))?;
+    let apart = count(&mut || block.forward(&h, None))?;
+    Ok(Figure {
+        name: "dispatches_per_block".into(),
+        what: format!(
+            "kernels one encoder block (d{} h{}) records in eval under no_grad",
+            hp.model_dim, hp.num_heads
+        ),
+        value: fused as f64,
+        unit: "disp",
+        baseline_name: "the same block recording a gradient",
+        baseline: apart as f64,
+        ratio: apart as f64 / fused.max(1) as f64,
+    })
+}
+
 /// The tutorial's model on `dev` in eval mode, with deterministic non-zero weights (so every
 /// op does real work).
 fn filled_model(hp: &Hparams, dev: &Device) -> wgnn::Result<TransformerPredictor> {
@@ -734,6 +766,9 @@ fn main() -> wgnn::Result<()> {
         (false, false) => (4, 256),
         (false, true) => (32, 256),
     };
+    figures.push(timed("dispatches per block", || {
+        block_dispatches(&g, &gpu, &big)
+    })?);
     figures.push(timed("d512 model", || {
         model_gpu_vs_cpu(&g, &gpu, &big, big_shape, runs)
     })?);

@@ -34,6 +34,19 @@ pub(crate) fn short_rows(ctx: &GpuContext, rows: usize, width: usize) -> bool {
     width <= ROW_THREADS && (is_cpu_adapter(ctx) || rows >= SHORT_ROWS_ON_GPUS)
 }
 
+/// Longest sequence a CPU rasteriser runs in the one-pass attention kernel: one query row per
+/// invocation walking every key, the running sums in registers. Measured on lavapipe (heads of
+/// 64, against the unfused ops, same process): 2.5 against 10.7 ms at S = 16, 56 against 79 ms
+/// at 64, 114 against 150 ms at 128, 188-241 against 157 ms at 256.
+const FUSED_ATTENTION_MAX_SEQ_ON_CPU: usize = 128;
+
+/// Whether attention over `seq` positions runs as one kernel (`attention.wgsl`) on the
+/// device: always on a GPU (its cost grows as the unfused ops' do, without their passes over
+/// the [S, S] scores), up to [`FUSED_ATTENTION_MAX_SEQ_ON_CPU`] on a CPU rasteriser.
+pub(crate) fn fuse_attention(ctx: &GpuContext, seq: usize) -> bool {
+    !is_cpu_adapter(ctx) || seq <= FUSED_ATTENTION_MAX_SEQ_ON_CPU
+}
+
 /// The kernel for a matrix product: `None` for the tiled kernel (`matmul.wgsl`: 16 × 256
 /// blocks of C, A staged in workgroup memory), or a direct kernel on one mapping of the
 /// operands (`matmul_k4.wgsl`, `matmul_n4.wgsl`, `matmul_direct.wgsl`: register blocks, no

@@ -8,7 +8,9 @@
 //! softmax; on the CPU each (batch, head) runs its scores, softmax and weighted sum while its
 //! `[S, S]` scores are in cache, the two products on the GEMM crate. Where a gradient is
 //! recorded, the weights are asked for, the mask is not float32, or (GPU) D is not a multiple
-//! of 4 up to 128, it runs as the unfused ops ([`composed`]), which record their backward.
+//! of 4 up to 128 or the sequence is longer than the kernel pays for on the adapter
+//! (`gpu::tuning::fuse_attention`), it runs as the unfused ops ([`composed`]), which record
+//! their backward.
 //!
 //! Numbers: the online softmax rescales as it goes, so the GPU kernel is not bit-identical to
 //! the unfused ops; both are within 2e-6 × max|y| of each other and of PyTorch (tested in
@@ -82,7 +84,12 @@ pub fn fused_attention(qkv: &Tensor, num_heads: usize, mask: Option<&Tensor>) ->
         })
         .transpose()?;
     let records = crate::autograd::is_grad_enabled() && qkv.requires_grad();
-    let gpu_fits = head_dim.is_multiple_of(4) && head_dim <= MAX_GPU_HEAD;
+    let gpu_fits = head_dim.is_multiple_of(4)
+        && head_dim <= MAX_GPU_HEAD
+        && qkv
+            .device()
+            .as_gpu()
+            .is_none_or(|g| crate::gpu::tuning::fuse_attention(&g.0, seq));
     let mask_fits = mask.as_ref().is_none_or(|m| m.dtype() == crate::DType::F32);
     if records || !mask_fits || (!qkv.device().is_cpu() && !gpu_fits) {
         return composed(qkv, num_heads, mask.as_ref());

@@ -265,25 +265,17 @@ impl Op for LayerNorm {
         let width = self.width;
         let n = width as f32;
         par_rows(out.as_f32_mut(), width, |r, y| {
-            let sum: Vec<f32>;
-            let row = match res {
-                Some(res) => {
-                    // x + residual, rounded as the add op rounds it.
-                    let span = r * width..(r + 1) * width;
-                    sum = x[span.clone()]
-                        .iter()
-                        .zip(&res[span])
-                        .map(|(a, b)| a + b)
-                        .collect();
-                    &sum[..]
-                }
-                None => &x[r * width..(r + 1) * width],
+            let row = &x[r * width..(r + 1) * width];
+            // Element i: x, or x + residual rounded as the add op rounds it.
+            let at = |i: usize| match res {
+                Some(res) => row[i] + res[r * width + i],
+                None => row[i],
             };
-            let mean = sum64(width, |i| row[i]) / n;
-            let var = sum64(width, |i| (row[i] - mean) * (row[i] - mean)) / n;
+            let mean = sum64(width, at) / n;
+            let var = sum64(width, |i| (at(i) - mean) * (at(i) - mean)) / n;
             let rstd = 1.0 / (var + self.eps).sqrt();
-            for (i, (o, &v)) in y.iter_mut().zip(row).enumerate() {
-                let mut t = (v - mean) * rstd;
+            for (i, o) in y.iter_mut().enumerate() {
+                let mut t = (at(i) - mean) * rstd;
                 if self.affine & 1 != 0 {
                     t *= w[i];
                 }
