@@ -1,12 +1,14 @@
 //! The figures of DESIGN.md "Performance", measured side by side in one run: every figure is a
 //! median after a warm-up, reported next to its baseline on the same device, as a ratio.
 //!
-//! cargo run --release --example bench -- [--quick] [--json] [--full]
+//! cargo run --release --example bench -- [--quick] [--json] [--full] [--profile]
 //!
 //! The default run fits in under two minutes on a 2-core machine with lavapipe, even with a
 //! build running beside it: the d512 model runs a `[4, 256]` batch (`--full`: the `[32, 256]`
-//! batch of the issues' tables, about a minute per forward on lavapipe) and figures whose one
+//! batch of the issues' tables, about 27 s per GPU forward on lavapipe) and figures whose one
 //! run takes over a second are medians of 3. Each figure's time goes to stderr as it finishes.
+//! `--profile` adds per-op tables (`wgnn::profile`) of the reverse-task forward, the d512
+//! forward and a training step, on the GPU and the CPU (in `--json` as `profiles`).
 
 use std::time::Instant;
 
