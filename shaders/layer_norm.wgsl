@@ -6,8 +6,8 @@
 //             dx = rstd · ((h - mean(h)) - x̂ · mean(h · x̂))
 // With LAYER_NORM_RESIDUAL, x is x + r (the residual add before the norm, one rounding as
 // the add op's, never written out: add_layer_norm).
-// Rows of at most 64 (`short_rows`) run one invocation per row, 64 rows a workgroup, with no
-// barrier, adding in the same order as the workgroup path (tree_sum64).
+// With `short_rows` (src/gpu/tuning.rs) each invocation takes a whole row, 64 rows a
+// workgroup, with no barrier, adding in the same order as the workgroup path (tree_sum64).
 
 struct Params {
     rows: u32,
@@ -63,16 +63,16 @@ fn layer_norm_row(row: u32) {
     var part: array<f32, 64>;
     for (var t = 0u; t < 64u; t++) {
         var s = 0.0;
-        if t < p.width {
-            s += xv(base + t);
+        for (var i = t; i < p.width; i += 64u) {
+            s += xv(base + i);
         }
         part[t] = s;
     }
     let mean = tree_sum64(&part) / n;
     for (var t = 0u; t < 64u; t++) {
         var q = 0.0;
-        if t < p.width {
-            let d = xv(base + t) - mean;
+        for (var i = t; i < p.width; i += 64u) {
+            let d = xv(base + i) - mean;
             q += d * d;
         }
         part[t] = q;
@@ -95,10 +95,10 @@ fn layer_norm_row(row: u32) {
     for (var t = 0u; t < 64u; t++) {
         var sh = 0.0;
         var shx = 0.0;
-        if t < p.width {
-            let hv = h(t, base);
+        for (var i = t; i < p.width; i += 64u) {
+            let hv = h(i, base);
             sh += hv;
-            shx += hv * ((xv(base + t) - mean) * rstd);
+            shx += hv * ((xv(base + i) - mean) * rstd);
         }
         part[t] = sh;
         part2[t] = shx;

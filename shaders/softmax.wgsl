@@ -1,7 +1,8 @@
 // Softmax over the last dimension, one 64-invocation workgroup per row: the row's maximum is
 // subtracted before exp (as PyTorch), partial maxima and sums are combined by a tree in
-// workgroup memory. Rows of at most 64 (`short_rows`) run one invocation per row instead, 64
-// rows a workgroup, with no barrier, adding in the same order (tree_sum64).
+// workgroup memory. With `short_rows` (chosen in src/gpu/tuning.rs) each invocation takes a whole row
+// instead, 64 rows a workgroup, with no barrier: the same 64 strided partials and tree
+// (tree_sum64), so the same bits.
 
 struct Params {
     rows: u32,
@@ -49,8 +50,8 @@ fn softmax_row(row: u32) {
     var part: array<f32, 64>;
     for (var t = 0u; t < 64u; t++) {
         var s = 0.0;
-        if t < p.width {
-            s += exp(x[base + t] - m);
+        for (var i = t; i < p.width; i += 64u) {
+            s += exp(x[base + i] - m);
         }
         part[t] = s;
     }

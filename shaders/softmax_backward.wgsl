@@ -1,6 +1,7 @@
 // The gradient of softmax over the last dimension, one 64-invocation workgroup per row:
-// dx = y * (g - Σ g·y), y the softmax output (as PyTorch's softmax_backward_data). Rows of at
-// most 64 (`short_rows`) run one invocation per row, adding in the same order (tree_sum64).
+// dx = y * (g - Σ g·y), y the softmax output (as PyTorch's softmax_backward_data). With
+// `short_rows` (src/gpu/tuning.rs) each invocation takes a whole row, adding in the same order
+// (tree_sum64).
 
 struct Params {
     rows: u32,
@@ -21,8 +22,8 @@ fn softmax_backward_row(row: u32) {
     var part: array<f32, 64>;
     for (var t = 0u; t < 64u; t++) {
         var s = 0.0;
-        if t < p.width {
-            s += g[base + t] * y[base + t];
+        for (var i = t; i < p.width; i += 64u) {
+            s += g[base + i] * y[base + i];
         }
         part[t] = s;
     }

@@ -1,5 +1,5 @@
-//! The row kernels' two paths (one workgroup per row; one invocation per row for rows of at
-//! most 64, chosen by `gpu::tuning`) add in one order: softmax, layer_norm and their
+//! The row kernels' two paths (one workgroup per row; one invocation per row, chosen by
+//! `gpu::tuning`) add in one order: softmax, layer_norm and their
 //! gradients give the same bits on both, and stay within their bounds of the CPU's.
 
 mod common;
@@ -48,6 +48,8 @@ fn short_rows_match_the_workgroup_path_bit_for_bit() {
         vec![9, 63],
         vec![70, 64],
         vec![5, 65],
+        vec![300, 200],
+        vec![2, 130, 1000],
     ] {
         g.__tune_as_gpu(false);
         let as_cpu_adapter = run(&gpu, &shape);

@@ -51,10 +51,10 @@ macro_rules! codes {
 /// and Chromium's compiler refuses non-finite (and some extreme) literals. OR-ing with a
 /// private variable that stays 0 keeps them out of constant folding.
 ///
-/// `tree_sum64`: the row kernels' sum for rows of at most 64 elements run one invocation per
-/// row: slot t holds the partial of element t (zero past the row), combined by the pairwise
-/// tree the 64-invocation path runs in workgroup memory, so both paths (and the CPU's
-/// `sum64`) add in one order.
+/// `tree_sum64`: the row kernels' sum for rows run one invocation per row: slot t holds the
+/// strided partial sum of elements t, t + 64, … (what invocation t of the workgroup path
+/// sums), combined by the pairwise tree that path runs in workgroup memory, so both paths (and
+/// the CPU's `sum64`) add in one order.
 const SPECIAL_FLOATS: &str = "var<private> wgnn_zero: u32 = 0u;
 fn f32_bits(b: u32) -> f32 { return bitcast<f32>(b | wgnn_zero); }
 fn tree_sum64(v: ptr<function, array<f32, 64>>) -> f32 {

@@ -12,7 +12,7 @@ use crate::gpu::GpuContext;
 use crate::ops::{DirectKernel, DirectMap, Gemm};
 
 /// Invocations of the row kernels' workgroups (softmax, layer_norm and their backwards), and
-/// the widest row the one-invocation-per-row path takes.
+/// the widest row the one-invocation-per-row path always takes on a CPU rasteriser.
 pub(crate) const ROW_THREADS: usize = 64;
 
 /// Rows past which a GPU that is not a CPU rasteriser also runs rows of at most
@@ -28,10 +28,20 @@ pub(crate) fn is_cpu_adapter(ctx: &GpuContext) -> bool {
         && !ctx.tune_as_gpu.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Whether rows of `width` run one invocation per row (no barrier, 64 rows a workgroup)
-/// rather than one workgroup per row.
+/// Widest row a CPU rasteriser runs one invocation per row when rows are many
+/// ([`LONG_ROWS_MIN_ROWS`] or more: 64 rows a workgroup leaves a few workgroups per core).
+const LONG_ROWS_MAX_WIDTH: usize = 1024;
+const LONG_ROWS_MIN_ROWS: usize = 256;
+
+/// Whether rows of `width` run one invocation per row (no barrier, 64 rows a workgroup, the
+/// same 64 strided partial sums and tree as the workgroup path) rather than one workgroup per
+/// row.
 pub(crate) fn short_rows(ctx: &GpuContext, rows: usize, width: usize) -> bool {
-    width <= ROW_THREADS && (is_cpu_adapter(ctx) || rows >= SHORT_ROWS_ON_GPUS)
+    if is_cpu_adapter(ctx) {
+        width <= ROW_THREADS || (width <= LONG_ROWS_MAX_WIDTH && rows >= LONG_ROWS_MIN_ROWS)
+    } else {
+        width <= ROW_THREADS && rows >= SHORT_ROWS_ON_GPUS
+    }
 }
 
 /// Longest sequence a CPU rasteriser runs in the one-pass attention kernel: one query row per

@@ -132,14 +132,13 @@ pub(crate) fn width_rows(shape: &[usize]) -> (usize, usize) {
 /// then a pairwise tree over them.
 pub(crate) fn sum64(n: usize, f: impl Fn(usize) -> f32) -> f32 {
     let mut part = [0f32; ROW_THREADS];
-    for (t, p) in part.iter_mut().enumerate() {
-        let mut s = 0f32;
-        let mut i = t;
-        while i < n {
-            s += f(i);
-            i += ROW_THREADS;
+    if n <= ROW_THREADS {
+        // One element per partial (0 + f(t), as the general loop adds it).
+        for (t, p) in part.iter_mut().enumerate().take(n) {
+            *p = 0.0 + f(t);
         }
-        *p = s;
+    } else {
+        sum_strided(&mut part, n, &f);
     }
     let mut s = ROW_THREADS / 2;
     while s > 0 {
@@ -149,6 +148,19 @@ pub(crate) fn sum64(n: usize, f: impl Fn(usize) -> f32) -> f32 {
         s /= 2;
     }
     part[0]
+}
+
+/// `sum64`'s 64 strided partial sums of a row longer than 64.
+fn sum_strided(part: &mut [f32; ROW_THREADS], n: usize, f: &impl Fn(usize) -> f32) {
+    for (t, p) in part.iter_mut().enumerate() {
+        let mut s = 0f32;
+        let mut i = t;
+        while i < n {
+            s += f(i);
+            i += ROW_THREADS;
+        }
+        *p = s;
+    }
 }
 
 /// int64 indices as i64 values (CPU).

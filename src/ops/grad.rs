@@ -16,7 +16,7 @@ use crate::gpu::codes::{BinaryOp, RowSumOp};
 use crate::gpu::kernels::{BinaryParams, Kernel, RowOpParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
-use crate::ops::common::{elementwise_grid, launch_rows, launch_whole, sum64};
+use crate::ops::common::{elementwise_grid, launch_rows, launch_whole, sum64, ROW_THREADS};
 use crate::ops::op::{check_float, run, Op};
 use crate::ops::threads::{par_chunks, par_rows};
 use crate::tensor::{HostBytes, Tensor};
@@ -196,6 +196,32 @@ impl Op for Rows {
             }
         };
         match self.kind {
+            RowKind::Sum | RowKind::SumSquares if self.columns => {
+                // The columns of a dense [w, rows] in the row kernels' order (per column: 64
+                // strided partial sums over its elements, then the tree), computed a whole
+                // row of x at a time so the reads are contiguous: the same bits as `sum64`
+                // down each column.
+                let sq = self.kind == RowKind::SumSquares;
+                let mut part = vec![0f32; ROW_THREADS * rows];
+                for (t, p) in part.chunks_mut(rows.max(1)).enumerate() {
+                    let mut i = t;
+                    while i < w {
+                        for (a, &v) in p.iter_mut().zip(&x[i * rows..(i + 1) * rows]) {
+                            *a += if sq { v * v } else { v };
+                        }
+                        i += ROW_THREADS;
+                    }
+                }
+                let mut half = ROW_THREADS / 2;
+                while half > 0 {
+                    let (lo, hi) = part.split_at_mut(half * rows);
+                    for (a, &b) in lo.iter_mut().zip(&hi[..half * rows]) {
+                        *a += b;
+                    }
+                    half /= 2;
+                }
+                out.as_f32_mut().copy_from_slice(&part[..rows]);
+            }
             RowKind::Sum | RowKind::SumSquares => {
                 let sq = self.kind == RowKind::SumSquares;
                 par_rows(out.as_f32_mut(), 1, |r, y| {
