@@ -5,6 +5,9 @@
 //                    gives NaN (the host checks CPU inputs; see `ops::cross_entropy`).
 //   op 1 (backward of the mean): out[row, i] = exp(log_softmax(x)_i) · w - [i = t] · w with
 //                    w = g[0] / rows, g the loss's gradient (nll_loss + log_softmax backward).
+// With CROSS_ENTROPY_SHORT_ROWS in `op` each invocation takes a whole row, 64 rows a
+// workgroup, with no barrier: the same 64 strided partials and tree (tree_sum64), so the
+// same bits.
 
 struct Params {
     rows: u32,
@@ -37,8 +40,47 @@ fn reduce(t: u32, is_max: bool) -> f32 {
     return r;
 }
 
+// Both directions for one row, in one invocation.
+fn ce_row(row: u32, op: u32) {
+    let base = row * p.width;
+    var m = f32_bits(0xff7fffffu);
+    for (var i = 0u; i < p.width; i++) {
+        m = max(m, x[base + i]);
+    }
+    var part: array<f32, 64>;
+    for (var t = 0u; t < 64u; t++) {
+        var s = 0.0;
+        for (var i = t; i < p.width; i += 64u) {
+            s += exp(x[base + i] - m);
+        }
+        part[t] = s;
+    }
+    let s = tree_sum64(&part);
+    let lo = target_[2u * row];
+    if op == CROSS_ENTROPY_LOSS {
+        let ok = target_[2u * row + 1u] == 0u && lo < p.width;
+        let lsm = (x[base + min(lo, p.width - 1u)] - m) - log(s);
+        out[row] = select(f32_bits(0x7fc00000u), -lsm, ok);
+        return;
+    }
+    let ls = log(s);
+    let w = g[0] / f32(p.rows);
+    for (var i = 0u; i < p.width; i++) {
+        let v = exp((x[base + i] - m) - ls) * w;
+        out[base + i] = select(v, v - w, i == lo);
+    }
+}
+
 @compute @workgroup_size(64)
 fn cross_entropy_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let op = p.op & ~CROSS_ENTROPY_SHORT_ROWS;
+    if (p.op & CROSS_ENTROPY_SHORT_ROWS) != 0u {
+        let r = (wid.y * p.groups_x + wid.x) * 64u + lid.x;
+        if r < p.rows {
+            ce_row(r, op);
+        }
+        return;
+    }
     let row = wid.y * p.groups_x + wid.x;
     if row >= p.rows {
         return;
@@ -61,7 +103,7 @@ fn cross_entropy_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     workgroupBarrier();
     s = reduce(t, false);
     let lo = target_[2u * row];
-    if p.op == CROSS_ENTROPY_LOSS {
+    if op == CROSS_ENTROPY_LOSS {
         if t == 0u {
             let ok = target_[2u * row + 1u] == 0u && lo < p.width;
             let lsm = (x[base + min(lo, p.width - 1u)] - m) - log(s);

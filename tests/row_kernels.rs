@@ -148,3 +148,42 @@ fn long_reductions_split_into_pieces() {
         assert_eq!(got[0], got[1], "n = {n}: CPU and GPU bits");
     }
 }
+
+/// Cross entropy's rows (loss and gradient) on both paths: the same bits, and the CPU's
+/// numbers within the ops' bound.
+#[test]
+fn cross_entropy_rows_match_on_both_paths() {
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    for (rows, classes) in [(2048, 10), (300, 100), (5, 70), (1, 3)] {
+        let run = |dev: &Device| {
+            let x = Parameter::new(
+                Tensor::from_slice(&values(rows * classes, 3), &[rows, classes])
+                    .unwrap()
+                    .to(dev)
+                    .unwrap(),
+            );
+            let t: Vec<i64> = (0..rows).map(|r| ((r * 7) % classes) as i64).collect();
+            let t = Tensor::from_slice(&t, &[rows]).unwrap().to(dev).unwrap();
+            let loss = ops::cross_entropy(x.tensor(), &t).unwrap();
+            loss.backward().unwrap();
+            (
+                loss.to_vec::<f32>().unwrap(),
+                x.grad().unwrap().to_vec::<f32>().unwrap(),
+            )
+        };
+        g.__tune_as_gpu(false);
+        let a = run(&gpu);
+        g.__tune_as_gpu(true);
+        let b = run(&gpu);
+        g.__tune_as_gpu(false);
+        let c = run(&Device::Cpu);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.0), bits(&b.0), "[{rows}, {classes}] loss");
+        assert_eq!(bits(&a.1), bits(&b.1), "[{rows}, {classes}] gradient");
+        assert!((a.0[0] - c.0[0]).abs() <= 2e-6 * c.0[0].abs().max(1.0));
+        let max = c.1.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = a.1.iter().zip(&c.1).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(err <= 2e-6 * max, "[{rows}, {classes}] gradient: {err}");
+    }
+}

@@ -131,6 +131,8 @@ codes! {
     CrossEntropyOp "CROSS_ENTROPY" {
         Loss = 0,
         Grad = 1,
+        /// A flag: one invocation per row (`gpu::tuning::short_rows`).
+        ShortRows = 256,
     }
     /// Which update `adam.wgsl` applies.
     Update "UPDATE" {

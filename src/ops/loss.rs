@@ -8,11 +8,12 @@ use std::sync::Arc;
 use crate::autograd::record;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gpu::codes::CrossEntropyOp;
 use crate::gpu::kernels::{CountParams, Kernel, RowOpParams};
 use crate::gpu::pool::GpuBuffer;
 use crate::gpu::GpuContext;
 use crate::ops::common::{
-    as_i64, check_dtype, elementwise_grid, launch_rows, launch_whole, row_grid, sum64,
+    as_i64, check_dtype, elementwise_grid, launch_rows, launch_whole, row_plan, sum64,
 };
 use crate::ops::op::{check_float, run, Op};
 use crate::tensor::{HostBytes, Tensor};
@@ -145,18 +146,18 @@ impl Op for CeRows {
             &[inputs[0], inputs[1], out],
             (self.rows * self.width) as u64,
         )?;
-        let (gx, gy) = row_grid(ctx, "cross_entropy", self.rows as u64)?;
+        let (grid, short) = row_plan(ctx, "cross_entropy", self.rows, self.width)?;
         launch_whole(
             ctx,
             Kernel::CrossEntropyRows(RowOpParams {
                 rows: self.rows as u32,
                 width: self.width as u32,
-                groups_x: gx,
-                op: crate::gpu::codes::CrossEntropyOp::Loss.code(),
+                groups_x: grid[0],
+                op: CrossEntropyOp::Loss.code() | short * CrossEntropyOp::ShortRows.code(),
             }),
             // The gradient binding is unused forward: x stands in.
             &[inputs[0], inputs[1], inputs[0], out],
-            [gx, gy, 1],
+            grid,
         )
     }
 }
@@ -248,13 +249,13 @@ impl Op for CeBackward {
             inputs,
             out,
             (rows, width),
-            false,
-            |gx, _| {
+            true,
+            |gx, short| {
                 Kernel::CrossEntropyRows(RowOpParams {
                     rows: rows as u32,
                     width: width as u32,
                     groups_x: gx,
-                    op: crate::gpu::codes::CrossEntropyOp::Grad.code(),
+                    op: CrossEntropyOp::Grad.code() | short * CrossEntropyOp::ShortRows.code(),
                 })
             },
         )
