@@ -183,7 +183,11 @@ fn cross_entropy_rows_match_on_both_paths() {
         assert_eq!(bits(&a.1), bits(&b.1), "[{rows}, {classes}] gradient");
         assert!((a.0[0] - c.0[0]).abs() <= 2e-6 * c.0[0].abs().max(1.0));
         let max = c.1.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let err = a.1.iter().zip(&c.1).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let err =
+            a.1.iter()
+                .zip(&c.1)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
         assert!(err <= 2e-6 * max, "[{rows}, {classes}] gradient: {err}");
     }
 }

@@ -153,7 +153,7 @@ impl Op for CeRows {
                 rows: self.rows as u32,
                 width: self.width as u32,
                 groups_x: grid[0],
-                op: CrossEntropyOp::Loss.code() | short * CrossEntropyOp::ShortRows.code(),
+                op: CrossEntropyOp::Loss.code() | (short * CrossEntropyOp::ShortRows.code()),
             }),
             // The gradient binding is unused forward: x stands in.
             &[inputs[0], inputs[1], inputs[0], out],
@@ -255,7 +255,7 @@ impl Op for CeBackward {
                     rows: rows as u32,
                     width: width as u32,
                     groups_x: gx,
-                    op: CrossEntropyOp::Grad.code() | short * CrossEntropyOp::ShortRows.code(),
+                    op: CrossEntropyOp::Grad.code() | (short * CrossEntropyOp::ShortRows.code()),
                 })
             },
         )
