@@ -1,5 +1,6 @@
 //! Every matrix-product kernel (the tiled one; the direct ones: scalar, vec4 along K, vec4
-//! along N with the invocations across columns or rows; each on C = A·B and on Cᵀ = Bᵀ·Aᵀ)
+//! along N with the invocations across columns or rows, outer products of vec4s along M and
+//! N; each on C = A·B and on Cᵀ = Bᵀ·Aᵀ)
 //! on every layout the ops produce: plain, transposed operands (x·Wᵀ, q·kᵀ), batches (own
 //! and broadcast), permuted outputs, bias, alpha, odd sizes and sizes past a tile. Each is
 //! held within the matrix product's bound of the CPU's GEMM, and the kernel asked for is the
@@ -63,7 +64,7 @@ fn case(dev: &Device, (m, k, n): (usize, usize, usize)) -> Vec<(String, Vec<f32>
     ]
 }
 
-const KERNELS: [(&str, F); 9] = [
+const KERNELS: [(&str, F); 11] = [
     ("matmul", F::Tiled),
     ("matmul_direct", F::Direct { transposed: false }),
     ("matmul_direct", F::Direct { transposed: true }),
@@ -97,6 +98,8 @@ const KERNELS: [(&str, F); 9] = [
             rows: true,
         },
     ),
+    ("matmul_t4", F::T4 { transposed: false }),
+    ("matmul_t4", F::T4 { transposed: true }),
 ];
 
 #[test]
@@ -162,6 +165,9 @@ fn linear_and_products_pick_the_vec4_kernels() {
     let n4 = count("matmul_n4");
     ops::matmul(&t(&[512, 512]), &t(&[512, 512])).unwrap();
     assert_eq!(count("matmul_n4") - n4, 1, "a dense a·b");
+    let t4 = count("matmul_t4");
+    ops::matmul(&ops::t(&t(&[2048, 96])).unwrap(), &t(&[2048, 32])).unwrap();
+    assert_eq!(count("matmul_t4") - t4, 1, "a weight's gradient gᵀ·x");
     g.synchronize().unwrap();
 }
 

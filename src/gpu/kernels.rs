@@ -83,6 +83,8 @@ kernels! {
     MatmulK4(MatmulDirectParams) = "matmul_k4" [Read, Read, Read, ReadWrite],
     /// The same with A along K and B along N in vec4.
     MatmulN4(MatmulDirectParams) = "matmul_n4" [Read, Read, Read, ReadWrite],
+    /// The same with A along M and B along N in vec4 (outer products: gᵀ·x).
+    MatmulT4(MatmulDirectParams) = "matmul_t4" [Read, Read, Read, ReadWrite],
     /// Elementwise relu / scale / dropout.
     Unary(UnaryParams) = "unary" [Read, ReadWrite],
     /// Strided gather into a contiguous copy (permute, narrow, expand).
@@ -241,7 +243,8 @@ pub(crate) struct MatmulDirectParams {
     pub c_cs: u32,
     pub c_bs1: u32,
     pub c_bs2: u32,
-    /// `matmul_n4.wgsl`: invocations across rows rather than columns.
+    /// `matmul_n4.wgsl`: invocations across rows rather than columns; `matmul_t4.wgsl`: the
+    /// invocations across column vec4s.
     pub lanes_on_rows: u32,
     pub _pad: [u32; 2],
 }

@@ -78,6 +78,10 @@ pub(crate) fn matmul_kernel(ctx: &GpuContext, g: &Gemm) -> Option<(DirectMap, Di
                 let d = g.direct_map(transposed);
                 d.k4().then_some((d, DirectKernel::K4))
             }
+            ForcedMatmul::T4 { transposed } => {
+                let d = g.direct_map(transposed);
+                d.t4().then_some((d, DirectKernel::T4(t4_lanes(d.cols))))
+            }
             ForcedMatmul::N4 { transposed, rows } => {
                 let d = g.direct_map(transposed);
                 let k = if rows {
@@ -114,10 +118,21 @@ pub(crate) fn matmul_kernel(ctx: &GpuContext, g: &Gemm) -> Option<(DirectMap, Di
             return Some((d, kernel));
         }
     }
+    for d in [wide, narrow] {
+        if d.t4() {
+            return Some((d, DirectKernel::T4(t4_lanes(d.cols))));
+        }
+    }
     if plain.cols < 64 && plain.rows > plain.cols {
         return Some((flipped, DirectKernel::Scalar));
     }
     None
+}
+
+/// `matmul_t4.wgsl`'s invocations across column vec4s: enough for `cols`, a power of two up
+/// to the workgroup's 64 (the rest go across row vec4s).
+fn t4_lanes(cols: usize) -> u32 {
+    cols.div_ceil(4).next_power_of_two().clamp(1, 64) as u32
 }
 
 /// Slices of K a product is split into (partial products in parallel, then summed), or
@@ -175,6 +190,11 @@ pub enum ForcedMatmul {
     },
     /// `matmul_k4.wgsl`.
     K4 {
+        /// Cᵀ = Bᵀ·Aᵀ.
+        transposed: bool,
+    },
+    /// `matmul_t4.wgsl`.
+    T4 {
         /// Cᵀ = Bᵀ·Aᵀ.
         transposed: bool,
     },

@@ -893,6 +893,16 @@ impl DirectMap {
                 .chain(&[self.y.1, self.y.2, self.y.3, self.y.4])
                 .all(|v| v % 4 == 0)
     }
+    /// X contiguous along its rows and Y along its columns, in whole vec4s
+    /// (`matmul_t4.wgsl`).
+    pub fn t4(&self) -> bool {
+        self.x.0 == 1
+            && self.y.1 == 1
+            && [self.rows, self.cols, self.x.1, self.x.2, self.x.3, self.x.4]
+                .iter()
+                .chain(&[self.y.0, self.y.2, self.y.3, self.y.4])
+                .all(|v| v % 4 == 0)
+    }
     /// X contiguous along K and Y along its columns, in whole vec4s (`matmul_n4.wgsl`).
     pub fn n4(&self) -> bool {
         self.x.1 == 1
@@ -947,7 +957,9 @@ impl Gemm {
         // Offsets counted in vec4 where an operand is read as vec4.
         let (qx, qy) = match kernel {
             DirectKernel::Scalar => (1, 1),
-            DirectKernel::K4 | DirectKernel::N4 | DirectKernel::N4Rows => (4, 4),
+            DirectKernel::K4 | DirectKernel::N4 | DirectKernel::N4Rows | DirectKernel::T4(_) => {
+                (4, 4)
+            }
         };
         let (x, y) = (d.x, d.y);
         let (x, y) = match kernel {
@@ -961,9 +973,14 @@ impl Gemm {
                 (x.0 / qx, 1, x.2 / qx, x.3 / qx, x.4 / qx),
                 (y.0 / qy, 1, y.2 / qy, y.3 / qy, y.4 / qy),
             ),
+            // K counted whole: X's k stride and Y's k stride in vec4.
+            DirectKernel::T4(_) => (
+                (1, x.1 / qx, x.2 / qx, x.3 / qx, x.4 / qx),
+                (y.0 / qy, 1, y.2 / qy, y.3 / qy, y.4 / qy),
+            ),
         };
         let k = match kernel {
-            DirectKernel::Scalar => d.k,
+            DirectKernel::Scalar | DirectKernel::T4(_) => d.k,
             _ => d.k / 4,
         };
         let (tile_i, tile_j) = kernel.tile();
@@ -984,6 +1001,7 @@ impl Gemm {
             DirectKernel::Scalar => Kernel::MatmulDirect,
             DirectKernel::K4 => Kernel::MatmulK4,
             DirectKernel::N4 | DirectKernel::N4Rows => Kernel::MatmulN4,
+            DirectKernel::T4(_) => Kernel::MatmulT4,
         };
         Ok(split::chunks(self.batch() as u64, max)
             .map(|(z0, nz)| Launch {
@@ -1009,7 +1027,10 @@ impl Gemm {
                     c_cs: u(d.c.1),
                     c_bs1: u(self.c.bs1),
                     c_bs2: u(self.c.bs2),
-                    lanes_on_rows: (kernel == DirectKernel::N4Rows) as u32,
+                    lanes_on_rows: match kernel {
+                        DirectKernel::T4(lanes) => lanes,
+                        k => (k == DirectKernel::N4Rows) as u32,
+                    },
                     _pad: [0; 2],
                 }),
                 // X is B when transposed.
@@ -1130,6 +1151,9 @@ pub(crate) enum DirectKernel {
     N4,
     /// The same with the invocations across rows (for a C a few columns wide).
     N4Rows,
+    /// `matmul_t4.wgsl`, X along its rows and Y along its columns in vec4, with this many
+    /// invocations across column vec4s (a power of two up to 64).
+    T4(u32),
 }
 
 impl DirectKernel {
@@ -1140,6 +1164,7 @@ impl DirectKernel {
             DirectKernel::K4 => (4, 256),
             DirectKernel::N4 => (8, 256),
             DirectKernel::N4Rows => (512, 4),
+            DirectKernel::T4(l) => (4 * 64 / l as u64, 4 * l as u64),
         }
     }
 }
