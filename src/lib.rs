@@ -76,9 +76,9 @@ pub use gpu::tuning::ForcedMatmul as __ForcedMatmul;
 /// Re-exported so applications can name the types wgnn takes without a version clash.
 pub use wgpu;
 
-/// The WGSL constants every kernel source gets appended (the op codes of `src/gpu/codes.rs`),
-/// for tools that validate `shaders/*.wgsl` on their own (`tests/shaders.rs`).
+/// What the kernel table appends to the file of kernel `name` (the codes, and for the direct
+/// matrix products their shared part), for `tests/shaders.rs`.
 #[doc(hidden)]
-pub fn __wgsl_codes() -> String {
-    gpu::codes::wgsl_prelude()
+pub fn __wgsl_prelude(name: &str) -> String {
+    gpu::kernels::prelude(name)
 }

@@ -91,7 +91,8 @@ fn every_shader_validates_and_translates_to_all_backends() {
     let mut failures = Vec::new();
     for f in &files {
         // As the kernel table builds it: the file, then the generated op codes.
-        let src = std::fs::read_to_string(f).unwrap() + "\n" + &wgnn::__wgsl_codes();
+        let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let src = std::fs::read_to_string(f).unwrap() + "\n" + &wgnn::__wgsl_prelude(stem);
         match gate(f, &src) {
             Ok(targets) => eprintln!("{}: ok ({})", f.display(), targets.join(", ")),
             Err(e) => failures.push(e),

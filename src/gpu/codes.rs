@@ -207,8 +207,12 @@ mod tests {
     #[test]
     fn shaders_name_their_codes() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-        for e in std::fs::read_dir(dir).unwrap() {
-            let path = e.unwrap().path();
+        let files = std::fs::read_dir(&dir)
+            .unwrap()
+            .chain(std::fs::read_dir(dir.join("include")).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file());
+        for path in files {
             let src = std::fs::read_to_string(&path).unwrap();
             // `case N` is a code only in a switch on `p.op` (positional_encoding's quadrant
             // switch is arithmetic).

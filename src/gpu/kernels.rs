@@ -43,7 +43,7 @@ macro_rules! kernels {
                 let file = match self {
                     $(KernelId::$variant => include_str!(concat!("../../shaders/", $file, ".wgsl"))),*
                 };
-                format!("{file}\n{}", crate::gpu::codes::wgsl_prelude())
+                format!("{file}\n{}", prelude(self.name()))
             }
             /// Bytes of the params struct (checked against naga's layout in a test).
             pub fn params_size(self) -> usize {
@@ -64,6 +64,19 @@ macro_rules! kernels {
             }
         }
     };
+}
+
+/// What the kernel table appends to kernel `name`'s file: the generated codes, and the WGSL
+/// the direct matrix-product kernels share (`shaders/include/`).
+pub(crate) fn prelude(name: &str) -> String {
+    let codes = crate::gpu::codes::wgsl_prelude();
+    match name {
+        "matmul_direct" | "matmul_k4" | "matmul_n4" | "matmul_t4" => format!(
+            "{codes}{}",
+            include_str!("../../shaders/include/matmul_direct_common.wgsl")
+        ),
+        _ => codes,
+    }
 }
 
 kernels! {
@@ -245,7 +258,7 @@ pub(crate) struct MatmulDirectParams {
     pub c_bs2: u32,
     /// `matmul_n4.wgsl`: invocations across rows rather than columns; `matmul_t4.wgsl`: the
     /// invocations across column vec4s.
-    pub lanes_on_rows: u32,
+    pub lanes: u32,
     pub _pad: [u32; 2],
 }
 const _: () = assert!(std::mem::size_of::<MatmulDirectParams>() == 96);

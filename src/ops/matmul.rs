@@ -1027,7 +1027,7 @@ impl Gemm {
                     c_cs: u(d.c.1),
                     c_bs1: u(self.c.bs1),
                     c_bs2: u(self.c.bs2),
-                    lanes_on_rows: match kernel {
+                    lanes: match kernel {
                         DirectKernel::T4(lanes) => lanes,
                         k => (k == DirectKernel::N4Rows) as u32,
                     },
@@ -1108,7 +1108,7 @@ impl Gemm {
                 c_cs: u(d.c.1 * chunks),
                 c_bs1: 0,
                 c_bs2: 1,
-                lanes_on_rows: 0,
+                lanes: 0,
                 _pad: [0; 2],
             }),
             binds: vec![
