@@ -1,7 +1,7 @@
 //! The Transformer of the UvA DL tutorial 6 ("Transformers and Multi-Head Attention"), ported
 //! class for class: the same module tree, attribute names and state-dict keys as the Python, so
 //! the tutorial's checkpoints load as they are. Reading it next to the notebook is the point;
-//! the general parts (the layers, [`scaled_dot_product`](crate::nn::scaled_dot_product), [`expand_mask`]) live in [`crate::nn`].
+//! the general parts (the layers, [`scaled_dot_product`](crate::nn::scaled_dot_product), [`expand_mask`](crate::nn::expand_mask)) live in [`crate::nn`].
 //!
 //! ```
 //! use wgnn::tutorial6::{Hparams, TransformerPredictor};
@@ -21,9 +21,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::impl_module;
 use crate::module::{Forward, ModuleExt, ModuleList};
-use crate::nn::{
-    attention_weights, expand_mask, Dropout, LayerNorm, Linear, PositionalEncoding, ReLU,
-};
+use crate::nn::{Dropout, LayerNorm, Linear, PositionalEncoding, ReLU};
 use crate::ops;
 use crate::tensor::Tensor;
 use crate::Sequential;
@@ -80,28 +78,16 @@ impl MultiheadAttention {
         x: &Tensor,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        let (batch, seq) = match x.shape() {
-            [b, s, _] => (*b, *s),
-            s => {
-                return Err(Error::shape(
-                    "MultiheadAttention",
-                    format!("x must be [batch, seq_len, input_dim], got {s:?}"),
-                ))
-            }
-        };
-        let mask = mask.map(expand_mask).transpose()?;
+        if x.shape().len() != 3 {
+            return Err(Error::shape(
+                "MultiheadAttention",
+                format!("x must be [batch, seq_len, input_dim], got {:?}", x.shape()),
+            ));
+        }
         let qkv = self.qkv_proj.forward(x)?;
-        // Separate Q, K, V from the linear output.
-        let qkv = qkv.reshape(&[batch, seq, self.num_heads, 3 * self.head_dim])?;
-        let qkv = ops::permute(&qkv, &[0, 2, 1, 3])?; // [Batch, Head, SeqLen, Dims]
-        let qkv = ops::chunk(&qkv, 3, 3)?;
-        let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
-        // scaled_dot_product, with attention · v written straight in [Batch, SeqLen, Head,
-        // Dims] order: the tutorial's permute(0, 2, 1, 3) is then dense and the reshape that
-        // merges the heads a view (no copy kernel splits or merges heads).
-        let attention = attention_weights(q, k, mask.as_ref())?;
-        let values = ops::matmul_permuted(&attention, v, &[0, 2, 1, 3])?;
-        let values = values.reshape(&[batch, seq, self.embed_dim])?;
+        // scaled_dot_product on the heads' views, attention · v written in merged-heads order.
+        let (values, attention) =
+            ops::attention::composed_with_weights(&qkv, self.num_heads, mask)?;
         let o = self.o_proj.forward(&values)?;
         Ok((o, attention))
     }

@@ -40,8 +40,9 @@ impl Launch<'_> {
             Kernel::MatmulK4(p) | Kernel::MatmulN4(p) => {
                 8 * p.rows as u64 * p.cols as u64 * (p.k as u64).max(1) * self.groups[2] as u64
             }
+            // K counted whole (only the rows and columns are read as vec4s).
             Kernel::MatmulT4(p) => {
-                8 * p.rows as u64 * p.cols as u64 * (p.k as u64).max(1) * self.groups[2] as u64
+                2 * p.rows as u64 * p.cols as u64 * (p.k as u64).max(1) * self.groups[2] as u64
             }
             _ => self.binds.iter().map(|b| b.size).sum(),
         }

@@ -151,7 +151,7 @@ pub(crate) fn split_k(ctx: &GpuContext, g: &Gemm) -> Option<usize> {
     // lavapipe, 2 cores: splitting an [96, 32] gradient of 12 tiles 32 ways made the training
     // step's `linear backward` 1.2-1.6x slower), a GPU wants several per SM.
     let enough = if is_cpu_adapter(ctx) {
-        std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
+        crate::ops::threads::cores() as u64
     } else {
         SPLIT_K_TILES
     };

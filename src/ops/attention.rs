@@ -121,6 +121,16 @@ pub fn fused_attention(qkv: &Tensor, num_heads: usize, mask: Option<&Tensor>) ->
 /// The same as the unfused ops the tutorial writes: views for the heads, the attention
 /// weights, and `attention · v` written in merged-heads order. Records the backward.
 pub(crate) fn composed(qkv: &Tensor, num_heads: usize, mask: Option<&Tensor>) -> Result<Tensor> {
+    Ok(composed_with_weights(qkv, num_heads, mask)?.0)
+}
+
+/// [`composed`], and the attention weights `[B, H, S, S]` (the tutorial's
+/// `MultiheadAttention.forward(..., return_attention=True)`).
+pub(crate) fn composed_with_weights(
+    qkv: &Tensor,
+    num_heads: usize,
+    mask: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
     let (batch, seq, width) = match qkv.shape() {
         [b, s, w] => (*b, *s, *w),
         s => {
@@ -132,12 +142,18 @@ pub(crate) fn composed(qkv: &Tensor, num_heads: usize, mask: Option<&Tensor>) ->
     };
     let head_dim = width / 3 / num_heads.max(1);
     let mask = mask.map(crate::nn::expand_mask).transpose()?;
+    // Separate Q, K, V: [B, S, H, 3·D] viewed as [B, H, S, 3·D], chunked.
     let qkv = qkv.reshape(&[batch, seq, num_heads, 3 * head_dim])?;
     let qkv = crate::ops::permute(&qkv, &[0, 2, 1, 3])?;
     let qkv = crate::ops::chunk(&qkv, 3, 3)?;
+    // attention · v written straight in [B, S, H, D] order: the tutorial's permute(0, 2, 1, 3)
+    // is then dense and the reshape that merges the heads a view (no copy kernel).
     let attention = crate::nn::attention_weights(&qkv[0], &qkv[1], mask.as_ref())?;
     let values = crate::ops::matmul_permuted(&attention, &qkv[2], &[0, 2, 1, 3])?;
-    values.reshape(&[batch, seq, num_heads * head_dim])
+    Ok((
+        values.reshape(&[batch, seq, num_heads * head_dim])?,
+        attention,
+    ))
 }
 
 /// A raw pointer the CPU path's (batch, head) tasks write their disjoint rows through.

@@ -884,33 +884,30 @@ pub(crate) struct DirectMap {
 }
 
 impl DirectMap {
+    /// Whether X has unit stride along `x_unit` (0: its rows, 1: K) and Y along `y_unit` (0:
+    /// K, 1: its columns), and every other stride, base and size in `sizes` that a vec4 array
+    /// indexes divides by 4.
+    fn reads_vec4(&self, x_unit: usize, y_unit: usize, sizes: [usize; 2]) -> bool {
+        let (xs, ys) = ([self.x.0, self.x.1], [self.y.0, self.y.1]);
+        xs[x_unit] == 1
+            && ys[y_unit] == 1
+            && [xs[1 - x_unit], ys[1 - y_unit], sizes[0], sizes[1]]
+                .iter()
+                .chain(&[self.x.2, self.x.3, self.x.4, self.y.2, self.y.3, self.y.4])
+                .all(|v| v % 4 == 0)
+    }
     /// Both operands contiguous along K in whole vec4s (`matmul_k4.wgsl`).
     pub fn k4(&self) -> bool {
-        self.x.1 == 1
-            && self.y.0 == 1
-            && [self.k, self.x.0, self.x.2, self.x.3, self.x.4]
-                .iter()
-                .chain(&[self.y.1, self.y.2, self.y.3, self.y.4])
-                .all(|v| v % 4 == 0)
+        self.reads_vec4(1, 0, [self.k, self.k])
     }
     /// X contiguous along its rows and Y along its columns, in whole vec4s
     /// (`matmul_t4.wgsl`).
     pub fn t4(&self) -> bool {
-        self.x.0 == 1
-            && self.y.1 == 1
-            && [self.rows, self.cols, self.x.1, self.x.2, self.x.3, self.x.4]
-                .iter()
-                .chain(&[self.y.0, self.y.2, self.y.3, self.y.4])
-                .all(|v| v % 4 == 0)
+        self.reads_vec4(0, 1, [self.rows, self.cols])
     }
     /// X contiguous along K and Y along its columns, in whole vec4s (`matmul_n4.wgsl`).
     pub fn n4(&self) -> bool {
-        self.x.1 == 1
-            && self.y.1 == 1
-            && [self.k, self.cols, self.x.0, self.x.2, self.x.3, self.x.4]
-                .iter()
-                .chain(&[self.y.0, self.y.2, self.y.3, self.y.4])
-                .all(|v| v % 4 == 0)
+        self.reads_vec4(1, 1, [self.k, self.cols])
     }
 }
 

@@ -25,7 +25,7 @@
 //! inherits their numbers (elementwise and layout gradients are bit-identical across devices).
 
 mod add;
-mod attention;
+pub(crate) mod attention;
 mod batch_norm;
 pub(crate) mod cast;
 mod common;
