@@ -107,6 +107,25 @@ fn pow_(x: f32, e: f32) -> f32 {
     return select(m, -m, odd);
 }
 
+// exp(x) - 1 without the cancellation near 0: a Taylor polynomial below 0.01 (error under
+// 1e-10 relative), the builtin above.
+fn expm1_(x: f32) -> f32 {
+    if abs(x) < 0.01 {
+        return x * (1.0 + x * (0.5 + x * (0.16666667 + x * 0.041666667)));
+    }
+    return exp(x) - 1.0;
+}
+
+// log(1 + e) for e ≥ 0, accurate when e is tiny: log(u) · e / (u - 1) with u = 1 + e
+// corrects the rounding of u (Goldberg's trick).
+fn log1p_(e: f32) -> f32 {
+    let u = 1.0 + e;
+    if u == 1.0 {
+        return e;
+    }
+    return log(u) * (e / (u - 1.0));
+}
+
 const SQRT1_2: f32 = 0.70710678;
 const GELU_C: f32 = 0.79788456; // sqrt(2 / pi)
 const INV_SQRT_2PI: f32 = 0.39894228;
@@ -149,6 +168,24 @@ fn math(v: f32) -> f32 {
         case UNARY_SILU_GRAD: {
             let s = sigmoid_(v);
             return s * (1.0 + v * (1.0 - s));
+        }
+        case UNARY_ELU: { return select(p.alpha * expm1_(v), v, v > 0.0); }
+        case UNARY_ELU_GRAD: { return select(p.alpha * exp(v), 1.0, v > 0.0); }
+        case UNARY_LEAKY_RELU: { return select(v * p.alpha, v, v > 0.0); }
+        case UNARY_LEAKY_RELU_GRAD: { return select(p.alpha, 1.0, v > 0.0); }
+        case UNARY_SOFTPLUS: {
+            let z = v * p.alpha;
+            if z > p.beta { return v; }
+            return log1p_(exp(z)) / p.alpha;
+        }
+        case UNARY_SOFTPLUS_GRAD: {
+            let z = v * p.alpha;
+            if z > p.beta { return 1.0; }
+            let e = exp(z);
+            return e / (e + 1.0);
+        }
+        case UNARY_HARDTANH_GRAD: {
+            return select(1.0, 0.0, v <= p.alpha || v >= p.beta);
         }
         default: {
             return select(0.0, 1.0, v >= p.alpha && v <= p.beta);

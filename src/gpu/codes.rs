@@ -106,6 +106,20 @@ codes! {
         SiluGrad = 18,
         /// 1 where lo ≤ x ≤ hi, else 0 (clamp's derivative).
         ClampGrad = 19,
+        /// `x > 0 ? x : alpha·expm1(x)`.
+        Elu = 20,
+        /// elu's derivative: `x > 0 ? 1 : alpha·exp(x)` (1 at 0 for alpha 1, as PyTorch).
+        EluGrad = 21,
+        /// `x > 0 ? x : x·alpha`.
+        LeakyRelu = 22,
+        /// leaky_relu's derivative: `x > 0 ? 1 : alpha` (alpha at 0, as PyTorch).
+        LeakyReluGrad = 23,
+        /// `x·beta > threshold ? x : log1p(exp(x·beta)) / beta` (alpha = beta, beta = threshold).
+        Softplus = 24,
+        /// softplus's derivative: `x·beta > threshold ? 1 : e / (e + 1)`, `e = exp(x·beta)`.
+        SoftplusGrad = 25,
+        /// 1 where lo < x < hi strictly, else 0 (hardtanh's derivative, as PyTorch's).
+        HardtanhGrad = 26,
     }
     /// What `binary.wgsl` computes per element.
     BinaryOp "BINARY" {
@@ -172,6 +186,24 @@ codes! {
         Backward = 4,
         /// x is x + residual (binding 2), added once per read (`add_layer_norm`).
         Residual = 8,
+    }
+    /// What `pool2d.wgsl` computes.
+    PoolOp "POOL" {
+        /// max over each window (NaN wins), the output.
+        Max = 0,
+        /// the flat index (within the plane) of each window's maximum, as int64 words.
+        MaxIndex = 1,
+        /// max_pool2d's gradient: per input element, the sum of g over the windows whose
+        /// maximum it is.
+        MaxBackward = 2,
+        /// the mean of each window.
+        Avg = 3,
+        /// avg_pool2d's gradient.
+        AvgBackward = 4,
+        /// adaptive_avg_pool2d: windows [⌊o·I/O⌋, ⌈(o+1)·I/O⌉).
+        Adaptive = 5,
+        /// adaptive_avg_pool2d's gradient.
+        AdaptiveBackward = 6,
     }
     /// Bits of `batch_norm_backward.wgsl`'s `affine`.
     BatchNormFlag "BATCH_NORM" {

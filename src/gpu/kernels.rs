@@ -75,6 +75,10 @@ pub(crate) fn prelude(name: &str) -> String {
             "{codes}{}",
             include_str!("../../shaders/include/matmul_direct_common.wgsl")
         ),
+        "conv2d" | "conv2d_grad_input" | "conv2d_grad_weight" => format!(
+            "{codes}{}",
+            include_str!("../../shaders/include/conv_common.wgsl")
+        ),
         _ => codes,
     }
 }
@@ -144,7 +148,73 @@ kernels! {
     WhereSelect(BinaryParams) = "where_select" [Read, Read, Read, ReadWrite],
     /// float32 / float16 / bfloat16 conversions, on the bits.
     Cast(CastParams) = "convert" [Read, ReadWrite],
+    /// conv2d as an implicit GEMM (x, w, bias → y).
+    Conv2d(ConvParams) = "conv2d" [Read, Read, Read, ReadWrite],
+    /// conv2d's input gradient (g, w → dx).
+    Conv2dGradInput(ConvParams) = "conv2d_grad_input" [Read, Read, Read, ReadWrite],
+    /// conv2d's weight gradient, partial sums over slices of the batch (x, g → dw parts).
+    Conv2dGradWeight(ConvParams) = "conv2d_grad_weight" [Read, Read, Read, ReadWrite],
+    /// max / average / adaptive average pooling and their gradients.
+    Pool2d(PoolParams) = "pool2d" [Read, Read, ReadWrite],
 }
+
+/// Host mirror of `shaders/include/conv_common.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ConvParams {
+    pub n: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub o: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub sh: u32,
+    pub sw: u32,
+    pub ph: u32,
+    pub pw: u32,
+    pub dh: u32,
+    pub dw: u32,
+    pub groups: u32,
+    pub cg: u32,
+    pub og: u32,
+    pub kk: u32,
+    pub flags: u32,
+    pub splits: u32,
+    pub per_split: u32,
+    pub blocks: u32,
+    pub row_width: u32,
+}
+const _: () = assert!(std::mem::size_of::<ConvParams>() == 96);
+
+/// Host mirror of `pool2d.wgsl`'s `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct PoolParams {
+    /// [`PoolOp`](crate::gpu::codes::PoolOp).
+    pub op: u32,
+    /// Output elements (forward) or input elements (backward).
+    pub count: u32,
+    pub row_width: u32,
+    /// Planes (N · C).
+    pub planes: u32,
+    pub h: u32,
+    pub w: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub sh: u32,
+    pub sw: u32,
+    pub ph: u32,
+    pub pw: u32,
+    /// avg_pool2d: 1 to count padding zeros in the divisor.
+    pub include_pad: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<PoolParams>() == 64);
 
 /// Host mirror of `convert.wgsl`'s `Params`.
 #[repr(C)]

@@ -206,3 +206,14 @@ pub enum ForcedMatmul {
         rows: bool,
     },
 }
+
+/// How many invocations a convolution's weight gradient should spread over (slices of the
+/// batch times 4 × 4 blocks of the weight): a CPU adapter runs one thread per core, so a few
+/// per core do; a GPU wants tens of thousands in flight.
+pub(crate) fn conv_weight_invocations(ctx: &GpuContext) -> usize {
+    if is_cpu_adapter(ctx) {
+        4 * crate::ops::threads::cores().max(1)
+    } else {
+        32768
+    }
+}

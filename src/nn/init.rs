@@ -21,7 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::module::{Module, ModuleExt, Parameter};
-use crate::nn::{BatchNorm1d, Embedding, LayerNorm, Linear};
+use crate::nn::{BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Embedding, LayerNorm, Linear};
 use crate::ops::{self, Generator};
 use crate::tensor::Tensor;
 
@@ -111,8 +111,29 @@ pub fn linear_(l: &mut Linear, g: &mut Generator) -> Result<()> {
     Ok(())
 }
 
+/// `_ConvNd.reset_parameters()`: weight `kaiming_uniform_(a=√5)` (bound `1/√fan_in`, fan_in =
+/// in_channels / groups · kernel elements), bias uniform in `±1/√fan_in`.
+pub fn conv_(
+    weight: &mut Parameter,
+    bias: Option<&mut Parameter>,
+    g: &mut Generator,
+) -> Result<()> {
+    kaiming_uniform_(weight, 5f64.sqrt(), g)?;
+    if let Some(b) = bias {
+        let (fan_in, _) = fans(weight.tensor().shape())?;
+        let bound = if fan_in > 0 {
+            (1.0 / (fan_in as f64).sqrt()) as f32
+        } else {
+            0.0
+        };
+        uniform_(b, -bound, bound, g)?;
+    }
+    Ok(())
+}
+
 /// PyTorch's `reset_parameters()` of one module, when it is a layer wgnn knows: `Linear`
-/// (above), `LayerNorm` and `BatchNorm1d` (weight 1, bias 0), `Embedding` (`normal_(0, 1)`).
+/// (above), `Conv1d` / `Conv2d` ([`conv_`]), `LayerNorm`, `BatchNorm1d` and `BatchNorm2d`
+/// (weight 1, bias 0), `Embedding` (`normal_(0, 1)`).
 /// Returns whether it was one.
 pub fn reset_module(m: &mut dyn Module, g: &mut Generator) -> Result<bool> {
     let Some(any) = m.as_any_mut() else {
@@ -126,6 +147,13 @@ pub fn reset_module(m: &mut dyn Module, g: &mut Generator) -> Result<bool> {
     } else if let Some(n) = any.downcast_mut::<BatchNorm1d>() {
         ones_(&mut n.weight)?;
         zeros_(&mut n.bias)?;
+    } else if let Some(n) = any.downcast_mut::<BatchNorm2d>() {
+        ones_(&mut n.weight)?;
+        zeros_(&mut n.bias)?;
+    } else if let Some(c) = any.downcast_mut::<Conv2d>() {
+        conv_(&mut c.weight, c.bias.as_mut(), g)?;
+    } else if let Some(c) = any.downcast_mut::<Conv1d>() {
+        conv_(&mut c.weight, c.bias.as_mut(), g)?;
     } else if let Some(e) = any.downcast_mut::<Embedding>() {
         normal_(&mut e.weight, 0.0, 1.0, g)?;
     } else {

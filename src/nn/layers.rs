@@ -14,7 +14,7 @@ use crate::ops::{self, Generator};
 use crate::tensor::Tensor;
 
 /// A float as Python's `repr` writes it: `0.1`, `0.0`, `1e-05`, `1e+20`.
-fn py_float(v: f64) -> String {
+pub(crate) fn py_float(v: f64) -> String {
     let a = v.abs();
     if v != 0.0 && v.is_finite() && !(1e-4..1e16).contains(&a) {
         // Shortest round-trip digits in scientific form, exponent with a sign and two digits.
@@ -29,14 +29,14 @@ fn py_float(v: f64) -> String {
 
 /// Size `i` of a parameter's shape as the repr shows it, or `?` when a caller assigned a tensor
 /// of another rank (a repr never panics).
-fn dim(p: &Parameter, i: usize) -> String {
+pub(crate) fn dim(p: &Parameter, i: usize) -> String {
     p.tensor()
         .shape()
         .get(i)
         .map_or_else(|| "?".to_string(), |d| d.to_string())
 }
 
-fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
+pub(crate) fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
     let n = crate::tensor::numel_of(shape)?;
     let mut data: Vec<f32> = crate::tensor::try_zeroed_vec(n, "a layer's parameter")?;
     data.fill(v);
@@ -218,61 +218,81 @@ impl BatchNorm1d {
 impl Forward for BatchNorm1d {
     /// `x`: `[N, C]` or `[N, C, L]`.
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        let (w, b) = (Some(self.weight.tensor()), Some(self.bias.tensor()));
-        let (n, c, l) = ops::bn_dims("BatchNorm1d", x)?;
-        if c != self.weight.tensor().numel() {
+        if !(2..=3).contains(&x.shape().len()) {
             return Err(Error::shape(
                 "BatchNorm1d",
                 format!(
-                    "input {:?} has {c} channels, the layer has {}",
-                    x.shape(),
-                    self.weight.tensor().numel()
+                    "expected 2D or 3D input [N, C] or [N, C, L], got {:?}",
+                    x.shape()
                 ),
             ));
         }
-        if !self.training {
-            return ops::batch_norm(
-                x,
-                self.running_mean.tensor(),
-                self.running_var.tensor(),
-                w,
-                b,
-                self.eps,
-            );
-        }
-        let count = n * l;
-        if count <= 1 {
-            return Err(Error::invalid(format!(
-                "BatchNorm1d: expected more than 1 value per channel when training, got input \
-                 size {:?}",
-                x.shape()
-            )));
-        }
-        let stats = ops::batch_stats(x)?;
-        let y = ops::normalize(x, (&stats, 0), (&stats, c), w, b, self.eps)?;
-        let y = ops::record_batch_norm(y, x, (&stats, 0), (&stats, c), w, b, self.eps, true)?;
-        let counter = ops::increment(self.num_batches_tracked.tensor())?;
-        let mean = ops::running_update(
-            self.running_mean.tensor(),
-            &stats,
-            0,
-            &counter,
-            self.momentum,
-            1.0,
-        )?;
-        let var = ops::running_update(
-            self.running_var.tensor(),
-            &stats,
-            c,
-            &counter,
-            self.momentum,
-            count as f64 / (count - 1) as f64,
-        )?;
-        self.running_mean.set(mean);
-        self.running_var.set(var);
-        self.num_batches_tracked.set(counter);
-        Ok(y)
+        norm_forward(
+            "BatchNorm1d",
+            x,
+            (&self.weight, &self.bias),
+            (
+                &mut self.running_mean,
+                &mut self.running_var,
+                &mut self.num_batches_tracked,
+            ),
+            (self.eps, self.momentum),
+            self.training,
+        )
     }
+}
+
+/// The forward of the batch norms (`BatchNorm1d`, `BatchNorm2d`): in eval mode `x` normalised
+/// with the running statistics; in training mode with the batch's (mean, biased variance), and
+/// the running statistics and counter updated on the device (the variance's with the unbiased
+/// batch variance), as PyTorch's `F.batch_norm(training=True)`.
+pub(crate) fn norm_forward(
+    name: &str,
+    x: &Tensor,
+    (weight, bias): (&Parameter, &Parameter),
+    (running_mean, running_var, counter): (&mut Buffer, &mut Buffer, &mut Buffer),
+    (eps, momentum): (f64, Option<f64>),
+    training: bool,
+) -> Result<Tensor> {
+    let (w, b) = (Some(weight.tensor()), Some(bias.tensor()));
+    let (n, c, l) = ops::bn_dims(name, x)?;
+    if c != weight.tensor().numel() {
+        return Err(Error::shape(
+            name,
+            format!(
+                "input {:?} has {c} channels, the layer has {}",
+                x.shape(),
+                weight.tensor().numel()
+            ),
+        ));
+    }
+    if !training {
+        return ops::batch_norm(x, running_mean.tensor(), running_var.tensor(), w, b, eps);
+    }
+    let count = n * l;
+    if count <= 1 {
+        return Err(Error::invalid(format!(
+            "{name}: expected more than 1 value per channel when training, got input size {:?}",
+            x.shape()
+        )));
+    }
+    let stats = ops::batch_stats(x)?;
+    let y = ops::normalize(x, (&stats, 0), (&stats, c), w, b, eps)?;
+    let y = ops::record_batch_norm(y, x, (&stats, 0), (&stats, c), w, b, eps, true)?;
+    let next = ops::increment(counter.tensor())?;
+    let mean = ops::running_update(running_mean.tensor(), &stats, 0, &next, momentum, 1.0)?;
+    let var = ops::running_update(
+        running_var.tensor(),
+        &stats,
+        c,
+        &next,
+        momentum,
+        count as f64 / (count - 1) as f64,
+    )?;
+    running_mean.set(mean);
+    running_var.set(var);
+    counter.set(next);
+    Ok(y)
 }
 
 /// Seeds for dropout layers built without one: distinct per layer, the same in every run of a

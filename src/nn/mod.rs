@@ -1,4 +1,5 @@
-//! Modules: mirrors of the `torch.nn` layers (same parameters, buffers and repr, with their
+//! Modules: mirrors of the `torch.nn` layers (the convolutional ones and the activations in
+//! `vision.rs`) (same parameters, buffers and repr, with their
 //! forward passes), the positional encodings this crate started from, and the attention
 //! functions of the Transformer tutorial.
 
@@ -6,7 +7,12 @@ mod attention;
 pub mod init;
 mod layers;
 mod positional;
+mod vision;
 
 pub use attention::{attention_weights, expand_mask, scaled_dot_product, MASK_FILL};
 pub use layers::{BatchNorm1d, Dropout, Embedding, LayerNorm, Linear, ReLU};
 pub use positional::{LearnedPositionalEmbedding, PositionalEncoding};
+pub use vision::{
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv1d, Conv2d, Flatten, Hardtanh, Identity,
+    LeakyReLU, MaxPool2d, SiLU, Sigmoid, Softplus, Tanh, ELU, GELU,
+};

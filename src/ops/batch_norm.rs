@@ -17,14 +17,15 @@ use crate::ops::grad::{mul, sum_to};
 use crate::ops::op::{check_float, run, Op};
 use crate::tensor::{HostBytes, Tensor};
 
-/// `(n, channels, inner)` of a batch-norm input `[N, C]` or `[N, C, L]`.
+/// `(n, channels, inner)` of a batch-norm input `[N, C]`, `[N, C, L]` or `[N, C, H, W]`.
 pub(crate) fn bn_dims(name: &str, x: &Tensor) -> Result<(usize, usize, usize)> {
     match x.shape() {
         [n, c] => Ok((*n, *c, 1)),
         [n, c, l] => Ok((*n, *c, *l)),
+        [n, c, h, w] => Ok((*n, *c, h * w)),
         s => Err(Error::shape(
             name,
-            format!("expected 2D or 3D input [N, C] or [N, C, L], got {s:?}"),
+            format!("expected 2D, 3D or 4D input [N, C], [N, C, L] or [N, C, H, W], got {s:?}"),
         )),
     }
 }
@@ -163,10 +164,10 @@ pub(crate) fn record_batch_norm(
             let (_, c, _) = dims;
             // Per-channel sums over the batch (and length) dimensions.
             let per_channel = |t: &Tensor| -> Result<Tensor> {
-                if x.shape().len() == 2 {
-                    sum_to(t, &[c])
-                } else {
-                    sum_to(t, &[c, 1])?.reshape(&[c])
+                match x.shape().len() {
+                    2 => sum_to(t, &[c]),
+                    3 => sum_to(t, &[c, 1])?.reshape(&[c]),
+                    _ => sum_to(t, &[c, 1, 1])?.reshape(&[c]),
                 }
             };
             // Σ g·x̂ (the weight's gradient) and Σ g (the bias's) per channel: wanted by the
@@ -218,7 +219,7 @@ pub(crate) fn record_batch_norm(
 }
 
 /// `F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)`: `x`
-/// (`[N, C]` or `[N, C, L]`) normalised with the given per-channel statistics.
+/// (`[N, C]`, `[N, C, L]` or `[N, C, H, W]`) normalised with the given per-channel statistics.
 pub fn batch_norm(
     x: &Tensor,
     mean: &Tensor,

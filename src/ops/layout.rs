@@ -375,6 +375,36 @@ pub fn unsqueeze(x: &Tensor, dim: usize) -> Result<Tensor> {
     ))
 }
 
+/// `torch.flatten(x, start_dim, end_dim)`: dimensions `start_dim..=end_dim` merged into one
+/// (negative dimensions count from the end; a scalar becomes `[1]`). A view where the layout
+/// allows, as `reshape`.
+pub fn flatten(x: &Tensor, start_dim: isize, end_dim: isize) -> Result<Tensor> {
+    let rank = x.shape().len();
+    if rank == 0 {
+        return x.reshape(&[1]);
+    }
+    let norm = |d: isize| -> Result<usize> {
+        let v = if d < 0 { d + rank as isize } else { d };
+        if v < 0 || v >= rank as isize {
+            return Err(Error::invalid(format!(
+                "flatten: dimension {d} is out of range for a tensor of {rank} dimensions"
+            )));
+        }
+        Ok(v as usize)
+    };
+    let (s, e) = (norm(start_dim)?, norm(end_dim)?);
+    if s > e {
+        return Err(Error::invalid(format!(
+            "flatten: start_dim ({start_dim}) cannot come after end_dim ({end_dim})"
+        )));
+    }
+    let shape = x.shape();
+    let mut out: Vec<usize> = shape[..s].to_vec();
+    out.push(shape[s..=e].iter().product());
+    out.extend_from_slice(&shape[e + 1..]);
+    x.reshape(&out)
+}
+
 /// `x.expand(shape)`: size-1 (or missing leading) dimensions repeated, as a view whose
 /// expanded dimensions have stride 0.
 pub fn expand(x: &Tensor, shape: &[usize]) -> Result<Tensor> {

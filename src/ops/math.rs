@@ -1,5 +1,6 @@
 //! The math ops a user writes models with: `neg`, `exp`, `log`, `sqrt`, `rsqrt`, `pow`,
-//! `tanh`, `sigmoid`, `gelu` (exact and `approximate="tanh"`), `silu`, `clamp`, and the
+//! `tanh`, `sigmoid`, `gelu` (exact and `approximate="tanh"`), `silu`, `clamp`, the activations
+//! `elu`, `leaky_relu`, `softplus` and `hardtanh`, and the
 //! broadcasting `mul`, `sub`, `div`. Each records its backward here, written with these ops
 //! (gelu, silu and clamp through their derivative kernels).
 //!
@@ -20,6 +21,9 @@
 //! | sigmoid, silu | 6 + 2\|x\| ulp | 0.23 |
 //! | gelu | 8 + x² ulp (the erfc tail's exp) | 0.88 |
 //! | gelu, tanh form | 8 + 4\|u\| ulp, u = √(2/π)(x + 0.044715x³) | 0.57 |
+//! | elu | 5 + 2\|x\| ulp (expm1: a polynomial below 0.01) | — |
+//! | softplus | 8 + 2\|βx\| ulp (log1p corrected) | — |
+//! | leaky_relu, hardtanh | exact | — |
 //! | div | 3 ulp | — |
 //!
 //! Subnormal results may be flushed to zero on a GPU. `tanh` avoids the builtin (which some
@@ -72,6 +76,37 @@ pub(crate) fn cpu(op: UnaryOp, v: f32, a: f32, b: f32) -> f32 {
         }
         UnaryOp::ClampGrad => {
             return if v >= a && v <= b { 1.0 } else { 0.0 };
+        }
+        UnaryOp::Elu => {
+            return if v > 0.0 {
+                v
+            } else {
+                (a as f64 * x.exp_m1()) as f32
+            };
+        }
+        UnaryOp::EluGrad => {
+            return if v > 0.0 {
+                1.0
+            } else {
+                (a as f64 * x.exp()) as f32
+            };
+        }
+        UnaryOp::LeakyRelu => return if v > 0.0 { v } else { v * a },
+        UnaryOp::LeakyReluGrad => return if v > 0.0 { 1.0 } else { a },
+        UnaryOp::Softplus => {
+            let z = x * a as f64;
+            return if z > b as f64 {
+                v
+            } else {
+                (z.exp().ln_1p() / a as f64) as f32
+            };
+        }
+        UnaryOp::SoftplusGrad => {
+            let z = x * a as f64;
+            return if z > b as f64 { 1.0 } else { sigmoid(z) as f32 };
+        }
+        UnaryOp::HardtanhGrad => {
+            return if v <= a || v >= b { 0.0 } else { 1.0 };
         }
         // Not math ops (their kernels are unary.rs's own).
         UnaryOp::Relu | UnaryOp::Scale | UnaryOp::Dropout | UnaryOp::Uniform => return v,
@@ -212,6 +247,73 @@ pub fn clamp(x: &Tensor, min: f32, max: f32) -> Result<Tensor> {
             &math_unary("clamp backward", x, UnaryOp::ClampGrad, lo, hi)?,
         )
     })
+}
+
+/// An activation `f(x)` whose backward is `g · f'(x)`, `f'` the kernel `grad`.
+fn with_derivative(
+    name: &'static str,
+    x: &Tensor,
+    (op, grad): (UnaryOp, UnaryOp),
+    (a, b): (f32, f32),
+) -> Result<Tensor> {
+    let y = math_unary(name, x, op, a, b)?;
+    Ok(record(name, y, &[x], || {
+        let x = x.detach();
+        Box::new(move |g, _| {
+            let d = math_unary(name, &x, grad, a, b)?;
+            Ok(vec![Some(mul(g, &d)?)])
+        })
+    }))
+}
+
+/// `F.elu(x, alpha)`: `x` above 0, `alpha · (exp(x) - 1)` at and below (computed as `expm1`,
+/// so small inputs keep their digits). The gradient at 0 is `alpha` (PyTorch's convention).
+pub fn elu(x: &Tensor, alpha: f32) -> Result<Tensor> {
+    with_derivative("elu", x, (UnaryOp::Elu, UnaryOp::EluGrad), (alpha, 0.0))
+}
+
+/// `F.leaky_relu(x, negative_slope)`: `x` above 0, `x · negative_slope` at and below; the
+/// gradient at 0 is `negative_slope`, as PyTorch's.
+pub fn leaky_relu(x: &Tensor, negative_slope: f32) -> Result<Tensor> {
+    with_derivative(
+        "leaky_relu",
+        x,
+        (UnaryOp::LeakyRelu, UnaryOp::LeakyReluGrad),
+        (negative_slope, 0.0),
+    )
+}
+
+/// `F.softplus(x, beta, threshold)`: `log(1 + exp(beta·x)) / beta`, and `x` itself where
+/// `beta·x > threshold` (PyTorch's switch; its defaults are beta 1, threshold 20).
+pub fn softplus(x: &Tensor, beta: f32, threshold: f32) -> Result<Tensor> {
+    if beta == 0.0 || !beta.is_finite() || threshold.is_nan() {
+        return Err(Error::invalid(format!(
+            "softplus: beta must be finite and non-zero, threshold a number (got beta {beta}, \
+             threshold {threshold})"
+        )));
+    }
+    with_derivative(
+        "softplus",
+        x,
+        (UnaryOp::Softplus, UnaryOp::SoftplusGrad),
+        (beta, threshold),
+    )
+}
+
+/// `F.hardtanh(x, min_val, max_val)`: `x` clamped to `[min_val, max_val]`; the gradient passes
+/// only strictly inside (0 at the bounds, as PyTorch's, where `clamp`'s passes).
+pub fn hardtanh(x: &Tensor, min_val: f32, max_val: f32) -> Result<Tensor> {
+    if min_val.is_nan() || max_val.is_nan() || min_val > max_val {
+        return Err(Error::invalid(format!(
+            "hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})"
+        )));
+    }
+    with_derivative(
+        "hardtanh",
+        x,
+        (UnaryOp::Clamp, UnaryOp::HardtanhGrad),
+        (min_val, max_val),
+    )
 }
 
 /// Both operands expanded to their broadcast shape (views; made dense by the kernel's run).

@@ -29,6 +29,7 @@ pub(crate) mod attention;
 mod batch_norm;
 pub(crate) mod cast;
 mod common;
+mod conv;
 pub(crate) mod grad;
 mod index;
 mod layout;
@@ -37,6 +38,7 @@ mod math;
 mod matmul;
 mod norm;
 mod op;
+mod pool;
 mod positional;
 mod reduce;
 pub(crate) mod threads;
@@ -50,20 +52,23 @@ pub(crate) use batch_norm::{
     batch_stats, bn_dims, increment, normalize, record_batch_norm, running_update,
 };
 pub(crate) use common::contiguous_strides;
+pub use conv::{conv1d, conv2d, ConvOptions, Padding};
 pub(crate) use grad::add;
 pub use index::{argmax, embedding, one_hot};
 pub(crate) use layout::materialize;
 pub use layout::{
-    cat, chunk, expand, narrow, permute, select, split, squeeze, stack, t, transpose, unsqueeze,
+    cat, chunk, expand, flatten, narrow, permute, select, split, squeeze, stack, t, transpose,
+    unsqueeze,
 };
 pub use loss::{cross_entropy, mean};
 pub use math::{
-    clamp, div, exp, gelu, log, mul_ as mul, neg, pow, rsqrt, sigmoid, silu, sqrt, sub, tanh,
-    where_,
+    clamp, div, elu, exp, gelu, hardtanh, leaky_relu, log, mul_ as mul, neg, pow, rsqrt, sigmoid,
+    silu, softplus, sqrt, sub, tanh, where_,
 };
 pub use matmul::{linear, linear_relu, matmul, matmul_nt, matmul_permuted};
 pub(crate) use matmul::{DirectKernel, DirectMap, Gemm};
 pub use norm::{add_layer_norm, layer_norm, masked_fill, softmax};
+pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_pool2d_indices};
 pub use positional::{
     div_term, positional_table, positional_table_async, reference_value, MAX_GPU_POSITION,
 };
