@@ -53,6 +53,8 @@ pub mod profile;
 mod state_dict;
 mod tensor;
 pub mod torch;
+pub mod tutorial3;
+pub mod tutorial5;
 pub mod tutorial6;
 
 #[cfg(not(target_arch = "wasm32"))]

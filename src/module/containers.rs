@@ -112,6 +112,12 @@ impl Sequential {
     pub fn append(&mut self, m: Box<dyn Layer>) {
         self.items.push(m);
     }
+    /// Appends a boxed layer, builder style (a layer chosen at run time, as an activation
+    /// picked by name).
+    pub fn push_boxed(mut self, m: Box<dyn Layer>) -> Self {
+        self.items.push(m);
+        self
+    }
 }
 
 indexed_items!(
