@@ -286,3 +286,56 @@ fn mlp_matches_pytorch_on_the_cpu() {
 fn mlp_matches_pytorch_on_the_gpu() {
     mlp_matches_pytorch(&gpu());
 }
+
+/// The module tree prints as PyTorch prints the tutorial's: the published ResNet and a
+/// PreActResNet (PyTorch's reprs are in the fixture's metadata).
+#[test]
+fn the_ports_print_like_pytorch() {
+    let io = StateDict::load(fixture("tutorial5/preact_small_io.safetensors")).unwrap();
+    assert_eq!(resnet().repr(), io.metadata()["resnet_repr"]);
+    let preact = ResNet::from_checkpoint(fixture("tutorial5/preact_small.ckpt")).unwrap();
+    assert_eq!(preact.repr(), io.metadata()["repr"]);
+}
+
+/// A PreActResNet (the second block type, tanh, uneven block counts) from a checkpoint whose
+/// hyper-parameters name it (torch.save's zip format): eval logits, and one train-mode forward
+/// with its running statistics, as PyTorch's.
+fn preact_matches_pytorch(d: &Device) {
+    let io = StateDict::load(fixture("tutorial5/preact_small_io.safetensors")).unwrap();
+    let mut model = ResNet::from_checkpoint(fixture("tutorial5/preact_small.ckpt")).unwrap();
+    assert_eq!(model.hparams.block_name, "PreActResNetBlock");
+    assert_eq!(model.hparams.act_fn_name, "tanh");
+    model.to_device(d).unwrap();
+    let x = io.get("x").unwrap().to(d).unwrap();
+    let e = rel_to_max(&model.forward(&x).unwrap(), io.get("logits").unwrap(), "logits");
+    assert!(e <= 2e-5, "PreAct eval logits: {e:e} on {d}");
+    model.train();
+    let t = rel_to_max(
+        &model.forward(&x).unwrap(),
+        io.get("train_logits").unwrap(),
+        "train logits",
+    );
+    assert!(t <= 2e-5, "PreAct train logits: {t:e} on {d}");
+    for (name, b) in model.named_buffers() {
+        let want = io.get(&name).unwrap();
+        if b.tensor().dtype() == DType::I64 {
+            assert_eq!(
+                b.tensor().to_vec::<i64>().unwrap(),
+                want.to_vec::<i64>().unwrap()
+            );
+        } else {
+            let e = rel_to_max(b.tensor(), want, &name);
+            assert!(e <= 1e-6, "{name}: {e:e} on {d}");
+        }
+    }
+}
+
+#[test]
+fn preact_resnet_matches_pytorch_on_the_cpu() {
+    preact_matches_pytorch(&Device::Cpu);
+}
+
+#[test]
+fn preact_resnet_matches_pytorch_on_the_gpu() {
+    preact_matches_pytorch(&gpu());
+}
