@@ -6,8 +6,9 @@ mod common;
 
 use common::{fixture, run_example};
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "positional_encoding",
+    "resnet",
     "reverse",
     "train_reverse",
     "register_buffer",
@@ -40,6 +41,8 @@ fn every_example_answers_help_and_exits_2_on_a_bad_flag() {
         ("checkpoint", &["convert", "a", "b", "--dtype", "i64"]),
         ("checkpoint", &["inspect"]),
         ("bench", &["--quick", "--full"]),
+        ("resnet", &["--train-steps", "x"]),
+        ("resnet", &["--device", "tpu"]),
     ] {
         let (code, _, err) = run_example(name, args);
         assert_eq!(code, 2, "{name} {args:?}: {err}");
@@ -149,4 +152,77 @@ fn the_main_job_draws_its_table() {
         .map(|(x, y)| px(x, y))
         .collect();
     assert!(colours.len() > 100, "{} colours", colours.len());
+}
+
+/// The resnet example classifies the shipped images as PyTorch does, writes what it says, takes
+/// SGD steps that change what the issue says they change, and fails in one line with exit 1 on
+/// a bad file.
+#[test]
+fn the_resnet_example_classifies_trains_and_refuses_bad_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("preds.safetensors");
+    let (code, text, err) = run_example(
+        "resnet",
+        &[
+            "--device",
+            "cpu",
+            "--save",
+            out.to_str().unwrap(),
+            "--train-steps",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("19 BatchNorm2d layers"), "{text}");
+    assert!(
+        text.contains(
+            "input_net.1.num_batches_tracked     buffer     yes            []              int64"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("image  1: airplane"), "{text}");
+    assert!(
+        text.contains("the forward changed 57 tensors (19 num_batches_tracked, 19 running_mean, 19 running_var)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the optimizer changed 63 tensors (22 bias, 41 weight)"),
+        "{text}"
+    );
+    assert!(text.contains("num_batches_tracked is now 56863"), "{text}");
+    let saved = wgnn::StateDict::load(&out).unwrap();
+    let io = wgnn::StateDict::load(fixture("tutorial5/resnet_io.safetensors")).unwrap();
+    assert_eq!(saved.get("logits").unwrap().shape(), [16, 10]);
+    assert_eq!(
+        saved.get("preds").unwrap().to_vec::<i64>().unwrap(),
+        io.get("preds").unwrap().to_vec::<i64>().unwrap()
+    );
+    // Inputs of the wrong shape, a file that is not a checkpoint, labels missing for training.
+    let bad = tmp.path().join("bad.safetensors");
+    let mut sd = wgnn::StateDict::new();
+    sd.insert("x", wgnn::Tensor::from_slice(&[0f32; 12], &[4, 3]).unwrap());
+    sd.save(&bad).unwrap();
+    let no_labels = tmp.path().join("x.safetensors");
+    let mut sd = wgnn::StateDict::new();
+    sd.insert("x", io.get("x").unwrap().clone());
+    sd.save(&no_labels).unwrap();
+    let reverse = fixture("reverse.ckpt");
+    for args in [
+        vec!["--device", "cpu", "--inputs", bad.to_str().unwrap()],
+        vec!["--device", "cpu", "--checkpoint", reverse.to_str().unwrap()],
+        vec!["--device", "cpu", "--checkpoint", "/no/such/file.ckpt"],
+        vec![
+            "--device",
+            "cpu",
+            "--inputs",
+            no_labels.to_str().unwrap(),
+            "--train-steps",
+            "1",
+        ],
+    ] {
+        let (code, _, err) = run_example("resnet", &args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
 }

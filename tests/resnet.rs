@@ -307,7 +307,11 @@ fn preact_matches_pytorch(d: &Device) {
     assert_eq!(model.hparams.act_fn_name, "tanh");
     model.to_device(d).unwrap();
     let x = io.get("x").unwrap().to(d).unwrap();
-    let e = rel_to_max(&model.forward(&x).unwrap(), io.get("logits").unwrap(), "logits");
+    let e = rel_to_max(
+        &model.forward(&x).unwrap(),
+        io.get("logits").unwrap(),
+        "logits",
+    );
     assert!(e <= 2e-5, "PreAct eval logits: {e:e} on {d}");
     model.train();
     let t = rel_to_max(
