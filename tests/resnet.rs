@@ -343,3 +343,34 @@ fn preact_resnet_matches_pytorch_on_the_cpu() {
 fn preact_resnet_matches_pytorch_on_the_gpu() {
     preact_matches_pytorch(&gpu());
 }
+
+/// The published ResNet converted with `model.half()`: the same predictions on the 16 images,
+/// logits within 1e-2 of the largest (float16 keeps 11 bits; 19 layers of rounding), on the
+/// CPU and the GPU.
+#[test]
+fn resnet_in_float16_predicts_as_in_float32() {
+    let io = StateDict::load(fixture("tutorial5/resnet_io.safetensors")).unwrap();
+    for d in [Device::Cpu, gpu()] {
+        let mut model = resnet();
+        model.to_device(&d).unwrap();
+        model.to_dtype(DType::F16).unwrap();
+        let counter = model.get_buffer("input_net.1.num_batches_tracked").unwrap();
+        assert_eq!(counter.tensor().dtype(), DType::I64);
+        let x = io
+            .get("x")
+            .unwrap()
+            .to(&d)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
+        let logits = model.forward(&x).unwrap();
+        assert_eq!(logits.dtype(), DType::F16);
+        let e = rel_to_max(&logits, io.get("logits").unwrap(), "f16 logits");
+        eprintln!("{d}: float16 logits within {e:.1e} of max");
+        assert!(e <= 1e-2, "float16 logits: {e:e} on {d}");
+        assert_eq!(
+            argmax_rows(&logits),
+            io.get("preds").unwrap().to_vec::<i64>().unwrap()
+        );
+    }
+}
