@@ -8,7 +8,9 @@
 //! batch of the issues' tables, about 27 s per GPU forward on lavapipe) and figures whose one
 //! run takes over a second are medians of 3. Each figure's time goes to stderr as it finishes.
 //! `--profile` adds per-op tables (`wgnn::profile`) of the reverse-task forward, the d512
-//! forward and a training step, on the GPU and the CPU (in `--json` as `profiles`).
+//! forward, a training step and the tutorial 5 ResNet's forward, on the GPU and the CPU (in
+//! `--json` as `profiles`). The vision figures: conv2d on the ResNet's three 3 × 3 shapes and
+//! the ResNet's eval forward, batch 128 (`--quick`: 16).
 
 use std::time::Instant;
 
@@ -16,6 +18,7 @@ use clap::Parser;
 
 use wgnn::ops::{self, add_positional, positional_table};
 use wgnn::optim::{clip_grad_norm_, Adam};
+use wgnn::tutorial5::ResNet;
 use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{Buffer, DType, Device, DynModule, GpuDevice, ModuleExt, PositionalEncoding, Tensor};
 
@@ -356,6 +359,115 @@ fn matmul_gpu_vs_cpu(
     })
 }
 
+/// Times `f` on `dev` (waiting for a GPU): one sizing run, then the median of `runs` (3 past a
+/// second).
+fn time_on(
+    dev: &Device,
+    runs: usize,
+    mut f: impl FnMut() -> wgnn::Result<()>,
+) -> wgnn::Result<f64> {
+    let mut wait_f = || -> wgnn::Result<()> {
+        f()?;
+        match dev.as_gpu() {
+            Some(g) => g.synchronize(),
+            None => Ok(()),
+        }
+    };
+    wait_f()?;
+    let t = Instant::now();
+    wait_f()?;
+    let one = t.elapsed().as_secs_f64();
+    time_after(one, runs_for(one, runs), wait_f)
+}
+
+/// A deterministic filler in [-0.5, 0.5).
+fn filler(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i * 31 + seed * 7) % 97) as f32 / 97.0) - 0.5)
+        .collect()
+}
+
+/// conv2d GF/s of the ResNet's 3 × 3 shape `[batch, c, hw, hw] * [c, c, 3, 3]` (padding 1):
+/// the GPU's implicit GEMM next to the CPU path, and next to the GPU matrix product of the same
+/// FLOPs (`[batch·hw², 9c]·[9c, c]`).
+fn conv_figures(
+    g: &GpuDevice,
+    gpu: &Device,
+    (batch, c, hw): (usize, usize, usize),
+    runs: usize,
+) -> wgnn::Result<Vec<Figure>> {
+    let x = Tensor::from_slice(&filler(batch * c * hw * hw, 1), &[batch, c, hw, hw])?;
+    let w = Tensor::from_slice(&filler(c * c * 9, 2), &[c, c, 3, 3])?;
+    let (gx, gw) = (x.to(gpu)?, w.to(gpu)?);
+    let o = ops::ConvOptions::default().padding(1);
+    let flops = 2.0 * (batch * hw * hw * c * 9 * c) as f64;
+    let t_gpu = time_on(gpu, runs, || ops::conv2d(&gx, &gw, None, &o).map(|_| ()))?;
+    let t_cpu = time_on(&Device::Cpu, runs, || {
+        ops::conv2d(&x, &w, None, &o).map(|_| ())
+    })?;
+    let (m, k) = (batch * hw * hw, 9 * c);
+    let a = Tensor::from_slice(&filler(m * k, 3), &[m, k])?.to(gpu)?;
+    let b = Tensor::from_slice(&filler(k * c, 4), &[k, c])?.to(gpu)?;
+    let t_mm = time_on(gpu, runs, || ops::matmul(&a, &b).map(|_| ()))?;
+    let _ = g;
+    let (vg, vc, vm) = (flops / t_gpu / 1e9, flops / t_cpu / 1e9, flops / t_mm / 1e9);
+    let shape = format!("[{batch},{c},{hw},{hw}]*[{c},{c},3,3] pad 1");
+    Ok(vec![
+        Figure {
+            name: format!("conv2d_{c}x{hw}"),
+            what: format!("{shape} ({:.2} GFLOP)", flops / 1e9),
+            value: vg,
+            unit: "GF/s",
+            baseline_name: "CPU conv2d (gemm crate, all cores)",
+            baseline: vc,
+            ratio: vg / vc,
+        },
+        Figure {
+            name: format!("conv2d_{c}x{hw}_vs_matmul"),
+            what: format!("the GPU conv2d next to the GPU matmul [{m}x{k}]·[{k}x{c}] (same FLOPs)"),
+            value: vg,
+            unit: "GF/s",
+            baseline_name: "GPU matmul of the same FLOPs",
+            baseline: vm,
+            ratio: vg / vm,
+        },
+    ])
+}
+
+/// The published ResNet (tutorial 5) in eval mode, `no_grad`: images per second of a batch, GPU
+/// next to CPU.
+fn resnet_gpu_vs_cpu(gpu: &Device, batch: usize, runs: usize) -> wgnn::Result<Figure> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tutorial5/ResNet.ckpt"
+    );
+    let mut cpu_model = ResNet::from_checkpoint(path)?;
+    let mut gpu_model = ResNet::from_checkpoint(path)?;
+    gpu_model.to_device(gpu)?;
+    let x = Tensor::from_slice(&filler(batch * 3 * 32 * 32, 5), &[batch, 3, 32, 32])?;
+    let gx = x.to(gpu)?;
+    let t_gpu = time_on(gpu, runs, || {
+        wgnn::autograd::no_grad(|| gpu_model.forward(&gx)).map(|_| ())
+    })?;
+    let t_cpu = time_on(&Device::Cpu, runs, || {
+        wgnn::autograd::no_grad(|| cpu_model.forward(&x)).map(|_| ())
+    })?;
+    let (vg, vc) = (batch as f64 / t_gpu, batch as f64 / t_cpu);
+    Ok(Figure {
+        name: format!("resnet_b{batch}"),
+        what: format!(
+            "tutorial 5 ResNet (published weights), eval, batch {batch}: GPU {:.1} ms, CPU {:.1} ms",
+            t_gpu * 1e3,
+            t_cpu * 1e3
+        ),
+        value: vg,
+        unit: "img/s",
+        baseline_name: "same model on the CPU",
+        baseline: vc,
+        ratio: vg / vc,
+    })
+}
+
 /// Sequences per second of the tutorial's model in eval mode, GPU next to CPU.
 fn model_gpu_vs_cpu(
     g: &GpuDevice,
@@ -463,6 +575,7 @@ fn profiles(
     gpu: &Device,
     big: &Hparams,
     big_shape: (usize, usize),
+    resnet_batch: usize,
 ) -> wgnn::Result<Vec<(String, wgnn::profile::Profile)>> {
     let mut out = Vec::new();
     for dev in [gpu, &Device::Cpu] {
@@ -484,6 +597,24 @@ fn profiles(
             let (_, p) = dev.profile(|| wgnn::autograd::no_grad(|| m.forward(&x, None, true)))?;
             out.push((format!("{name} [{batch}, {seq}], eval, no_grad"), p));
         }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tutorial5/ResNet.ckpt"
+        );
+        let mut resnet = ResNet::from_checkpoint(path)?;
+        resnet.to_device(dev)?;
+        let x = Tensor::from_slice(
+            &filler(resnet_batch * 3 * 32 * 32, 5),
+            &[resnet_batch, 3, 32, 32],
+        )?
+        .to(dev)?;
+        wgnn::autograd::no_grad(|| resnet.forward(&x))?;
+        wait()?;
+        let (_, p) = dev.profile(|| wgnn::autograd::no_grad(|| resnet.forward(&x)))?;
+        out.push((
+            format!("ResNet forward [{resnet_batch}, 3, 32, 32], eval, no_grad"),
+            p,
+        ));
         let hp = Hparams::reverse_task();
         let mut m = TransformerPredictor::new(&hp, dev)?;
         m.reset_parameters(&mut wgnn::ops::Generator::new(0))?;
@@ -750,6 +881,15 @@ fn main() -> wgnn::Result<()> {
             matmul_gpu_vs_cpu(&g, &gpu, (m, k, n), runs)
         })?);
     }
+    let conv_batch = if quick { 16 } else { 128 };
+    for (c, hw) in [(16, 32), (32, 16), (64, 8)] {
+        figures.extend(timed(&format!("conv2d {c}x{hw}"), || {
+            conv_figures(&g, &gpu, (conv_batch, c, hw), runs)
+        })?);
+    }
+    figures.push(timed("ResNet", || {
+        resnet_gpu_vs_cpu(&gpu, conv_batch, runs)
+    })?);
     figures.push(timed("reverse-task model", || {
         model_gpu_vs_cpu(&g, &gpu, &Hparams::reverse_task(), (128, 16), runs)
     })?);
@@ -783,7 +923,7 @@ fn main() -> wgnn::Result<()> {
         train_peak(&g, &gpu, &big, big_train)
     })?);
     let profiles = if args.profile {
-        timed("profiles", || profiles(&gpu, &big, big_shape))?
+        timed("profiles", || profiles(&gpu, &big, big_shape, conv_batch))?
     } else {
         Vec::new()
     };

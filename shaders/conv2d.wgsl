@@ -5,6 +5,9 @@
 // and 4 weight loads for 16 multiply-adds. src_a = x [N, C, H, W], src_b = w [O, C/g, KH, KW],
 // src_bias = bias [O] (when flags is 1), dst = y [N, O, OH, OW].
 
+@group(0) @binding(2) var<storage, read> src_b: array<f32>;
+@group(0) @binding(3) var<storage, read> src_bias: array<f32>;
+
 @compute @workgroup_size(256)
 fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
     let id = gid.y * p.row_width + gid.x;

@@ -4,6 +4,9 @@
 // invocation holds 4 neighbouring input columns × 4 input channels of one group.
 // src_a = g [N, O, OH, OW], src_b = w [O, C/g, KH, KW], dst = dx [N, C, H, W].
 
+@group(0) @binding(2) var<storage, read> src_b: array<f32>;
+@group(0) @binding(3) var<storage, read> src_unused: array<f32>;
+
 // g at output row `grow`, for input column x at tap column j (0 where no output reads it).
 fn tap(grow: u32, x: u32, j: u32) -> f32 {
     let t = i32(x + p.pw) - i32(j * p.dw);

@@ -5,6 +5,9 @@
 // partial sums [splits, O, C/g·KH·KW], which the host sums). src_a = x [N, C, H, W],
 // src_b = g [N, O, OH, OW], dst = the partial sums.
 
+@group(0) @binding(2) var<storage, read> src_b: array<f32>;
+@group(0) @binding(3) var<storage, read> src_unused: array<f32>;
+
 @compute @workgroup_size(256)
 fn conv2d_grad_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let id = gid.y * p.row_width + gid.x;

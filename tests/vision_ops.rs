@@ -473,3 +473,88 @@ fn bad_convolutions_and_pools_are_clear_errors() {
     .to_string();
     assert!(e.contains("4-D input"), "{e}");
 }
+
+/// The GPU's convolution kernels (4 × 4 blocks, and 8 × 8 with transposed weights where the
+/// output channels per group are a multiple of 8) against the CPU path, on shapes that cut
+/// blocks short: odd widths, strides, dilation, "same", groups, bias, with their gradients.
+#[test]
+fn gpu_convolutions_match_the_cpu_on_ragged_shapes() {
+    let g = gpu();
+    let mut gen = ops::Generator::new(9);
+    let cases: [(&[usize], &[usize], ConvOptions, bool); 6] = [
+        (
+            &[3, 16, 9, 13],
+            &[16, 16, 3, 3],
+            ConvOptions::default().padding(1),
+            true,
+        ),
+        (
+            &[2, 8, 11, 7],
+            &[24, 4, 3, 3],
+            ConvOptions::default().stride(2).padding(1).groups(2),
+            true,
+        ),
+        (
+            &[2, 6, 10, 10],
+            &[8, 6, 3, 3],
+            ConvOptions::default().same().dilation(2),
+            false,
+        ),
+        (
+            &[2, 5, 7, 9],
+            &[8, 5, 3, 2],
+            ConvOptions {
+                stride: (2, 1),
+                padding: Padding::Explicit(1, 0),
+                dilation: (1, 1),
+                groups: 1,
+            },
+            true,
+        ),
+        (
+            &[2, 16, 8, 8],
+            &[32, 16, 1, 1],
+            ConvOptions::default().stride(2),
+            true,
+        ),
+        (
+            &[2, 6, 9, 5],
+            &[6, 2, 3, 3],
+            ConvOptions::default().padding(1).groups(3),
+            false,
+        ),
+    ];
+    for (xs, ws, o, bias) in cases {
+        let x = ops::normal(xs, &mut gen, &Device::Cpu).unwrap();
+        let w = ops::normal(ws, &mut gen, &Device::Cpu).unwrap();
+        let b = ops::normal(&[ws[0]], &mut gen, &Device::Cpu).unwrap();
+        let run = |d: &Device| {
+            let (px, pw, pb) = (
+                Parameter::new(x.to(d).unwrap()),
+                Parameter::new(w.to(d).unwrap()),
+                Parameter::new(b.to(d).unwrap()),
+            );
+            let y = ops::conv2d(px.tensor(), pw.tensor(), bias.then(|| pb.tensor()), &o).unwrap();
+            let gy = Tensor::full(y.shape(), 0.5f32, d).unwrap();
+            let gy = ops::mul(&gy, &ops::tanh(&y).unwrap()).unwrap().detach();
+            y.backward_with(&gy).unwrap();
+            let mut out = vec![
+                f32s(&y),
+                f32s(&px.grad().unwrap()),
+                f32s(&pw.grad().unwrap()),
+            ];
+            if bias {
+                out.push(f32s(&pb.grad().unwrap()));
+            }
+            out
+        };
+        let (c, gp) = (run(&Device::Cpu), run(&g));
+        for (i, (a, b)) in c.iter().zip(&gp).enumerate() {
+            let e = rel_err(b, a, &format!("{xs:?} {ws:?} part {i}"));
+            assert!(
+                e <= 1e-5,
+                "{xs:?} * {ws:?} {o:?}: part {i} off by {e:e} × max"
+            );
+        }
+    }
+}

@@ -1,5 +1,5 @@
-// What the convolution kernels (conv2d, conv2d_grad_input, conv2d_grad_weight) share: their
-// params and bindings, and the zero-padded read. Appended to each by the kernel table.
+// What the convolution kernels (conv2d, conv2d_t8, conv2d_grad_input, conv2d_grad_weight)
+// share: their params, the input and output bindings, and the zero-padded read. Appended to each by the kernel table.
 
 struct Params {
     n: u32,
@@ -32,10 +32,9 @@ struct Params {
     row_width: u32,
 }
 
+// Bindings 2 (src_b) and 3 are each kernel's own: conv2d_t8 reads its weights as vec4s.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src_a: array<f32>;
-@group(0) @binding(2) var<storage, read> src_b: array<f32>;
-@group(0) @binding(3) var<storage, read> src_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
 // src_a[row + x] where 0 ≤ x < width, else 0 (a padding zero).

@@ -75,7 +75,7 @@ pub(crate) fn prelude(name: &str) -> String {
             "{codes}{}",
             include_str!("../../shaders/include/matmul_direct_common.wgsl")
         ),
-        "conv2d" | "conv2d_grad_input" | "conv2d_grad_weight" => format!(
+        "conv2d" | "conv2d_t8" | "conv2d_grad_input" | "conv2d_grad_weight" => format!(
             "{codes}{}",
             include_str!("../../shaders/include/conv_common.wgsl")
         ),
@@ -150,6 +150,8 @@ kernels! {
     Cast(CastParams) = "convert" [Read, ReadWrite],
     /// conv2d as an implicit GEMM (x, w, bias → y).
     Conv2d(ConvParams) = "conv2d" [Read, Read, Read, ReadWrite],
+    /// conv2d with 8 × 8 register blocks and pre-transposed weights (x, wᵀ, bias → y).
+    Conv2dT8(ConvParams) = "conv2d_t8" [Read, Read, Read, ReadWrite],
     /// conv2d's input gradient (g, w → dx).
     Conv2dGradInput(ConvParams) = "conv2d_grad_input" [Read, Read, Read, ReadWrite],
     /// conv2d's weight gradient, partial sums over slices of the batch (x, g → dw parts).

@@ -361,15 +361,26 @@ impl Op for Bn {
                 let x = inputs[0].as_f32();
                 let (m, v) = (inputs[1].as_f32(), inputs[2].as_f32());
                 let (w, b) = (inputs[3].as_f32(), inputs[4].as_f32());
-                for (i, y) in out.as_f32_mut().iter_mut().enumerate() {
-                    let ch = (i / l) % c;
-                    let mut t =
-                        (x[i] - m[mean_base + ch]) * (1.0 / (v[var_base + ch] + eps).sqrt());
+                // Per channel once: the same values as per element, so the same bits.
+                let rstd: Vec<f32> = (0..c)
+                    .map(|ch| 1.0 / (v[var_base + ch] + eps).sqrt())
+                    .collect();
+                // One plane (image, channel) of `l` elements at a time.
+                crate::ops::threads::par_rows(out.as_f32_mut(), l, |row, ys| {
+                    let ch = row % c;
+                    let (mean, r) = (m[mean_base + ch], rstd[ch]);
+                    let xs = &x[row * l..][..l];
                     if affine {
-                        t = t * w[ch] + b[ch];
+                        let (wc, bc) = (w[ch], b[ch]);
+                        for (y, &v) in ys.iter_mut().zip(xs) {
+                            *y = (v - mean) * r * wc + bc;
+                        }
+                    } else {
+                        for (y, &v) in ys.iter_mut().zip(xs) {
+                            *y = (v - mean) * r;
+                        }
                     }
-                    *y = t;
-                }
+                });
             }
             Kind::Backward {
                 mean_base,

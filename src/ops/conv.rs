@@ -240,20 +240,40 @@ impl Geom {
         (y < self.h && x < self.w).then_some((y, x))
     }
 
-    /// One image's columns for group `g`: `col[(c, i, j), (oy, ox)]`, `[kk, p]`.
-    fn im2col(&self, x: &[f32], g: usize, col: &mut [f32]) {
+    /// One image's columns for group `g`: `col[(c, i, j) · ld + off + (oy, ox)]`, `kk` rows of
+    /// `p` (rows `ld` apart, so several images' columns can sit side by side). Each output row
+    /// is a zero-filled margin and a copy (a strided one for strides past 1).
+    fn im2col(&self, x: &[f32], g: usize, col: &mut [f32], ld: usize, off: usize) {
         let (cg, p) = (self.cg(), self.p());
         for c in 0..cg {
             let plane = &x[(g * cg + c) * self.h * self.w..][..self.h * self.w];
             for i in 0..self.kh {
                 for j in 0..self.kw {
-                    let row = &mut col[((c * self.kh + i) * self.kw + j) * p..][..p];
+                    let row = &mut col[((c * self.kh + i) * self.kw + j) * ld + off..][..p];
+                    // Columns ox with 0 ≤ ox·sw + j·dw - pw < w: [lo, hi).
+                    let shift = j * self.dw;
+                    let lo = self.pw.saturating_sub(shift).div_ceil(self.sw).min(self.ow);
+                    let hi = (self.w + self.pw)
+                        .saturating_sub(shift)
+                        .div_ceil(self.sw)
+                        .clamp(lo, self.ow);
                     for oy in 0..self.oh {
-                        for ox in 0..self.ow {
-                            row[oy * self.ow + ox] = match self.src(oy, ox, i, j) {
-                                Some((y, x)) => plane[y * self.w + x],
-                                None => 0.0,
-                            };
+                        let dst = &mut row[oy * self.ow..][..self.ow];
+                        let y = (oy * self.sh + i * self.dh).checked_sub(self.ph);
+                        let Some(y) = y.filter(|&y| y < self.h) else {
+                            dst.fill(0.0);
+                            continue;
+                        };
+                        let src = &plane[y * self.w..][..self.w];
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        let x0 = lo * self.sw + shift - self.pw;
+                        if self.sw == 1 {
+                            dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+                        } else {
+                            for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                                *d = src[x0 + k * self.sw];
+                            }
                         }
                     }
                 }
@@ -281,20 +301,92 @@ impl Geom {
         }
     }
 
+    /// The forward of a stride-1 convolution of images `n0..n0 + nb` into `y` (their
+    /// `[nb, O, OH, OW]`) without unfolding them: the images of each group are laid out padded,
+    /// channel-major (`xp[c][image][row][col]`, rows `wp = OW + KW' - 1` wide), where kernel tap
+    /// `(i, j)` of every output is the same element shifted by `i·dh·wp + j·dw`; so each tap is
+    /// one GEMM over all the chunk's positions (`M` = positions, `N` = output channels, `K` =
+    /// input channels) accumulated into `acc`, and the valid positions are copied out. The
+    /// padded copy is 1.3× the input where the unfolded columns were 9×.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_shifted(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        (n0, nb): (usize, usize),
+        buf: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (cg, og, kk, p) = (self.cg(), self.og(), self.kk(), self.p());
+        let (eh, ew) = ((self.kh - 1) * self.dh + 1, (self.kw - 1) * self.dw + 1);
+        let (hp, wp) = (self.oh + eh - 1, self.ow + ew - 1);
+        let plane = hp * wp;
+        let l = nb * plane;
+        let ls = l + (eh - 1) * wp + (ew - 1);
+        let (xp, acc) = scratch(buf, cg * ls + l * og)?.split_at_mut(cg * ls);
+        let xs = self.c * self.h * self.w;
+        for gi in 0..self.groups {
+            xp.fill(0.0);
+            for c in 0..cg {
+                for k in 0..nb {
+                    let src =
+                        &x[(n0 + k) * xs + (gi * cg + c) * self.h * self.w..][..self.h * self.w];
+                    let dst = &mut xp[c * ls + k * plane..][..plane];
+                    for (r, row) in src.chunks(self.w).enumerate() {
+                        dst[(r + self.ph) * wp + self.pw..][..self.w].copy_from_slice(row);
+                    }
+                }
+            }
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let off = i * self.dh * wp + j * self.dw;
+                    gemm_into(
+                        (l, og, cg),
+                        acc,
+                        (1, l),
+                        (&xp[off..], 1, ls),
+                        (&w[gi * og * kk + i * self.kw + j..], self.kh * self.kw, kk),
+                        i + j > 0,
+                    )?;
+                }
+            }
+            for k in 0..nb {
+                for o in 0..og {
+                    let ch = gi * og + o;
+                    let bv = bias.map_or(0.0, |b| b[ch]);
+                    let out = &mut y[(k * self.o + ch) * p..][..p];
+                    for oy in 0..self.oh {
+                        let src = &acc[o * l + k * plane + oy * wp..][..self.ow];
+                        let dst = &mut out[oy * self.ow..][..self.ow];
+                        if bias.is_some() {
+                            for (d, v) in dst.iter_mut().zip(src) {
+                                *d = v + bv;
+                            }
+                        } else {
+                            dst.copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the columns of an image are the image itself (1 × 1, stride 1, no padding).
     fn is_pointwise(&self) -> bool {
         (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0)
     }
 }
 
-/// `C (m × n, row stride ldc) = A · B` on the `gemm` crate, single-threaded (the caller
+/// `C (m × n, strides (crs, ccs)) = A · B` on the `gemm` crate, single-threaded (the caller
 /// spreads images over the cores), `A[i, k] = a[i·ars + k·acs]`, `B[k, j] = b[k·brs + j·bcs]`;
 /// with `accumulate`, `C += A · B`.
 #[allow(clippy::too_many_arguments)]
 fn gemm_into(
     (m, n, k): (usize, usize, usize),
     c: &mut [f32],
-    ldc: usize,
+    (crs, ccs): (usize, usize),
     (a, ars, acs): (&[f32], usize, usize),
     (b, brs, bcs): (&[f32], usize, usize),
     accumulate: bool,
@@ -306,22 +398,22 @@ fn gemm_into(
         (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs + 1
     };
     if (k > 0 && (last(m, ars, k, acs) > a.len() || last(k, brs, n, bcs) > b.len()))
-        || (m - 1) * ldc + n > c.len()
+        || last(m, crs, n, ccs) > c.len()
     {
         return Err(Error::internal(
             "conv: a GEMM's operands exceed their buffers",
         ));
     }
     // SAFETY: the checks above bound every index the GEMM reads in `a` and `b` and every index
-    // it writes in `c` (row stride `ldc`, column stride 1).
+    // it writes in `c` (strides `crs`, `ccs`; the callers' outputs never alias).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
-            ldc as isize,
+            ccs as isize,
+            crs as isize,
             accumulate,
             a.as_ptr(),
             acs as isize,
@@ -340,13 +432,14 @@ fn gemm_into(
     Ok(())
 }
 
-/// Calls `f(image, out_chunk)` on each image's `per`-element chunk of `out`, images over the
-/// cores when there is enough work.
+/// Calls `f(chunk_index, out_chunk, scratch)` on each `per`-element chunk of `out`, chunks over
+/// the cores when there is enough work; `scratch` is one growable buffer per worker, reused
+/// across its chunks (so the columns are neither allocated nor zeroed per image).
 fn per_image(
     out: &mut [f32],
     per: usize,
     work: u64,
-    f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+    f: impl Fn(usize, &mut [f32], &mut Vec<f32>) -> Result<()> + Sync,
 ) -> Result<()> {
     if per == 0 {
         return Ok(());
@@ -354,18 +447,34 @@ fn per_image(
     if crate::ops::threads::cores() > 1 && work >= 1 << 18 {
         out.par_chunks_mut(per)
             .enumerate()
-            .try_for_each(|(i, c)| f(i, c))
+            .try_for_each_init(Vec::new, |scratch, (i, c)| f(i, c, scratch))
     } else {
+        let mut scratch = Vec::new();
         out.chunks_mut(per)
             .enumerate()
-            .try_for_each(|(i, c)| f(i, c))
+            .try_for_each(|(i, c)| f(i, c, &mut scratch))
     }
+}
+
+/// The first `n` elements of `buf`, grown (never shrunk or cleared) to hold them: contents
+/// are stale, for buffers the caller overwrites whole.
+fn scratch(buf: &mut Vec<f32>, n: usize) -> Result<&mut [f32]> {
+    if buf.len() < n {
+        buf.try_reserve_exact(n - buf.len())
+            .map_err(|_| Error::OutOfMemory {
+                what: "conv2d columns".into(),
+                bytes: n as u128 * 4,
+            })?;
+        buf.resize(n, 0.0);
+    }
+    Ok(&mut buf[..n])
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    /// x, weight[, bias] → y.
-    Forward { bias: bool },
+    /// x, weight[, bias] → y; with `transposed` (GPU only) the weight comes as
+    /// `[groups, C/g·KH·KW, O/g]` for `conv2d_t8.wgsl`.
+    Forward { bias: bool, transposed: bool },
     /// g, weight → dx.
     GradInput,
     /// x, g → dw, as `splits` partial sums `[splits, O, C/groups, KH, KW]` over slices of the
@@ -417,17 +526,29 @@ pub fn conv2d(
             ));
         }
     }
+    // On a GPU, output channels in groups of 8 take the 8 × 8 kernel, which reads the weight
+    // transposed (a copy of the weight, not of the input).
+    let transposed = matches!(x.device(), crate::Device::Gpu(_)) && geom.og() % 8 == 0;
+    let wt = if transposed {
+        crate::autograd::no_grad(|| {
+            crate::ops::transpose(&weight.reshape(&[geom.groups, geom.og(), geom.kk()])?, 1, 2)?
+                .contiguous()
+        })?
+    } else {
+        weight.clone()
+    };
     let op = Conv {
         name,
         kind: Kind::Forward {
             bias: bias.is_some(),
+            transposed,
         },
         geom,
         out: vec![geom.n, geom.o, geom.oh, geom.ow],
     };
     let y = match bias {
-        Some(b) => run(&op, &[x, weight, b], None)?,
-        None => run(&op, &[x, weight], None)?,
+        Some(b) => run(&op, &[x, &wt, b], None)?,
+        None => run(&op, &[x, &wt], None)?,
     };
     let inputs: Vec<&Tensor> = [Some(x), Some(weight), bias]
         .into_iter()
@@ -544,35 +665,66 @@ impl Op for Conv {
         let (cg, og, kk, p) = (g.cg(), g.og(), g.kk(), g.p());
         let work = g.flops();
         match self.kind {
-            Kind::Forward { bias } => {
+            Kind::Forward { bias, transposed } => {
+                if transposed {
+                    return Err(Error::internal("conv2d: a transposed weight on the CPU"));
+                }
                 let (x, w) = (inputs[0].as_f32(), inputs[1].as_f32());
                 let b = bias.then(|| inputs[2].as_f32());
-                per_image(out.as_f32_mut(), g.o * p, work, |n, y| {
-                    let xn = &x[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
-                    let mut col = if g.is_pointwise() {
-                        Vec::new()
-                    } else {
-                        crate::tensor::try_zeroed_vec(kk * p, "conv2d columns")?
-                    };
+                // Images in chunks whose columns side by side make one GEMM at least 2048
+                // wide: the small per-image products of the deep layers (64 × 64 × 576) cost
+                // the GEMM's packing more than their multiply-adds.
+                let per = (1024usize.div_ceil(p.max(1))).clamp(1, g.n.max(1));
+                let img = g.o * p;
+                if (g.sh, g.sw) == (1, 1) {
+                    let (eh, ew) = ((g.kh - 1) * g.dh + 1, (g.kw - 1) * g.dw + 1);
+                    let plane = (g.oh + eh - 1) * (g.ow + ew - 1);
+                    let per = 1024usize.div_ceil(plane.max(1)).clamp(1, g.n.max(1));
+                    return per_image(out.as_f32_mut(), per * img, work, |ci, y, buf| {
+                        let nb = y.len() / img.max(1);
+                        g.forward_shifted(x, w, b, y, (ci * per, nb), buf)
+                    });
+                }
+                let xs = g.c * g.h * g.w;
+                per_image(out.as_f32_mut(), per * img, work, |ci, y, buf| {
+                    let n0 = ci * per;
+                    let nb = y.len() / img.max(1);
+                    let ld = nb * p;
+                    let (col, tmp) = scratch(buf, (kk + og) * ld)?.split_at_mut(kk * ld);
                     for gi in 0..g.groups {
-                        let cols: &[f32] = if g.is_pointwise() {
-                            &xn[gi * cg * p..][..cg * p]
+                        for k in 0..nb {
+                            g.im2col(&x[(n0 + k) * xs..][..xs], gi, col, ld, k * p);
+                        }
+                        // As Yᵀ [ld, og] = colᵀ · Wᵀ, the wide side along the GEMM's M;
+                        // one image writes its output in place, several go through `tmp`.
+                        let (dst, dst_rs): (&mut [f32], usize) = if nb == 1 {
+                            (&mut y[gi * og * p..], p)
                         } else {
-                            g.im2col(xn, gi, &mut col);
-                            &col
+                            (&mut *tmp, ld)
                         };
                         gemm_into(
-                            (og, p, kk),
-                            &mut y[gi * og * p..],
-                            p,
-                            (&w[gi * og * kk..], kk, 1),
-                            (cols, p, 1),
+                            (ld, og, kk),
+                            dst,
+                            (1, dst_rs),
+                            (col, 1, ld),
+                            (&w[gi * og * kk..], 1, kk),
                             false,
                         )?;
+                        if nb > 1 {
+                            for k in 0..nb {
+                                for o in 0..og {
+                                    let ch = gi * og + o;
+                                    y[k * img + ch * p..][..p]
+                                        .copy_from_slice(&tmp[o * ld + k * p..][..p]);
+                                }
+                            }
+                        }
                     }
                     if let Some(b) = b {
-                        for (row, bv) in y.chunks_mut(p).zip(b) {
-                            row.iter_mut().for_each(|v| *v += bv);
+                        for k in 0..nb {
+                            for (ch, bv) in b.iter().enumerate() {
+                                y[k * img + ch * p..][..p].iter_mut().for_each(|v| *v += bv);
+                            }
                         }
                     }
                     Ok(())
@@ -580,27 +732,26 @@ impl Op for Conv {
             }
             Kind::GradInput => {
                 let (gy, w) = (inputs[0].as_f32(), inputs[1].as_f32());
-                per_image(out.as_f32_mut(), g.c * g.h * g.w, work, |n, dx| {
+                per_image(out.as_f32_mut(), g.c * g.h * g.w, work, |n, dx, buf| {
                     let gn = &gy[n * g.o * p..][..g.o * p];
-                    let mut col: Vec<f32> =
-                        crate::tensor::try_zeroed_vec(kk * p, "conv2d columns")?;
+                    let col = scratch(buf, kk * p)?;
                     for gi in 0..g.groups {
                         // dcol [kk, p] = W_gᵀ [kk, og] · g_n,g [og, p].
                         let target: &mut [f32] = if g.is_pointwise() {
                             &mut dx[gi * cg * p..][..cg * p]
                         } else {
-                            &mut col
+                            &mut *col
                         };
                         gemm_into(
                             (kk, p, og),
                             target,
-                            p,
+                            (p, 1),
                             (&w[gi * og * kk..], 1, kk),
                             (&gn[gi * og * p..], p, 1),
                             false,
                         )?;
                         if !g.is_pointwise() {
-                            g.col2im(&col, gi, dx);
+                            g.col2im(col, gi, dx);
                         }
                     }
                     Ok(())
@@ -611,26 +762,22 @@ impl Op for Conv {
                 let per = g.o * kk;
                 let mut parts: Vec<f32> =
                     crate::tensor::try_zeroed_vec(g.n * per, "conv2d weight gradient parts")?;
-                per_image(&mut parts, per, work, |n, dw| {
+                per_image(&mut parts, per, work, |n, dw, buf| {
                     let xn = &x[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
                     let gn = &gy[n * g.o * p..][..g.o * p];
-                    let mut col = if g.is_pointwise() {
-                        Vec::new()
-                    } else {
-                        crate::tensor::try_zeroed_vec(kk * p, "conv2d columns")?
-                    };
+                    let col = scratch(buf, if g.is_pointwise() { 0 } else { kk * p })?;
                     for gi in 0..g.groups {
                         let cols: &[f32] = if g.is_pointwise() {
                             &xn[gi * cg * p..][..cg * p]
                         } else {
-                            g.im2col(xn, gi, &mut col);
-                            &col
+                            g.im2col(xn, gi, col, p, 0);
+                            &*col
                         };
                         // dW_g [og, kk] = g_n,g [og, p] · colᵀ [p, kk].
                         gemm_into(
                             (og, kk, p),
                             &mut dw[gi * og * kk..],
-                            kk,
+                            (kk, 1),
                             (&gn[gi * og * p..], p, 1),
                             (cols, 1, p),
                             false,
@@ -697,14 +844,20 @@ impl Op for Conv {
         };
         let mut bufs: Vec<&GpuBuffer> = inputs.to_vec();
         let (kernel, blocks): (fn(ConvParams) -> Kernel, u64) = match self.kind {
-            Kind::Forward { bias } => {
+            Kind::Forward { bias, transposed } => {
                 p.flags = bias as u32;
                 if !bias {
                     bufs.push(inputs[0]);
                 }
-                let blocks =
-                    (g.n * g.oh * g.ow.div_ceil(4)) as u64 * (g.groups * g.og().div_ceil(4)) as u64;
-                (Kernel::Conv2d, blocks)
+                if transposed {
+                    let blocks =
+                        (g.n * g.oh * g.ow.div_ceil(8)) as u64 * (g.groups * g.og() / 8) as u64;
+                    (Kernel::Conv2dT8, blocks)
+                } else {
+                    let blocks = (g.n * g.oh * g.ow.div_ceil(4)) as u64
+                        * (g.groups * g.og().div_ceil(4)) as u64;
+                    (Kernel::Conv2d, blocks)
+                }
             }
             Kind::GradInput => {
                 let blocks =

@@ -1,0 +1,110 @@
+// conv2d as an implicit GEMM with 8 × 8 register blocks: 8 neighbouring pixels of one output
+// row × 8 output channels of one group per invocation, the weights pre-transposed to
+// [groups, C/g·KH·KW, O/g] so the 8 channels of a tap are two vec4 loads: every tap takes 8
+// input and 2 weight loads for 64 multiply-adds (conv2d.wgsl: 8 for 16), which is what a CPU
+// rasteriser pays for (src/gpu/tuning.rs). For O/g a multiple of 8. src_a = x [N, C, H, W],
+// src_b = wᵀ as vec4s, src_bias = bias [O] (flags 1), dst = y [N, O, OH, OW].
+
+@group(0) @binding(2) var<storage, read> src_b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> src_bias: array<f32>;
+
+@compute @workgroup_size(256)
+fn conv2d_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let id = gid.y * p.row_width + gid.x;
+    if id >= p.blocks {
+        return;
+    }
+    let ogb = p.og / 8u;
+    let cb = id % (p.groups * ogb);
+    let pb = id / (p.groups * ogb);
+    let owb = (p.ow + 7u) / 8u;
+    let ox0 = (pb % owb) * 8u;
+    let t = pb / owb;
+    let oy = t % p.oh;
+    let n = t / p.oh;
+    let grp = cb / ogb;
+    let j0 = (cb % ogb) * 8u;
+    let og4 = p.og / 4u;
+    let wbase = grp * p.kk * og4 + j0 / 4u;
+    let s = i32(p.sw);
+    // lo_q / hi_q: channels j0..j0+3 / j0+4..j0+7 of pixel ox0 + q (named, not an array: a
+    // CPU rasteriser keeps a dynamically indexed array in memory).
+    var lo0 = vec4<f32>(0.0);
+    var hi0 = vec4<f32>(0.0);
+    var lo1 = vec4<f32>(0.0);
+    var hi1 = vec4<f32>(0.0);
+    var lo2 = vec4<f32>(0.0);
+    var hi2 = vec4<f32>(0.0);
+    var lo3 = vec4<f32>(0.0);
+    var hi3 = vec4<f32>(0.0);
+    var lo4 = vec4<f32>(0.0);
+    var hi4 = vec4<f32>(0.0);
+    var lo5 = vec4<f32>(0.0);
+    var hi5 = vec4<f32>(0.0);
+    var lo6 = vec4<f32>(0.0);
+    var hi6 = vec4<f32>(0.0);
+    var lo7 = vec4<f32>(0.0);
+    var hi7 = vec4<f32>(0.0);
+    for (var c = 0u; c < p.cg; c++) {
+        let plane = (n * p.c + grp * p.cg + c) * p.h;
+        for (var i = 0u; i < p.kh; i++) {
+            let y = i32(oy * p.sh + i * p.dh) - i32(p.ph);
+            if y < 0 || y >= i32(p.h) {
+                continue;
+            }
+            let row = (plane + u32(y)) * p.w;
+            let kbase = (c * p.kh + i) * p.kw;
+            for (var j = 0u; j < p.kw; j++) {
+                let x0 = i32(ox0 * p.sw + j * p.dw) - i32(p.pw);
+                let wk = wbase + (kbase + j) * og4;
+                let wa = src_b[wk];
+                let wb = src_b[wk + 1u];
+                let v0 = padded_a(row, x0 + 0 * s, p.w);
+                let v1 = padded_a(row, x0 + 1 * s, p.w);
+                let v2 = padded_a(row, x0 + 2 * s, p.w);
+                let v3 = padded_a(row, x0 + 3 * s, p.w);
+                let v4 = padded_a(row, x0 + 4 * s, p.w);
+                let v5 = padded_a(row, x0 + 5 * s, p.w);
+                let v6 = padded_a(row, x0 + 6 * s, p.w);
+                let v7 = padded_a(row, x0 + 7 * s, p.w);
+                lo0 += v0 * wa;
+                hi0 += v0 * wb;
+                lo1 += v1 * wa;
+                hi1 += v1 * wb;
+                lo2 += v2 * wa;
+                hi2 += v2 * wb;
+                lo3 += v3 * wa;
+                hi3 += v3 * wb;
+                lo4 += v4 * wa;
+                hi4 += v4 * wb;
+                lo5 += v5 * wa;
+                hi5 += v5 * wb;
+                lo6 += v6 * wa;
+                hi6 += v6 * wb;
+                lo7 += v7 * wa;
+                hi7 += v7 * wb;
+            }
+        }
+    }
+    var bias_lo = vec4<f32>(0.0);
+    var bias_hi = vec4<f32>(0.0);
+    let o0 = grp * p.og + j0;
+    if p.flags == 1u {
+        bias_lo = vec4<f32>(src_bias[o0], src_bias[o0 + 1u], src_bias[o0 + 2u], src_bias[o0 + 3u]);
+        bias_hi = vec4<f32>(src_bias[o0 + 4u], src_bias[o0 + 5u], src_bias[o0 + 6u],
+            src_bias[o0 + 7u]);
+    }
+    let los = array<vec4<f32>, 8>(lo0, lo1, lo2, lo3, lo4, lo5, lo6, lo7);
+    let his = array<vec4<f32>, 8>(hi0, hi1, hi2, hi3, hi4, hi5, hi6, hi7);
+    for (var q = 0u; q < 8u; q++) {
+        if ox0 + q >= p.ow {
+            break;
+        }
+        let a = los[q] + bias_lo;
+        let b = his[q] + bias_hi;
+        for (var r = 0u; r < 4u; r++) {
+            dst[((n * p.o + o0 + r) * p.oh + oy) * p.ow + ox0 + q] = a[r];
+            dst[((n * p.o + o0 + 4u + r) * p.oh + oy) * p.ow + ox0 + q] = b[r];
+        }
+    }
+}
