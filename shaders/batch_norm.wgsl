@@ -1,4 +1,5 @@
-// y = (x - mean[c]) * rsqrt(var[c] + eps) * weight[c] + bias[c] for x [n, channels, inner];
+// y = (x - mean[c]) * rsqrt(var[c] + eps) * weight[c] + bias[c] for x [n, channels, inner]
+// (affine: BATCH_NORM_WEIGHT), then relu(y) with BATCH_NORM_RELU;
 // mean and var are read at offsets into their buffers (the batch statistics [2, channels], or
 // the running buffers).
 
@@ -29,8 +30,11 @@ fn batch_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let c = (i / p.inner) % p.channels;
     var v = (x[i] - mean[p.mean_base + c]) * inverseSqrt(var_[p.var_base + c] + p.eps);
-    if p.affine != 0u {
+    if (p.affine & BATCH_NORM_WEIGHT) != 0u {
         v = v * w[c] + b[c];
+    }
+    if (p.affine & BATCH_NORM_RELU) != 0u {
+        v = select(v, 0.0, v < 0.0);
     }
     y[i] = v;
 }

@@ -37,6 +37,10 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>) {
         case BINARY_ADD: {
             y[i] = a[i] + b[i];
         }
+        case BINARY_ADD_RELU: {
+            let v = a[i] + b[i];
+            y[i] = select(v, 0.0, v < 0.0);
+        }
         case BINARY_SUB: {
             y[i] = a[i] - b[i];
         }

@@ -45,28 +45,53 @@ fn conv2d_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     var hi6 = vec4<f32>(0.0);
     var lo7 = vec4<f32>(0.0);
     var hi7 = vec4<f32>(0.0);
-    for (var c = 0u; c < p.cg; c++) {
-        let plane = (n * p.c + grp * p.cg + c) * p.h;
-        for (var i = 0u; i < p.kh; i++) {
-            let y = i32(oy * p.sh + i * p.dh) - i32(p.ph);
-            if y < 0 || y >= i32(p.h) {
-                continue;
-            }
-            let row = (plane + u32(y)) * p.w;
-            let kbase = (c * p.kh + i) * p.kw;
-            for (var j = 0u; j < p.kw; j++) {
-                let x0 = i32(ox0 * p.sw + j * p.dw) - i32(p.pw);
-                let wk = wbase + (kbase + j) * og4;
+    // Tap columns outermost: each pixel's column and whether it is inside the input depend on
+    // the tap column alone, so they are worked out once per tap column, not per load.
+    for (var j = 0u; j < p.kw; j++) {
+        let xb = i32(ox0 * p.sw + j * p.dw) - i32(p.pw);
+        let x0 = xb + 0 * s;
+        let ok0 = x0 >= 0 && x0 < i32(p.w);
+        let at0 = u32(select(0, x0, ok0));
+        let x1 = xb + 1 * s;
+        let ok1 = x1 >= 0 && x1 < i32(p.w);
+        let at1 = u32(select(0, x1, ok1));
+        let x2 = xb + 2 * s;
+        let ok2 = x2 >= 0 && x2 < i32(p.w);
+        let at2 = u32(select(0, x2, ok2));
+        let x3 = xb + 3 * s;
+        let ok3 = x3 >= 0 && x3 < i32(p.w);
+        let at3 = u32(select(0, x3, ok3));
+        let x4 = xb + 4 * s;
+        let ok4 = x4 >= 0 && x4 < i32(p.w);
+        let at4 = u32(select(0, x4, ok4));
+        let x5 = xb + 5 * s;
+        let ok5 = x5 >= 0 && x5 < i32(p.w);
+        let at5 = u32(select(0, x5, ok5));
+        let x6 = xb + 6 * s;
+        let ok6 = x6 >= 0 && x6 < i32(p.w);
+        let at6 = u32(select(0, x6, ok6));
+        let x7 = xb + 7 * s;
+        let ok7 = x7 >= 0 && x7 < i32(p.w);
+        let at7 = u32(select(0, x7, ok7));
+        for (var c = 0u; c < p.cg; c++) {
+            let plane = (n * p.c + grp * p.cg + c) * p.h;
+            for (var i = 0u; i < p.kh; i++) {
+                let y = i32(oy * p.sh + i * p.dh) - i32(p.ph);
+                if y < 0 || y >= i32(p.h) {
+                    continue;
+                }
+                let row = (plane + u32(y)) * p.w;
+                let wk = wbase + ((c * p.kh + i) * p.kw + j) * og4;
                 let wa = src_b[wk];
                 let wb = src_b[wk + 1u];
-                let v0 = padded_a(row, x0 + 0 * s, p.w);
-                let v1 = padded_a(row, x0 + 1 * s, p.w);
-                let v2 = padded_a(row, x0 + 2 * s, p.w);
-                let v3 = padded_a(row, x0 + 3 * s, p.w);
-                let v4 = padded_a(row, x0 + 4 * s, p.w);
-                let v5 = padded_a(row, x0 + 5 * s, p.w);
-                let v6 = padded_a(row, x0 + 6 * s, p.w);
-                let v7 = padded_a(row, x0 + 7 * s, p.w);
+                let v0 = select(0.0, src_a[row + at0], ok0);
+                let v1 = select(0.0, src_a[row + at1], ok1);
+                let v2 = select(0.0, src_a[row + at2], ok2);
+                let v3 = select(0.0, src_a[row + at3], ok3);
+                let v4 = select(0.0, src_a[row + at4], ok4);
+                let v5 = select(0.0, src_a[row + at5], ok5);
+                let v6 = select(0.0, src_a[row + at6], ok6);
+                let v7 = select(0.0, src_a[row + at7], ok7);
                 lo0 += v0 * wa;
                 hi0 += v0 * wb;
                 lo1 += v1 * wa;

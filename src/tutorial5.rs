@@ -48,6 +48,52 @@ pub fn act_fn_by_name(name: &str) -> Result<Box<dyn Layer>> {
     })
 }
 
+/// Runs `seq` as `Sequential.forward` does, with one fusion where it changes no number: an
+/// eval-mode `BatchNorm2d` followed by a `ReLU` runs as one pass
+/// ([`ops::batch_norm_relu`], which falls back to the two ops where a gradient is recorded).
+fn forward_fused(seq: &mut Sequential, x: &Tensor) -> Result<Tensor> {
+    let mut h = x.clone();
+    let mut i = 0;
+    while i < seq.len() {
+        let next_is_relu = seq
+            .get_mut(i + 1)
+            .and_then(|m| m.as_any_mut())
+            .is_some_and(|a| a.is::<ReLU>());
+        let item = seq
+            .get_mut(i)
+            .ok_or_else(|| Error::internal("Sequential index"))?;
+        if next_is_relu {
+            if let Some(bn) = item
+                .as_any_mut()
+                .and_then(|a| a.downcast_mut::<BatchNorm2d>())
+                .filter(|bn| !bn.training && h.shape().len() == 4)
+            {
+                h = ops::batch_norm_relu(
+                    &h,
+                    bn.running_mean.tensor(),
+                    bn.running_var.tensor(),
+                    Some(bn.weight.tensor()),
+                    Some(bn.bias.tensor()),
+                    bn.eps,
+                )?;
+                i += 2;
+                continue;
+            }
+        }
+        h = item.forward(&h)?;
+        i += 1;
+    }
+    Ok(h)
+}
+
+/// `act_fn(z + x)`, as one pass when the activation is a ReLU ([`ops::add_relu`]).
+fn residual(act_fn: &mut Box<dyn Layer>, z: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if act_fn.as_any_mut().is_some_and(|a| a.is::<ReLU>()) && z.shape() == x.shape() {
+        return ops::add_relu(z, x);
+    }
+    act_fn.forward(&ops::broadcast_add(z, x)?)
+}
+
 fn conv(
     c_in: usize,
     c_out: usize,
@@ -128,13 +174,13 @@ impl Module for ResNetBlock {
 
 impl Forward for ResNetBlock {
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        let z = self.net.forward(x)?;
+        let z = forward_fused(&mut self.net, x)?;
         let x = match &mut self.downsample {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        let out = ops::broadcast_add(&z, &x)?;
-        self.act_fn.forward(&out)
+        // out = act_fn(z + x)
+        residual(&mut self.act_fn, &z, &x)
     }
 }
 
@@ -199,9 +245,9 @@ impl Module for PreActResNetBlock {
 
 impl Forward for PreActResNetBlock {
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        let z = self.net.forward(x)?;
+        let z = forward_fused(&mut self.net, x)?;
         let x = match &mut self.downsample {
-            Some(d) => d.forward(x)?,
+            Some(d) => forward_fused(d, x)?,
             None => x.clone(),
         };
         ops::broadcast_add(&z, &x)
@@ -416,14 +462,14 @@ impl ResNet {
 
     /// `forward(x)`: `x [N, 3, H, W]` (normalised CIFAR images) to logits `[N, num_classes]`.
     pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        let x = self.input_net.forward(x)?;
+        let x = forward_fused(&mut self.input_net, x)?;
         let x = self.blocks.forward(&x)?;
         self.output_net.forward(&x)
     }
 
     /// The output of `input_net` and of every block, then the logits (what the fixtures trace).
     pub fn forward_traced(&mut self, x: &Tensor) -> Result<(Vec<Tensor>, Tensor)> {
-        let mut outs = vec![self.input_net.forward(x)?];
+        let mut outs = vec![forward_fused(&mut self.input_net, x)?];
         for i in 0..self.blocks.len() {
             let prev = outs.last().cloned().unwrap_or_else(|| x.clone());
             let block = self

@@ -558,3 +558,37 @@ fn gpu_convolutions_match_the_cpu_on_ragged_shapes() {
         }
     }
 }
+
+/// The fused eval ops give the bits of the ops they fuse, on both devices, and fall back to
+/// them (with gradients) where a gradient is recorded.
+#[test]
+fn fused_batch_norm_relu_and_add_relu_are_the_unfused_bits() {
+    let mut gen = ops::Generator::new(4);
+    let x = ops::normal(&[3, 5, 6, 7], &mut gen, &Device::Cpu).unwrap();
+    let r = ops::normal(&[3, 5, 6, 7], &mut gen, &Device::Cpu).unwrap();
+    let m = ops::normal(&[5], &mut gen, &Device::Cpu).unwrap();
+    let v = ops::exp(&ops::normal(&[5], &mut gen, &Device::Cpu).unwrap()).unwrap();
+    let w = ops::normal(&[5], &mut gen, &Device::Cpu).unwrap();
+    let b = ops::normal(&[5], &mut gen, &Device::Cpu).unwrap();
+    let bits = |t: &Tensor| f32s(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for d in [Device::Cpu, gpu()] {
+        let [x, r, m, v, w, b] = [&x, &r, &m, &v, &w, &b].map(|t| t.to(&d).unwrap());
+        let fused = ops::batch_norm_relu(&x, &m, &v, Some(&w), Some(&b), 1e-5).unwrap();
+        let plain =
+            ops::relu(&ops::batch_norm(&x, &m, &v, Some(&w), Some(&b), 1e-5).unwrap()).unwrap();
+        assert_eq!(bits(&fused), bits(&plain), "batch_norm_relu on {d}");
+        let fused = ops::add_relu(&x, &r).unwrap();
+        let plain = ops::relu(&ops::broadcast_add(&x, &r).unwrap()).unwrap();
+        assert_eq!(bits(&fused), bits(&plain), "add_relu on {d}");
+        // Recording: the gradient flows as through the two ops.
+        let p = Parameter::new(x.clone());
+        let y = ops::add_relu(p.tensor(), &r).unwrap();
+        y.backward_with(&Tensor::full(y.shape(), 1f32, &d).unwrap())
+            .unwrap();
+        let want: Vec<f32> = f32s(&plain)
+            .iter()
+            .map(|&v| (v > 0.0) as u8 as f32)
+            .collect();
+        assert_eq!(f32s(&p.grad().unwrap()), want, "add_relu gradient on {d}");
+    }
+}

@@ -131,6 +131,8 @@ codes! {
         Div = 5,
         /// 1 where a == b, else 0.
         Equal = 6,
+        /// `relu(a + b)` (a residual sum and its activation, one pass).
+        AddRelu = 7,
     }
     /// What `row_sum.wgsl` sums.
     RowSumOp "ROW_SUM" {
@@ -209,6 +211,8 @@ codes! {
     BatchNormFlag "BATCH_NORM" {
         Weight = 1,
         BatchStats = 2,
+        /// `batch_norm.wgsl`: a ReLU on the result (`batch_norm_relu`).
+        Relu = 4,
     }
 }
 

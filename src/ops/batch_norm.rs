@@ -39,6 +39,7 @@ enum Kind {
         var_base: usize,
         eps: f32,
         affine: bool,
+        relu: bool,
     },
     /// running, stats, counter → new running.
     Running {
@@ -89,6 +90,20 @@ pub(crate) fn normalize(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
+    normalize_with(x, mean, var, weight, bias, eps, false)
+}
+
+/// [`normalize`], with a ReLU on the result when `relu`.
+#[allow(clippy::too_many_arguments)]
+fn normalize_with(
+    x: &Tensor,
+    mean: (&Tensor, usize),
+    var: (&Tensor, usize),
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
     let name = "batch_norm";
     check_float(name, x, "input")?;
     let dims = bn_dims(name, x)?;
@@ -129,6 +144,7 @@ pub(crate) fn normalize(
             var_base: var.1,
             eps: eps as f32,
             affine: affine.is_some(),
+            relu,
         },
         dims,
         out: x.shape().to_vec(),
@@ -230,6 +246,29 @@ pub fn batch_norm(
 ) -> Result<Tensor> {
     let y = normalize(x, (mean, 0), (var, 0), weight, bias, eps)?;
     record_batch_norm(y, x, (mean, 0), (var, 0), weight, bias, eps, false)
+}
+
+/// `F.relu(F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps))` in
+/// one pass, where no gradient is recorded (eval-mode inference, as a ResNet runs BatchNorm
+/// then ReLU); where one is, the two ops, which record their backward. The same bits either
+/// way.
+pub fn batch_norm_relu(
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    let records = crate::autograd::is_grad_enabled()
+        && [Some(x), weight, bias]
+            .into_iter()
+            .flatten()
+            .any(|t| t.requires_grad());
+    if records {
+        return crate::ops::relu(&batch_norm(x, mean, var, weight, bias, eps)?);
+    }
+    normalize_with(x, (mean, 0), (var, 0), weight, bias, eps, true)
 }
 
 /// `(1 - f) · running + f · stats[stat_base..] · unbias`, with `f` the momentum or, for
@@ -357,6 +396,7 @@ impl Op for Bn {
                 var_base,
                 eps,
                 affine,
+                relu,
             } => {
                 let x = inputs[0].as_f32();
                 let (m, v) = (inputs[1].as_f32(), inputs[2].as_f32());
@@ -370,14 +410,24 @@ impl Op for Bn {
                     let ch = row % c;
                     let (mean, r) = (m[mean_base + ch], rstd[ch]);
                     let xs = &x[row * l..][..l];
-                    if affine {
-                        let (wc, bc) = (w[ch], b[ch]);
+                    let (wc, bc) = if affine { (w[ch], b[ch]) } else { (1.0, 0.0) };
+                    let f = |v: f32| {
+                        let t = (v - mean) * r;
+                        if affine {
+                            t * wc + bc
+                        } else {
+                            t
+                        }
+                    };
+                    // The ReLU in the same pass (a select: NaN stays NaN, as `relu`'s).
+                    if relu {
                         for (y, &v) in ys.iter_mut().zip(xs) {
-                            *y = (v - mean) * r * wc + bc;
+                            let t = f(v);
+                            *y = if t < 0.0 { 0.0 } else { t };
                         }
                     } else {
                         for (y, &v) in ys.iter_mut().zip(xs) {
-                            *y = (v - mean) * r;
+                            *y = f(v);
                         }
                     }
                 });
@@ -460,9 +510,11 @@ impl Op for Bn {
                 var_base,
                 eps,
                 affine,
+                relu,
             } => {
-                let (p, groups) =
-                    self.per_element(ctx, &bufs, mean_base, var_base, eps, affine as u32)?;
+                let flag = |on: bool, f: BatchNormFlag| if on { f.code() } else { 0 };
+                let bits = flag(affine, BatchNormFlag::Weight) | flag(relu, BatchNormFlag::Relu);
+                let (p, groups) = self.per_element(ctx, &bufs, mean_base, var_base, eps, bits)?;
                 launch_whole(ctx, Kernel::BatchNorm(p), &bufs, groups)
             }
             Kind::Backward {

@@ -29,6 +29,7 @@ enum BinKind {
     Sub,
     Div,
     Equal,
+    AddRelu,
     /// Scale by `min(max_norm / (sqrt(b[0]) + 1e-6), 1)`.
     Clip(f32),
 }
@@ -66,6 +67,15 @@ fn binary(name: &'static str, a: &Tensor, b: &Tensor, kind: BinKind) -> Result<T
 /// `a + b` for tensors of one shape (gradient accumulation).
 pub(crate) fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary("add", a, b, BinKind::Add)
+}
+
+/// `relu(a + b)` for tensors of one shape in one pass, where no gradient is recorded; where one
+/// is, the two ops, which record their backward. The same bits either way.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if crate::autograd::is_grad_enabled() && (a.requires_grad() || b.requires_grad()) {
+        return crate::ops::relu(&crate::ops::broadcast_add(a, b)?);
+    }
+    binary("add_relu", a, b, BinKind::AddRelu)
 }
 
 /// `a * b` for tensors of one shape.
@@ -108,24 +118,31 @@ impl Op for Binary {
             BinKind::Clip(max) => (max / (b[0].sqrt() + 1e-6)).min(1.0),
             _ => 0.0,
         };
+        // One loop per kind over zipped slices, so each vectorises.
         par_chunks(out.as_f32_mut(), |start, chunk| {
             let a = &a[start..start + chunk.len()];
-            for (j, (y, &av)) in chunk.iter_mut().zip(a).enumerate() {
-                *y = match kind {
-                    BinKind::Mul => av * b[start + j],
-                    BinKind::ReluBackward => {
-                        if b[start + j] > 0.0 {
-                            av
-                        } else {
-                            0.0
-                        }
-                    }
-                    BinKind::Add => av + b[start + j],
-                    BinKind::Sub => av - b[start + j],
-                    BinKind::Div => av / b[start + j],
-                    BinKind::Equal => (av == b[start + j]) as u8 as f32,
-                    BinKind::Clip(_) => av * coef,
-                };
+            if let BinKind::Clip(_) = kind {
+                for (y, &av) in chunk.iter_mut().zip(a) {
+                    *y = av * coef;
+                }
+                return;
+            }
+            let b = &b[start..start + chunk.len()];
+            let pairs = chunk.iter_mut().zip(a.iter().zip(b));
+            match kind {
+                BinKind::Mul => pairs.for_each(|(y, (&av, &bv))| *y = av * bv),
+                BinKind::ReluBackward => {
+                    pairs.for_each(|(y, (&av, &bv))| *y = if bv > 0.0 { av } else { 0.0 })
+                }
+                BinKind::Add => pairs.for_each(|(y, (&av, &bv))| *y = av + bv),
+                BinKind::AddRelu => pairs.for_each(|(y, (&av, &bv))| {
+                    let v = av + bv;
+                    *y = if v < 0.0 { 0.0 } else { v };
+                }),
+                BinKind::Sub => pairs.for_each(|(y, (&av, &bv))| *y = av - bv),
+                BinKind::Div => pairs.for_each(|(y, (&av, &bv))| *y = av / bv),
+                BinKind::Equal => pairs.for_each(|(y, (&av, &bv))| *y = (av == bv) as u8 as f32),
+                BinKind::Clip(_) => {}
             }
         });
         Ok(())
@@ -138,6 +155,7 @@ impl Op for Binary {
             BinKind::Mul => (BinaryOp::Mul, 0.0),
             BinKind::ReluBackward => (BinaryOp::ReluBackward, 0.0),
             BinKind::Add => (BinaryOp::Add, 0.0),
+            BinKind::AddRelu => (BinaryOp::AddRelu, 0.0),
             BinKind::Sub => (BinaryOp::Sub, 0.0),
             BinKind::Div => (BinaryOp::Div, 0.0),
             BinKind::Equal => (BinaryOp::Equal, 0.0),

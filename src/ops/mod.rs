@@ -47,13 +47,14 @@ pub(crate) mod update;
 
 pub use add::{add_positional, broadcast_add, broadcast_shape};
 pub use attention::fused_attention;
-pub use batch_norm::batch_norm;
+pub use batch_norm::{batch_norm, batch_norm_relu};
 pub(crate) use batch_norm::{
     batch_stats, bn_dims, increment, normalize, record_batch_norm, running_update,
 };
 pub(crate) use common::contiguous_strides;
 pub use conv::{conv1d, conv2d, ConvOptions, Padding};
 pub(crate) use grad::add;
+pub use grad::add_relu;
 pub use index::{argmax, embedding, one_hot};
 pub(crate) use layout::materialize;
 pub use layout::{
