@@ -271,8 +271,10 @@ fn mlp_matches_pytorch(d: &Device) {
         let layer = net.layers.get_mut(i).unwrap();
         h = layer.forward(&h).unwrap();
         let e = rel_to_max(&h, io.get(&format!("layers.{i}")).unwrap(), "layer");
+        eprintln!("{d}: MLP layers.{i} within {e:.1e} × max");
         assert!(e <= 2e-5, "layers.{i}: {e:e} on {d}");
     }
+    eprintln!("{d}: MLP logits within {e:.1e} × max");
     let images = net.forward(&x.reshape(&[32, 1, 28, 28]).unwrap()).unwrap();
     assert_eq!(f32s(&images), f32s(&logits));
 }
