@@ -14,16 +14,12 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
     if id >= p.blocks {
         return;
     }
-    let ogb = (p.og + 3u) / 4u;
-    let cb = id % (p.groups * ogb);
-    let pb = id / (p.groups * ogb);
-    let owb = (p.ow + 3u) / 4u;
-    let ox0 = (pb % owb) * 4u;
-    let t = pb / owb;
-    let oy = t % p.oh;
-    let n = t / p.oh;
-    let grp = cb / ogb;
-    let j0 = (cb % ogb) * 4u;
+    let blk = block_of(id, p.oh, p.ow, 4u, p.og, 4u);
+    let n = blk.n;
+    let oy = blk.y;
+    let ox0 = blk.x0;
+    let grp = blk.grp;
+    let j0 = blk.c0;
     // Channels past the group's last compute on the last one and are not written.
     let o0 = grp * p.og + min(j0, p.og - 1u);
     let o1 = grp * p.og + min(j0 + 1u, p.og - 1u);

@@ -22,16 +22,12 @@ fn conv2d_grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     if id >= p.blocks {
         return;
     }
-    let cgb = (p.cg + 3u) / 4u;
-    let cb = id % (p.groups * cgb);
-    let pb = id / (p.groups * cgb);
-    let wb = (p.w + 3u) / 4u;
-    let x0 = (pb % wb) * 4u;
-    let t = pb / wb;
-    let y = t % p.h;
-    let n = t / p.h;
-    let grp = cb / cgb;
-    let c0 = (cb % cgb) * 4u;
+    let blk = block_of(id, p.h, p.w, 4u, p.cg, 4u);
+    let n = blk.n;
+    let y = blk.y;
+    let x0 = blk.x0;
+    let grp = blk.grp;
+    let c0 = blk.c0;
     let taps = p.kh * p.kw;
     let k0 = min(c0, p.cg - 1u) * taps;
     let k1 = min(c0 + 1u, p.cg - 1u) * taps;

@@ -15,16 +15,12 @@ fn conv2d_t8(@builtin(global_invocation_id) gid: vec3<u32>) {
     if id >= p.blocks {
         return;
     }
-    let ogb = p.og / 8u;
-    let cb = id % (p.groups * ogb);
-    let pb = id / (p.groups * ogb);
-    let owb = (p.ow + 7u) / 8u;
-    let ox0 = (pb % owb) * 8u;
-    let t = pb / owb;
-    let oy = t % p.oh;
-    let n = t / p.oh;
-    let grp = cb / ogb;
-    let j0 = (cb % ogb) * 8u;
+    let blk = block_of(id, p.oh, p.ow, 8u, p.og, 8u);
+    let n = blk.n;
+    let oy = blk.y;
+    let ox0 = blk.x0;
+    let grp = blk.grp;
+    let j0 = blk.c0;
     let og4 = p.og / 4u;
     let wbase = grp * p.kk * og4 + j0 / 4u;
     let s = i32(p.sw);

@@ -31,33 +31,7 @@ fn one(x: &Tensor) -> Result<Tensor> {
     Tensor::full(&[1], 1f32, &x.device())
 }
 
-macro_rules! tutorial_activation {
-    ($(#[$doc:meta])* $name:ident { $($f:ident: $t:ty),* } repr = |$s:ident| $repr:expr, forward = |$s2:ident, $x:ident| $fwd:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq)]
-        pub struct $name {
-            $(
-                #[allow(missing_docs)]
-                pub $f: $t,
-            )*
-        }
-        impl_module!(
-            $name {
-                parameters: [],
-                buffers: [],
-                modules: [],
-                other: [$($f),*]
-            },
-            extra_repr = |$s| $repr
-        );
-        impl Forward for $name {
-            fn forward(&mut self, $x: &Tensor) -> Result<Tensor> {
-                let $s2 = &*self;
-                $fwd
-            }
-        }
-    };
-}
+use crate::nn::vision::activation as tutorial_activation;
 
 tutorial_activation!(
     /// `1 / (1 + torch.exp(-x))`.

@@ -7,7 +7,7 @@ mod common;
 
 use common::{fixture, gpu};
 use serde_json::Value;
-use wgnn::nn::BatchNorm2d;
+use wgnn::nn::{BatchNorm2d, Conv2d};
 
 use wgnn::ops::{self, ConvOptions, Padding};
 use wgnn::ModuleExt as _;
@@ -591,4 +591,27 @@ fn fused_batch_norm_relu_and_add_relu_are_the_unfused_bits() {
             .collect();
         assert_eq!(f32s(&p.grad().unwrap()), want, "add_relu gradient on {d}");
     }
+}
+
+/// `nn.init` gives convolutions PyTorch's default: kaiming-uniform with a = √5 (bound
+/// 1/√fan_in, fan_in = in_channels / groups · kernel elements) and the bias in ±1/√fan_in;
+/// BatchNorm2d weight 1, bias 0.
+#[test]
+fn conv_layers_get_pytorchs_default_init() {
+    use wgnn::nn::init;
+    let d = Device::Cpu;
+    let mut net = wgnn::Sequential::new()
+        .push(Conv2d::new(8, 16, (3, 3), ConvOptions::default().groups(2), true, &d).unwrap())
+        .push(BatchNorm2d::new(16, &d).unwrap());
+    init::reset_parameters(&mut net, &mut ops::Generator::new(1)).unwrap();
+    let bound = 1.0 / ((8 / 2 * 9) as f32).sqrt();
+    for key in ["0.weight", "0.bias"] {
+        let v = f32s(net.get_parameter(key).unwrap().tensor());
+        let top = max_abs(&v);
+        assert!(top <= bound, "{key}: {top} beyond {bound}");
+        assert!(top > 0.8 * bound, "{key}: {top} does not spread to {bound}");
+    }
+    assert!(f32s(net.get_parameter("1.weight").unwrap().tensor())
+        .iter()
+        .all(|&v| v == 1.0));
 }

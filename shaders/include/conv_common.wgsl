@@ -43,3 +43,23 @@ fn padded_a(row: u32, x: i32, width: u32) -> f32 {
     let v = src_a[row + u32(select(0, x, ok))];
     return select(0.0, v, ok);
 }
+
+// Where block `id` of a kernel over images' rows works: pixel blocks of `px` neighbouring
+// columns of a row (`rows` × `cols` per image), times blocks of `ch` channels of each group
+// (`per_group` channels per group), the channel blocks fastest.
+struct Block {
+    n: u32,
+    y: u32,
+    x0: u32,
+    grp: u32,
+    c0: u32,
+}
+
+fn block_of(id: u32, rows: u32, cols: u32, px: u32, per_group: u32, ch: u32) -> Block {
+    let cgb = (per_group + ch - 1u) / ch;
+    let cb = id % (p.groups * cgb);
+    let pb = id / (p.groups * cgb);
+    let xb = (cols + px - 1u) / px;
+    let t = pb / xb;
+    return Block(t / rows, t % rows, (pb % xb) * px, cb / cgb, (cb % cgb) * ch);
+}

@@ -98,17 +98,8 @@ pub fn xavier_uniform_(p: &mut Parameter, gain: f64, g: &mut Generator) -> Resul
 /// `Linear.reset_parameters()`: weight `kaiming_uniform_(a=√5)` (bound `1/√fan_in`), bias
 /// uniform in `±1/√fan_in`.
 pub fn linear_(l: &mut Linear, g: &mut Generator) -> Result<()> {
-    kaiming_uniform_(&mut l.weight, 5f64.sqrt(), g)?;
-    if let Some(b) = &mut l.bias {
-        let (fan_in, _) = fans(l.weight.tensor().shape())?;
-        let bound = if fan_in > 0 {
-            (1.0 / (fan_in as f64).sqrt()) as f32
-        } else {
-            0.0
-        };
-        uniform_(b, -bound, bound, g)?;
-    }
-    Ok(())
+    // The same rule as the convolutions' (PyTorch writes it twice too).
+    conv_(&mut l.weight, l.bias.as_mut(), g)
 }
 
 /// `_ConvNd.reset_parameters()`: weight `kaiming_uniform_(a=√5)` (bound `1/√fan_in`, fan_in =

@@ -160,87 +160,102 @@ impl Forward for LayerNorm {
     }
 }
 
-/// `nn.BatchNorm1d(num_features, eps, momentum)`: affine parameters plus running statistics,
-/// which are persistent buffers (saved, not trained), and the int64 `num_batches_tracked`
-/// counter. In training mode forward normalises with the batch's statistics and updates the
-/// three buffers on the module's device (no read-back); in eval mode it uses the running ones.
-#[derive(Debug)]
-pub struct BatchNorm1d {
-    /// Scale.
-    pub weight: Parameter,
-    /// Shift.
-    pub bias: Parameter,
-    /// Running mean (buffer).
-    pub running_mean: Buffer,
-    /// Running variance (buffer, unbiased batch variances averaged).
-    pub running_var: Buffer,
-    /// Steps seen (int64 scalar buffer).
-    pub num_batches_tracked: Buffer,
-    /// `eps`, 1e-5.
-    pub eps: f64,
-    /// `momentum`, 0.1; `None` is the cumulative average (factor `1 / num_batches_tracked`).
-    pub momentum: Option<f64>,
-    /// Training mode (the default, as in PyTorch).
-    pub training: bool,
-}
-impl_module!(
-    BatchNorm1d {
-        parameters: [weight, bias],
-        buffers: [running_mean, running_var, num_batches_tracked],
-        modules: [],
-        other: [eps, momentum],
-        training: training
-    },
-    extra_repr = |s| format!(
-        "{}, eps={}, momentum={}, affine=True, bias=True, track_running_stats=True",
-        dim(&s.weight, 0),
-        py_float(s.eps),
-        s.momentum.map_or("None".to_string(), py_float)
-    )
-);
-
-impl BatchNorm1d {
-    /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0, momentum 0.1.
-    pub fn new(n: usize, device: &Device) -> Result<Self> {
-        Ok(BatchNorm1d {
-            weight: Parameter::new(full(&[n], 1.0, device)?),
-            bias: Parameter::new(Tensor::zeros(&[n], DType::F32, device)?),
-            running_mean: Buffer::new(Tensor::zeros(&[n], DType::F32, device)?),
-            running_var: Buffer::new(full(&[n], 1.0, device)?),
-            num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, device)?),
-            eps: 1e-5,
-            momentum: Some(0.1),
-            training: true,
-        })
-    }
-}
-
-impl Forward for BatchNorm1d {
-    /// `x`: `[N, C]` or `[N, C, L]`.
-    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        if !(2..=3).contains(&x.shape().len()) {
-            return Err(Error::shape(
-                "BatchNorm1d",
-                format!(
-                    "expected 2D or 3D input [N, C] or [N, C, L], got {:?}",
-                    x.shape()
-                ),
-            ));
+/// Declares a batch-norm layer (`BatchNorm1d`, `BatchNorm2d`): PyTorch's state (affine
+/// parameters, the running statistics as persistent buffers, the int64 `num_batches_tracked`),
+/// repr and defaults, and a forward over inputs of the given ranks.
+macro_rules! batch_norm_layer {
+    ($(#[$doc:meta])* $name:ident, ranks: $ranks:expr, expected: $expected:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            /// Scale.
+            pub weight: Parameter,
+            /// Shift.
+            pub bias: Parameter,
+            /// Running mean (buffer).
+            pub running_mean: Buffer,
+            /// Running variance (buffer, unbiased batch variances averaged).
+            pub running_var: Buffer,
+            /// Steps seen (int64 scalar buffer).
+            pub num_batches_tracked: Buffer,
+            /// `eps`, 1e-5.
+            pub eps: f64,
+            /// `momentum`, 0.1; `None` is the cumulative average (factor
+            /// `1 / num_batches_tracked`).
+            pub momentum: Option<f64>,
+            /// Training mode (the default, as in PyTorch).
+            pub training: bool,
         }
-        norm_forward(
-            "BatchNorm1d",
-            x,
-            (&self.weight, &self.bias),
-            (
-                &mut self.running_mean,
-                &mut self.running_var,
-                &mut self.num_batches_tracked,
-            ),
-            (self.eps, self.momentum),
-            self.training,
-        )
-    }
+        impl_module!(
+            $name {
+                parameters: [weight, bias],
+                buffers: [running_mean, running_var, num_batches_tracked],
+                modules: [],
+                other: [eps, momentum],
+                training: training
+            },
+            extra_repr = |s| format!(
+                "{}, eps={}, momentum={}, affine=True, bias=True, track_running_stats=True",
+                dim(&s.weight, 0),
+                py_float(s.eps),
+                s.momentum.map_or("None".to_string(), py_float)
+            )
+        );
+
+        impl $name {
+            /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0, momentum
+            /// 0.1.
+            pub fn new(n: usize, device: &Device) -> Result<Self> {
+                Ok($name {
+                    weight: Parameter::new(full(&[n], 1.0, device)?),
+                    bias: Parameter::new(Tensor::zeros(&[n], DType::F32, device)?),
+                    running_mean: Buffer::new(Tensor::zeros(&[n], DType::F32, device)?),
+                    running_var: Buffer::new(full(&[n], 1.0, device)?),
+                    num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, device)?),
+                    eps: 1e-5,
+                    momentum: Some(0.1),
+                    training: true,
+                })
+            }
+        }
+
+        impl Forward for $name {
+            fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+                let name = stringify!($name);
+                if !$ranks.contains(&x.shape().len()) {
+                    return Err(Error::shape(
+                        name,
+                        format!(concat!("expected ", $expected, ", got {:?}"), x.shape()),
+                    ));
+                }
+                norm_forward(
+                    name,
+                    x,
+                    (&self.weight, &self.bias),
+                    (
+                        &mut self.running_mean,
+                        &mut self.running_var,
+                        &mut self.num_batches_tracked,
+                    ),
+                    (self.eps, self.momentum),
+                    self.training,
+                )
+            }
+        }
+    };
 }
+pub(crate) use batch_norm_layer;
+
+batch_norm_layer!(
+    /// `nn.BatchNorm1d(num_features, eps, momentum)` over `[N, C]` or `[N, C, L]`: affine
+    /// parameters plus running statistics, which are persistent buffers (saved, not trained),
+    /// and the int64 `num_batches_tracked` counter. In training mode forward normalises with
+    /// the batch's statistics and updates the three buffers on the module's device (no
+    /// read-back); in eval mode it uses the running ones.
+    BatchNorm1d,
+    ranks: [2, 3],
+    expected: "2D or 3D input [N, C] or [N, C, L]"
+);
 
 /// The forward of the batch norms (`BatchNorm1d`, `BatchNorm2d`): in eval mode `x` normalised
 /// with the running statistics; in training mode with the batch's (mean, biased variance), and

@@ -5,9 +5,9 @@
 
 mod attention;
 pub mod init;
-mod layers;
+pub(crate) mod layers;
 mod positional;
-mod vision;
+pub(crate) mod vision;
 
 pub use attention::{attention_weights, expand_mask, scaled_dot_product, MASK_FILL};
 pub use layers::{BatchNorm1d, Dropout, Embedding, LayerNorm, Linear, ReLU};

@@ -205,84 +205,16 @@ impl Forward for Conv1d {
     }
 }
 
-/// `nn.BatchNorm2d(num_features, eps, momentum)` over `[N, C, H, W]`: the same state as
-/// [`BatchNorm1d`](crate::nn::BatchNorm1d) (affine parameters; running statistics as persistent
-/// buffers and the int64 `num_batches_tracked`), statistics over N, H and W. In training mode
-/// forward updates the three buffers on the module's device, with no read-back.
-#[derive(Debug)]
-pub struct BatchNorm2d {
-    /// Scale.
-    pub weight: Parameter,
-    /// Shift.
-    pub bias: Parameter,
-    /// Running mean (buffer).
-    pub running_mean: Buffer,
-    /// Running variance (buffer, unbiased batch variances averaged).
-    pub running_var: Buffer,
-    /// Steps seen (int64 scalar buffer).
-    pub num_batches_tracked: Buffer,
-    /// `eps`, 1e-5.
-    pub eps: f64,
-    /// `momentum`, 0.1; `None` is the cumulative average.
-    pub momentum: Option<f64>,
-    /// Training mode (the default, as in PyTorch).
-    pub training: bool,
-}
-impl_module!(
-    BatchNorm2d {
-        parameters: [weight, bias],
-        buffers: [running_mean, running_var, num_batches_tracked],
-        modules: [],
-        other: [eps, momentum],
-        training: training
-    },
-    extra_repr = |s| format!(
-        "{}, eps={}, momentum={}, affine=True, bias=True, track_running_stats=True",
-        dim(&s.weight, 0),
-        py_float(s.eps),
-        s.momentum.map_or("None".to_string(), py_float)
-    )
+crate::nn::layers::batch_norm_layer!(
+    /// `nn.BatchNorm2d(num_features, eps, momentum)` over `[N, C, H, W]`: the state of
+    /// [`BatchNorm1d`](crate::nn::BatchNorm1d) (affine parameters; running statistics as
+    /// persistent buffers and the int64 `num_batches_tracked`), statistics over N, H and W. In
+    /// training mode forward updates the three buffers on the module's device, with no
+    /// read-back.
+    BatchNorm2d,
+    ranks: [4],
+    expected: "4D input [N, C, H, W]"
 );
-
-impl BatchNorm2d {
-    /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0, momentum 0.1.
-    pub fn new(n: usize, device: &Device) -> Result<Self> {
-        Ok(BatchNorm2d {
-            weight: Parameter::new(full(&[n], 1.0, device)?),
-            bias: Parameter::new(Tensor::zeros(&[n], DType::F32, device)?),
-            running_mean: Buffer::new(Tensor::zeros(&[n], DType::F32, device)?),
-            running_var: Buffer::new(full(&[n], 1.0, device)?),
-            num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, device)?),
-            eps: 1e-5,
-            momentum: Some(0.1),
-            training: true,
-        })
-    }
-}
-
-impl Forward for BatchNorm2d {
-    /// `x`: `[N, C, H, W]`.
-    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        if x.shape().len() != 4 {
-            return Err(Error::shape(
-                "BatchNorm2d",
-                format!("expected 4D input [N, C, H, W], got {:?}", x.shape()),
-            ));
-        }
-        norm_forward(
-            "BatchNorm2d",
-            x,
-            (&self.weight, &self.bias),
-            (
-                &mut self.running_mean,
-                &mut self.running_var,
-                &mut self.num_batches_tracked,
-            ),
-            (self.eps, self.momentum),
-            self.training,
-        )
-    }
-}
 
 /// `nn.MaxPool2d(kernel_size, stride, padding)` (stride defaults to the kernel size).
 #[derive(Debug, Clone, Copy)]
@@ -460,6 +392,8 @@ macro_rules! activation {
         }
     };
 }
+
+pub(crate) use activation;
 
 activation!(
     /// `nn.GELU(approximate='none' | 'tanh')`.
