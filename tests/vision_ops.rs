@@ -481,7 +481,27 @@ fn bad_convolutions_and_pools_are_clear_errors() {
 fn gpu_convolutions_match_the_cpu_on_ragged_shapes() {
     let g = gpu();
     let mut gen = ops::Generator::new(9);
-    let cases: [(&[usize], &[usize], ConvOptions, bool); 6] = [
+    let cases: [(&[usize], &[usize], ConvOptions, bool); 9] = [
+        // Rows a multiple of 4 wide at stride 1: conv2d_t8 reads them as aligned vec4s, with
+        // the window shifted by the padding (2, 0, 1) and blocks cut short (ow 18).
+        (
+            &[2, 8, 6, 12],
+            &[8, 8, 5, 5],
+            ConvOptions::default().padding(2),
+            true,
+        ),
+        (
+            &[2, 8, 5, 20],
+            &[16, 8, 3, 3],
+            ConvOptions::default(),
+            false,
+        ),
+        (
+            &[1, 8, 4, 4],
+            &[8, 8, 3, 3],
+            ConvOptions::default().same(),
+            true,
+        ),
         (
             &[3, 16, 9, 13],
             &[16, 16, 3, 3],
