@@ -757,41 +757,46 @@ impl Op for Conv {
                     Ok(())
                 })
             }
-            Kind::GradWeight { splits } => {
+            Kind::GradWeight { .. } => {
+                // The CPU path returns the whole sum as its one split: each image's part is
+                // computed in parallel, a few images at a time (memory: `batch` parts, not N),
+                // and added in image order, so the sum is the same on any number of cores.
                 let (x, gy) = (inputs[0].as_f32(), inputs[1].as_f32());
                 let per = g.o * kk;
+                let batch = (4 * crate::ops::threads::cores()).clamp(1, g.n.max(1));
                 let mut parts: Vec<f32> =
-                    crate::tensor::try_zeroed_vec(g.n * per, "conv2d weight gradient parts")?;
-                per_image(&mut parts, per, work, |n, dw, buf| {
-                    let xn = &x[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
-                    let gn = &gy[n * g.o * p..][..g.o * p];
-                    let col = scratch(buf, if g.is_pointwise() { 0 } else { kk * p })?;
-                    for gi in 0..g.groups {
-                        let cols: &[f32] = if g.is_pointwise() {
-                            &xn[gi * cg * p..][..cg * p]
-                        } else {
-                            g.im2col(xn, gi, col, p, 0);
-                            &*col
-                        };
-                        // dW_g [og, kk] = g_n,g [og, p] · colᵀ [p, kk].
-                        gemm_into(
-                            (og, kk, p),
-                            &mut dw[gi * og * kk..],
-                            (kk, 1),
-                            (&gn[gi * og * p..], p, 1),
-                            (cols, 1, p),
-                            false,
-                        )?;
-                    }
-                    Ok(())
-                })?;
-                // The images' parts summed in image order (the same on any number of cores);
-                // the CPU path returns the whole sum as its one split.
-                let _ = splits;
+                    crate::tensor::try_zeroed_vec(batch * per, "conv2d weight gradient parts")?;
                 let dw = out.as_f32_mut();
-                for part in parts.chunks(per.max(1)) {
-                    for (d, v) in dw.iter_mut().zip(part) {
-                        *d += v;
+                for n0 in (0..g.n).step_by(batch) {
+                    let nb = batch.min(g.n - n0);
+                    per_image(&mut parts[..nb * per], per, work, |k, part, buf| {
+                        let n = n0 + k;
+                        let xn = &x[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
+                        let gn = &gy[n * g.o * p..][..g.o * p];
+                        let col = scratch(buf, if g.is_pointwise() { 0 } else { kk * p })?;
+                        for gi in 0..g.groups {
+                            let cols: &[f32] = if g.is_pointwise() {
+                                &xn[gi * cg * p..][..cg * p]
+                            } else {
+                                g.im2col(xn, gi, col, p, 0);
+                                &*col
+                            };
+                            // dW_g [og, kk] = g_n,g [og, p] · colᵀ [p, kk].
+                            gemm_into(
+                                (og, kk, p),
+                                &mut part[gi * og * kk..],
+                                (kk, 1),
+                                (&gn[gi * og * p..], p, 1),
+                                (cols, 1, p),
+                                false,
+                            )?;
+                        }
+                        Ok(())
+                    })?;
+                    for part in parts[..nb * per].chunks(per.max(1)) {
+                        for (d, v) in dw.iter_mut().zip(part) {
+                            *d += v;
+                        }
                     }
                 }
                 Ok(())
