@@ -150,7 +150,7 @@ kernels! {
     Cast(CastParams) = "convert" [Read, ReadWrite],
     /// conv2d as an implicit GEMM (x, w, bias → y).
     Conv2d(ConvParams) = "conv2d" [Read, Read, Read, ReadWrite],
-    /// conv2d with 8 × 8 register blocks and pre-transposed weights (x, wᵀ, bias → y).
+    /// conv2d with 8 × 16 register blocks and pre-transposed weights (x, wᵀ, bias → y).
     Conv2dT8(ConvParams) = "conv2d_t8" [Read, Read, Read, ReadWrite],
     /// conv2d's input gradient (g, w → dx).
     Conv2dGradInput(ConvParams) = "conv2d_grad_input" [Read, Read, Read, ReadWrite],

@@ -526,7 +526,7 @@ pub fn conv2d(
             ));
         }
     }
-    // On a GPU, output channels in groups of 8 take the 8 × 8 kernel, which reads the weight
+    // On a GPU, output channels in groups of 8 take the 8 × 16 kernel, which reads the weight
     // transposed (a copy of the weight, not of the input).
     let transposed = matches!(x.device(), crate::Device::Gpu(_)) && geom.og() % 8 == 0;
     let wt = if transposed {
@@ -855,8 +855,8 @@ impl Op for Conv {
                     bufs.push(inputs[0]);
                 }
                 if transposed {
-                    let blocks =
-                        (g.n * g.oh * g.ow.div_ceil(8)) as u64 * (g.groups * g.og() / 8) as u64;
+                    let blocks = (g.n * g.oh * g.ow.div_ceil(8)) as u64
+                        * (g.groups * g.og().div_ceil(16)) as u64;
                     (Kernel::Conv2dT8, blocks)
                 } else {
                     let blocks = (g.n * g.oh * g.ow.div_ceil(4)) as u64
