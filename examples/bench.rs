@@ -18,9 +18,10 @@ use clap::Parser;
 
 use wgnn::ops::{self, add_positional, positional_table};
 use wgnn::optim::{clip_grad_norm_, Adam};
-use wgnn::tutorial5::ResNet;
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
+use wgnn::Forward;
 use wgnn::{Buffer, DType, Device, DynModule, GpuDevice, ModuleExt, PositionalEncoding, Tensor};
+use wgnn_ports::tutorial5::ResNet;
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 struct Figure {
     name: String,
@@ -181,7 +182,7 @@ fn cpu_add_vs_memcpy(mib: usize, runs: usize) -> wgnn::Result<Figure> {
 fn table_gpu_vs_cpu_upload(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Figure> {
     let (d, len) = (512, 5000);
     let t_gpu = time(runs, || {
-        let _pe = PositionalEncoding::new(d, len, gpu)?;
+        let _pe = PositionalEncoding::on(d, len, gpu)?;
         g.synchronize()
     })?;
     let t_cpu = time(runs, || {
@@ -237,7 +238,7 @@ fn tree_vs_one_upload(
 /// Microseconds per tiny op: a `[1,1,4]` positional forward (then synchronize), and a chain of
 /// 32 of them (one synchronize), next to an empty submit + wait on the same device.
 fn op_overhead(g: &GpuDevice, gpu: &Device, runs: usize) -> wgnn::Result<Vec<Figure>> {
-    let pe = PositionalEncoding::new(4, 8, gpu)?;
+    let pe = PositionalEncoding::on(4, 8, gpu)?;
     let x = Tensor::from_slice(&[0.5f32; 4], &[1, 1, 4])?.to(gpu)?;
     let reps = 200;
     let t_empty = time(runs, || {
@@ -550,7 +551,7 @@ fn block_dispatches(g: &GpuDevice, gpu: &Device, hp: &Hparams) -> wgnn::Result<F
 /// The tutorial's model on `dev` in eval mode, with deterministic non-zero weights (so every
 /// op does real work).
 fn filled_model(hp: &Hparams, dev: &Device) -> wgnn::Result<TransformerPredictor> {
-    let mut cpu_model = TransformerPredictor::new(hp, &Device::Cpu)?;
+    let mut cpu_model = TransformerPredictor::new(hp)?;
     let mut sd = cpu_model.state_dict()?;
     let keys: Vec<String> = sd.keys().iter().map(|k| k.to_string()).collect();
     for (i, k) in keys.iter().enumerate() {
@@ -616,8 +617,10 @@ fn profiles(
             p,
         ));
         let hp = Hparams::reverse_task();
-        let mut m = TransformerPredictor::new(&hp, dev)?;
-        m.reset_parameters(&mut wgnn::ops::Generator::new(0))?;
+        let mut m = wgnn::nn::init::with_generator(&mut wgnn::ops::Generator::new(0), || {
+            TransformerPredictor::new(&hp)
+        })?
+        .to(dev)?;
         m.train();
         let mut opt = Adam::new(&m, hp.lr);
         let x: Vec<i64> = (0..128 * 16)
@@ -628,7 +631,7 @@ fn profiles(
         let mut step = || -> wgnn::Result<()> {
             m.zero_grad();
             let logits = m.forward(&xt, None, true)?;
-            let loss = ops::cross_entropy(&logits.reshape(&[128 * 16, 10])?, &y)?;
+            let loss = ops::cross_entropy(&logits.reshape([128 * 16, 10])?, &y)?;
             loss.backward()?;
             clip_grad_norm_(&mut m, 5.0)?;
             opt.step(&mut m)
@@ -651,9 +654,9 @@ fn half_vs_float(
     (batch, seq): (usize, usize),
     runs: usize,
 ) -> wgnn::Result<Figure> {
-    let mut m32 = TransformerPredictor::new(hp, gpu)?;
+    let mut m32 = TransformerPredictor::new(hp).and_then(|m| m.to(gpu))?;
     m32.eval();
-    let mut m16 = TransformerPredictor::new(hp, gpu)?;
+    let mut m16 = TransformerPredictor::new(hp).and_then(|m| m.to(gpu))?;
     m16.load_state_dict(&m32.state_dict()?, true)?;
     m16.to_dtype(DType::F16)?;
     m16.eval();
@@ -695,8 +698,10 @@ fn half_vs_float(
 /// forward does), on `dev`, waiting for the device at the end of each.
 fn train_times(dev: &Device, runs: usize) -> wgnn::Result<(f64, f64)> {
     let hp = Hparams::reverse_task();
-    let mut m = TransformerPredictor::new(&hp, dev)?;
-    m.reset_parameters(&mut wgnn::ops::Generator::new(0))?;
+    let mut m = wgnn::nn::init::with_generator(&mut wgnn::ops::Generator::new(0), || {
+        TransformerPredictor::new(&hp)
+    })?
+    .to(dev)?;
     m.train();
     let mut opt = Adam::new(&m, hp.lr);
     let x: Vec<i64> = (0..128 * 16)
@@ -710,7 +715,7 @@ fn train_times(dev: &Device, runs: usize) -> wgnn::Result<(f64, f64)> {
     };
     let mut forward = || -> wgnn::Result<Tensor> {
         let logits = m.forward(&xt, None, true)?;
-        ops::cross_entropy(&logits.reshape(&[128 * 16, 10])?, &y)
+        ops::cross_entropy(&logits.reshape([128 * 16, 10])?, &y)
     };
     let t_forward = time(runs, || {
         forward()?;
@@ -719,7 +724,7 @@ fn train_times(dev: &Device, runs: usize) -> wgnn::Result<(f64, f64)> {
     let t_step = time(runs, || {
         m.zero_grad();
         let logits = m.forward(&xt, None, true)?;
-        let loss = ops::cross_entropy(&logits.reshape(&[128 * 16, 10])?, &y)?;
+        let loss = ops::cross_entropy(&logits.reshape([128 * 16, 10])?, &y)?;
         loss.backward()?;
         clip_grad_norm_(&mut m, 5.0)?;
         opt.step(&mut m)?;
@@ -737,8 +742,10 @@ fn train_peak(
     hp: &Hparams,
     (batch, seq): (usize, usize),
 ) -> wgnn::Result<Figure> {
-    let mut m = TransformerPredictor::new(hp, gpu)?;
-    m.reset_parameters(&mut wgnn::ops::Generator::new(0))?;
+    let mut m = wgnn::nn::init::with_generator(&mut wgnn::ops::Generator::new(0), || {
+        TransformerPredictor::new(hp)
+    })?
+    .to(gpu)?;
     m.train();
     let mut opt = Adam::new(&m, hp.lr);
     let classes = hp.num_classes.min(hp.input_dim);
@@ -753,7 +760,7 @@ fn train_peak(
     let mut step = || -> wgnn::Result<()> {
         m.zero_grad();
         let logits = m.forward(&xt, None, true)?;
-        let loss = ops::cross_entropy(&logits.reshape(&[batch * seq, hp.num_classes])?, &y)?;
+        let loss = ops::cross_entropy(&logits.reshape([batch * seq, hp.num_classes])?, &y)?;
         loss.backward()?;
         clip_grad_norm_(&mut m, 5.0)?;
         opt.step(&mut m)?;

@@ -67,7 +67,7 @@ fn run(a: Args) -> wgnn::Result<()> {
     }
 
     let t0 = Instant::now();
-    let pe = PositionalEncoding::new(a.d_model, a.max_len, &device)?;
+    let pe = PositionalEncoding::on(a.d_model, a.max_len, &device)?;
     if let Device::Gpu(g) = &device {
         g.synchronize()?;
     }
@@ -124,7 +124,7 @@ fn run(a: Args) -> wgnn::Result<()> {
     let t0 = Instant::now();
     let got = y.to_vec::<f32>()?;
     let readback = t0.elapsed().as_secs_f64();
-    let cpu_pe = PositionalEncoding::new(a.d_model, a.max_len, &Device::Cpu)?;
+    let cpu_pe = PositionalEncoding::on(a.d_model, a.max_len, &Device::Cpu)?;
     let want = cpu_pe.forward(&x_cpu)?.to_vec::<f32>()?;
     let same = got
         .iter()
@@ -156,7 +156,7 @@ fn run(a: Args) -> wgnn::Result<()> {
     }
     if let Some(path) = a.save {
         let mut sd = StateDict::new();
-        sd.insert("pe", pe.pe.tensor().reshape(&[a.max_len, a.d_model])?);
+        sd.insert("pe", pe.pe.tensor().reshape([a.max_len, a.d_model])?);
         sd.save(&path)?;
         println!(
             "saved the table to {path} (key \"pe\", [{}, {}], float32)",

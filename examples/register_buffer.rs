@@ -5,11 +5,10 @@
 
 use wgnn::nn::BatchNorm1d;
 use wgnn::optim::Adam;
-use wgnn::{
-    impl_module, ops, Buffer, DType, Device, Forward, ModuleExt, Parameter, StateDict, Tensor,
-};
+use wgnn::{ops, Buffer, DType, Device, Forward, ModuleExt, Parameter, StateDict, Tensor};
 
 /// One of each kind, plus a child with running statistics.
+#[derive(wgnn::Module)]
 struct Demo {
     trainable: Parameter,
     frozen: Parameter,
@@ -17,12 +16,6 @@ struct Demo {
     scratch: Buffer,
     bn: BatchNorm1d,
 }
-impl_module!(Demo {
-    parameters: [trainable, frozen],
-    buffers: [running, scratch],
-    modules: [bn]
-});
-
 fn full(v: f32) -> wgnn::Result<Tensor> {
     Tensor::from_slice(&[v; 3], &[3])
 }
@@ -34,7 +27,7 @@ impl Demo {
             frozen: Parameter::frozen(full(fill + 1.0)?), // nn.Parameter(t, requires_grad=False)
             running: Buffer::new(full(fill + 2.0)?), // register_buffer("running", t)
             scratch: Buffer::non_persistent(full(fill + 3.0)?), // register_buffer("scratch", t, persistent=False)
-            bn: BatchNorm1d::new(3, &Device::Cpu)?, // running_mean / running_var / num_batches_tracked
+            bn: BatchNorm1d::new(3)?, // running_mean / running_var / num_batches_tracked
         })
     }
 }

@@ -27,8 +27,23 @@ use clap::Parser;
 use common::DeviceArg;
 
 use wgnn::optim::SGD;
-use wgnn::tutorial5::{ResNet, CIFAR10_CLASSES};
+use wgnn::Forward;
 use wgnn::{ops, DType, Device, ModuleExt, StateDict, Tensor};
+use wgnn_ports::tutorial5::ResNet;
+
+/// CIFAR-10's class names, in label order.
+const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tutorial5");
 

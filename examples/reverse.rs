@@ -26,8 +26,8 @@ use clap::Parser;
 use common::{color, Canvas, DeviceArg};
 
 use wgnn::torch::{detect_file, Checkpoint, FileFormat};
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
-use wgnn::{ops, DType, Device, ModuleExt, StateDict, Tensor};
+use wgnn::{ops, DType, ModuleExt, StateDict, Tensor};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 const SEQ: usize = 16;
 const BATCH: usize = 128;
@@ -197,7 +197,7 @@ fn run(a: Args) -> wgnn::Result<()> {
         hp.num_heads,
         hp.num_layers
     );
-    let mut model = TransformerPredictor::new(&hp, &Device::Cpu)?;
+    let mut model = TransformerPredictor::new(&hp)?;
     model.load_state_dict(&sd, true).map_err(|e| {
         wgnn::Error::InvalidArgument(format!(
             "the checkpoint does not fit the model: {}",
@@ -307,7 +307,7 @@ fn run(a: Args) -> wgnn::Result<()> {
         attention_png(path, &x[..seq], &first, hp.num_heads)?;
         println!("wrote the first sequence's attention maps to {path}");
     }
-    println!("{}", wgnn::tutorial6::reversal_accuracy(&x, &preds, seq));
+    println!("{}", wgnn_ports::reversal_accuracy(&x, &preds, seq));
     Ok(())
 }
 

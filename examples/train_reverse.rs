@@ -28,11 +28,10 @@ use common::DeviceArg;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgnn::autograd::no_grad;
-use wgnn::nn::{init, BatchNorm1d, Linear};
-use wgnn::ops::Generator;
+use wgnn::nn::{BatchNorm1d, Linear};
 use wgnn::optim::{clip_grad_norm_, Adam, CosineWarmupScheduler};
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
-use wgnn::{impl_module, ops, Buffer, Device, Forward, ModuleExt, Parameter, StateDict, Tensor};
+use wgnn::{ops, Buffer, Device, Forward, Module, ModuleExt, Parameter, StateDict, Tensor};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 const SEQ: usize = 16;
 const CLASSES: usize = 10;
@@ -94,6 +93,7 @@ impl Rng {
 }
 
 /// The demonstration model (see the module docs).
+#[derive(Module)]
 struct KindsDemo {
     embed: Linear,
     table: Buffer,
@@ -102,30 +102,27 @@ struct KindsDemo {
     offset: Parameter,
     prior: Buffer,
 }
-impl_module!(KindsDemo {
-    parameters: [offset],
-    buffers: [table, prior],
-    modules: [embed, norm, head],
-});
 
 impl KindsDemo {
-    fn new(device: &Device, g: &mut Generator) -> wgnn::Result<Self> {
-        let mut m = KindsDemo {
-            embed: Linear::new(CLASSES, 16, device)?,
-            table: Buffer::non_persistent(ops::positional_table(SEQ, 16, device)?),
-            norm: BatchNorm1d::new(16, device)?,
-            head: Linear::new(16, CLASSES, device)?,
-            offset: Parameter::frozen(Tensor::full(&[CLASSES], 0.5f32, device)?),
-            prior: Buffer::new(Tensor::full(&[CLASSES], -0.25f32, device)?),
-        };
-        init::reset_parameters(&mut m, g)?;
-        Ok(m)
+    /// Built on the CPU as PyTorch builds it (the layers initialised from the global
+    /// generator), then moved in one call.
+    fn new(device: &Device) -> wgnn::Result<Self> {
+        let cpu = &Device::Cpu;
+        KindsDemo {
+            embed: Linear::new(CLASSES, 16)?,
+            table: Buffer::non_persistent(ops::positional_table(SEQ, 16, cpu)?),
+            norm: BatchNorm1d::new(16)?,
+            head: Linear::new(16, CLASSES)?,
+            offset: Parameter::frozen(Tensor::full(&[CLASSES], 0.5f32, cpu)?),
+            prior: Buffer::new(Tensor::full(&[CLASSES], -0.25f32, cpu)?),
+        }
+        .to(device)
     }
     /// Logits `[B·S, 10]` from one-hot `[B, S, 10]`.
     fn forward(&mut self, x: &Tensor) -> wgnn::Result<Tensor> {
         let (b, s) = (x.shape()[0], x.shape()[1]);
         let h = ops::add_positional(&self.embed.forward(x)?, self.table.tensor())?;
-        let h = ops::relu(&self.norm.forward(&h.reshape(&[b * s, 16])?)?)?;
+        let h = ops::relu(&self.norm.forward(&h.reshape([b * s, 16])?)?)?;
         let logits = ops::broadcast_add(&self.head.forward(&h)?, self.offset.tensor())?;
         ops::broadcast_add(&logits, self.prior.tensor())
     }
@@ -177,11 +174,11 @@ fn run(a: Args) -> wgnn::Result<()> {
         "reverse task: ReverseDataset({CLASSES}, {SEQ}), batch {}, {} steps; model_dim {}, heads {}, layers {}, Adam lr {} with warm-up {} of a {}-step cosine, clip_grad_norm_ 5",
         a.batch, a.steps, hp.model_dim, hp.num_heads, hp.num_layers, hp.lr, hp.warmup, hp.max_iters
     );
-    let mut g = Generator::new(a.seed);
-    let mut model = TransformerPredictor::new(&hp, &device)?;
-    model.reset_parameters(&mut g)?;
+    // torch.manual_seed(seed): every device starts from the same weights.
+    wgnn::manual_seed(a.seed);
+    let mut model = TransformerPredictor::new(&hp)?.to(&device)?;
     model.train();
-    let mut demo = KindsDemo::new(&device, &mut g)?;
+    let mut demo = KindsDemo::new(&device)?;
     demo.train();
     let (model0, demo0) = (snapshot(&model)?, snapshot(&demo)?);
 
@@ -210,7 +207,7 @@ fn run(a: Args) -> wgnn::Result<()> {
         let labels = Tensor::from_slice(&y, &[n])?.to(&device)?;
 
         model.zero_grad();
-        let logits = model.forward(&x, None, true)?.reshape(&[n, CLASSES])?;
+        let logits = model.forward(&x, None, true)?.reshape([n, CLASSES])?;
         let loss = ops::cross_entropy(&logits, &labels)?;
         loss.backward()?;
         clip_grad_norm_(&mut model, 5.0)?;

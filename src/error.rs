@@ -192,6 +192,20 @@ pub enum Error {
         #[source]
         source: IoSource,
     },
+    /// An error raised by code outside wgnn (a model port, an application) with
+    /// [`Error::msg`].
+    #[error("{0}")]
+    Message(String),
+    /// An error with what was being done when it happened ([`Error::context`],
+    /// [`ResultExt::context`]): `context: cause`.
+    #[error("{context}: {source}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// The error itself.
+        #[source]
+        source: Box<Error>,
+    },
     /// A malformed or refused file: safetensors, or a `torch.save` checkpoint (whose pickle
     /// names a global outside the allow-list, or whose storages do not hold its tensors).
     #[error("invalid checkpoint data{}: {message}", path_suffix(path))]
@@ -283,6 +297,42 @@ fn path_suffix(p: &Option<String>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of your own, with wgnn's type: for model code and applications whose functions
+    /// return [`wgnn::Result`](Result), as `ValueError(message)` in Python.
+    ///
+    /// ```
+    /// use wgnn::{Error, ResultExt};
+    /// fn act_fn(name: &str) -> wgnn::Result<f32> {
+    ///     match name {
+    ///         "relu" => Ok(0.0),
+    ///         _ => Err(Error::msg(format!("unknown activation {name:?}"))),
+    ///     }
+    /// }
+    /// let e = act_fn("swishy").context("building block 3").unwrap_err();
+    /// assert_eq!(e.to_string(), "building block 3: unknown activation \"swishy\"");
+    /// assert_eq!(e.root(), &Error::msg("unknown activation \"swishy\""));
+    /// // wgnn's errors are std errors: `?` works in functions returning Box<dyn Error> or anyhow.
+    /// fn app() -> Result<(), Box<dyn std::error::Error>> { Ok(act_fn("relu").map(|_| ())?) }
+    /// assert!(app().is_ok());
+    /// ```
+    pub fn msg(message: impl std::fmt::Display) -> Self {
+        Error::Message(message.to_string())
+    }
+    /// This error with what was being done: printed `context: error`, the error kept as
+    /// [`std::error::Error::source`] (and [`Error::root`]).
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        Error::Context {
+            context: context.to_string(),
+            source: Box::new(self),
+        }
+    }
+    /// The error under every added context.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Context { source, .. } => source.root(),
+            e => e,
+        }
+    }
     /// A format error without a file, given the file it came from.
     pub(crate) fn with_path(self, path: &std::path::Path) -> Error {
         match self {
@@ -334,4 +384,52 @@ impl Error {
             message,
         }
     }
+}
+
+/// Context for any `Result` whose error converts into wgnn's: `.context("loading the encoder")?`.
+pub trait ResultExt<T> {
+    /// The error, if any, with `context` before it ([`Error::context`]).
+    fn context(self, context: impl std::fmt::Display) -> Result<T>;
+    /// The same, the context computed only on error.
+    fn with_context<C: std::fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn context(self, context: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| e.into().context(context))
+    }
+    fn with_context<C: std::fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| e.into().context(f()))
+    }
+}
+
+/// Returns early with an [`Error::msg`] built by `format!`: `bail!("unknown block {name:?}")`.
+///
+/// ```
+/// fn heads(embed_dim: usize, num_heads: usize) -> wgnn::Result<usize> {
+///     wgnn::ensure!(num_heads > 0 && embed_dim % num_heads == 0, "{embed_dim} is not 0 modulo {num_heads}");
+///     if embed_dim > 4096 {
+///         wgnn::bail!("embed_dim {embed_dim} is larger than this model takes");
+///     }
+///     Ok(embed_dim / num_heads)
+/// }
+/// assert_eq!(heads(32, 3).unwrap_err().to_string(), "32 is not 0 modulo 3");
+/// assert_eq!(heads(32, 4)?, 8);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+#[macro_export]
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return ::core::result::Result::Err($crate::Error::msg(::std::format!($($arg)*)))
+    };
+}
+
+/// Returns early with an [`Error::msg`] unless `cond` holds: `ensure!(n > 0, "n is {n}")`.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            $crate::bail!($($arg)*);
+        }
+    };
 }

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `nn.Parameter(t)` / `nn.Parameter(t, requires_grad=False)` | [`Parameter::new`] / [`Parameter::frozen`] |
 //! | `register_buffer(n, t)` / `register_buffer(n, t, persistent=False)` | [`Buffer::new`] / [`Buffer::non_persistent`] |
-//! | `class M(nn.Module)` | a struct + [`impl_module!`] (or [`Module`] by hand, or [`DynModule`]) |
+//! | `class M(nn.Module)` | a struct with `#[derive(Module)]` (or [`Module`](trait@Module) by hand, or [`DynModule`]) |
 //! | `named_parameters()`, `named_buffers()`, `named_modules()`, `named_children()` | [`ModuleExt`] methods of the same names |
 //! | `get_parameter`, `get_buffer`, `get_submodule` | the same, with errors naming the missing part |
 //! | `requires_grad_(False)` | [`ModuleExt::set_requires_grad`] |
@@ -23,13 +23,15 @@
 //! | `nn.Sequential`, `nn.ModuleList` | [`Sequential`] (runs its layers), [`ModuleList`] (boxed, or typed `ModuleList<Block>`) |
 //! | `model(x)` | [`Forward::forward`] |
 //! | `model.train()` / `model.eval()` | [`ModuleExt::train`] / [`ModuleExt::eval`] |
-//! | `torch.matmul`, `F.linear`, `F.softmax`, `F.layer_norm`, … | [`ops`] |
-//! | the Transformer of the UvA DL tutorial 6 | [`tutorial6`] |
+//! | `torch.matmul`, `F.linear`, `F.softmax`, `F.layer_norm`, … | [`ops`], and as [`Tensor`] methods (`x.softmax(-1)?`) and operators (`&a * &b`) |
+//! | `nn.Linear(i, o)`, `nn.Conv2d(i, o, 3, padding=1)` | [`nn::Linear::new(i, o)`](nn::Linear::new), `nn::Conv2d::new(i, o, 3)?.padding(1)`: on the CPU, initialised as PyTorch's |
+//! | `torch.manual_seed(n)`, `nn.init.*` | [`manual_seed`], [`nn::init`] |
+//! | `raise ValueError(...)` | [`Error::msg`], [`bail!`], [`ensure!`], [`ResultExt::context`] |
+//! | the course's models (tutorials 3, 5, 6) | the `wgnn-ports` crate of this workspace |
 //!
 //! ```
-//! use wgnn::{Device, ModuleExt, PositionalEncoding, Tensor};
-//! let cpu = Device::Cpu;
-//! let pe = PositionalEncoding::new(4, 10, &cpu)?;
+//! use wgnn::{ModuleExt, PositionalEncoding, Tensor};
+//! let pe = PositionalEncoding::new(4, 10)?; // on the CPU; `on(4, 10, &gpu)` builds it there
 //! // The table is a non-persistent buffer: a buffer, but not in the state dict.
 //! assert_eq!(pe.named_buffers().len(), 1);
 //! assert!(pe.state_dict()?.is_empty());
@@ -40,11 +42,15 @@
 //! ```
 #![deny(missing_docs)]
 
+// The derive writes `::wgnn::…` paths; this lets the crate use it on its own layers.
+extern crate self as wgnn;
+
 pub mod autograd;
 mod device;
 mod dtype;
 mod error;
 mod gpu;
+mod methods;
 pub mod module;
 pub mod nn;
 pub mod ops;
@@ -53,9 +59,6 @@ pub mod profile;
 mod state_dict;
 mod tensor;
 pub mod torch;
-pub mod tutorial3;
-pub mod tutorial5;
-pub mod tutorial6;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use device::enumerate_adapters;
@@ -63,14 +66,18 @@ pub use device::{
     enumerate_adapters_async, AdapterSummary, Device, GpuDevice, GpuOptions, GpuStats,
 };
 pub use dtype::DType;
-pub use error::{Error, GpuErrorKind, IoSource, Result};
+pub use error::{Error, GpuErrorKind, IoSource, Result, ResultExt};
+pub use methods::{wrap_dim, Dim, Dims, Operand, Rhs};
 pub use module::{
     Buffer, DynModule, Forward, Layer, Module, ModuleExt, ModuleList, Parameter, Sequential,
     TensorInfo, TensorKind, Visitor, VisitorMut,
 };
+pub use nn::init::manual_seed;
 pub use nn::{LearnedPositionalEmbedding, PositionalEncoding};
 pub use state_dict::{LoadReport, StateDict, KINDS_METADATA_KEY};
 pub use tensor::{to_device_many, Element, Tensor};
+/// `#[derive(Module)]`: see the [`Module`](trait@Module) trait for its attributes and an example.
+pub use wgnn_derive::Module;
 
 #[doc(hidden)]
 pub use gpu::tuning::ForcedMatmul as __ForcedMatmul;

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use wgnn::{nn::Linear, ops, optim::Adam, Device, Forward, ModuleExt, Tensor};
-//! let mut layer = Linear::new(3, 1, &Device::Cpu)?;
+//! let mut layer = Linear::new(3, 1)?;
 //! let mut opt = Adam::new(&layer, 0.1);
 //! let x = Tensor::from_slice(&[1f32, 2., 3.], &[1, 3])?;
 //! let before = layer.weight.tensor().to_vec::<f32>()?;

@@ -70,6 +70,31 @@ pub(crate) enum Storage {
         buffer: Arc<GpuBuffer>,
         device: GpuDevice,
     },
+    /// A sum not computed yet ([`Tensor::deferred_add`]): computed the first time anything
+    /// reads it, or never, when the one op that takes it reads its two operands instead.
+    Deferred(Arc<Deferred>),
+}
+
+/// `a + b` of two tensors of one shape, dtype and device, recorded under no gradient: the
+/// library's first fusion (the roofline issue's engine generalises it). A layer norm whose
+/// input is one reads `a + b` inside its own kernel ([`crate::ops::add_layer_norm`], the same
+/// bits); anything else computes the sum first.
+pub(crate) struct Deferred {
+    pub(crate) a: Tensor,
+    pub(crate) b: Tensor,
+    done: std::sync::OnceLock<std::result::Result<Storage, Error>>,
+}
+
+impl Deferred {
+    /// The sum's storage, computed on first use.
+    fn resolve(&self) -> std::result::Result<&Storage, &Error> {
+        self.done
+            .get_or_init(|| {
+                let sum = crate::autograd::no_grad(|| crate::ops::broadcast_add(&self.a, &self.b))?;
+                Ok(sum.storage.clone())
+            })
+            .as_ref()
+    }
 }
 
 /// An n-dimensional array on a [`Device`]: a layout over shared storage. Cheap to clone, and
@@ -320,6 +345,7 @@ impl Tensor {
         match &self.storage {
             Storage::Host(_) => Device::Cpu,
             Storage::Gpu { device, .. } => Device::Gpu(device.clone()),
+            Storage::Deferred(d) => d.a.device(),
         }
     }
     /// True when on `device`.
@@ -327,13 +353,75 @@ impl Tensor {
         match (&self.storage, device) {
             (Storage::Host(_), Device::Cpu) => true,
             (Storage::Gpu { device: a, .. }, Device::Gpu(b)) => a == b,
+            (Storage::Deferred(d), _) => d.a.is_on(device),
             _ => false,
         }
     }
 
+    /// `a + b` (same shape, dtype and device; nothing recorded for autograd), left uncomputed
+    /// until something reads it: a layer norm taking it adds inside its own kernel. Falls back
+    /// to the eager sum whenever those conditions do not hold.
+    pub(crate) fn deferred_add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let records =
+            crate::autograd::is_grad_enabled() && (a.requires_grad() || b.requires_grad());
+        let same = a.shape == b.shape
+            && a.dtype == b.dtype
+            && crate::ops::cast::is_kernel_float(a.dtype)
+            && a.device() == b.device();
+        if records || !same {
+            return crate::ops::broadcast_add(a, b);
+        }
+        let n = a.numel();
+        Ok(Tensor {
+            shape: a.shape.clone(),
+            strides: crate::ops::contiguous_strides(&a.shape),
+            offset: 0,
+            storage_numel: n,
+            dtype: a.dtype,
+            storage: Storage::Deferred(Arc::new(Deferred {
+                a: a.clone(),
+                b: b.clone(),
+                done: std::sync::OnceLock::new(),
+            })),
+            origin: None,
+        })
+    }
+
+    /// The operands of a deferred sum not computed yet, when this tensor is that whole sum.
+    pub(crate) fn pending_add(&self) -> Option<(&Tensor, &Tensor)> {
+        match &self.storage {
+            Storage::Deferred(d) if d.done.get().is_none() && self.is_dense() => Some((&d.a, &d.b)),
+            _ => None,
+        }
+    }
+
+    /// Whether both view one storage (the same allocation, not equal values).
+    pub(crate) fn shares_storage(&self, other: &Tensor) -> bool {
+        match (&self.storage, &other.storage) {
+            (Storage::Host(a), Storage::Host(b)) => Arc::ptr_eq(a, b),
+            (Storage::Gpu { buffer: a, .. }, Storage::Gpu { buffer: b, .. }) => Arc::ptr_eq(a, b),
+            (Storage::Deferred(a), Storage::Deferred(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// The storage, a deferred sum computed first (its error, if computing it failed).
+    pub(crate) fn store(&self) -> Result<&Storage> {
+        match &self.storage {
+            Storage::Deferred(d) => d.resolve().map_err(|e| e.clone()),
+            s => Ok(s),
+        }
+    }
+
+    /// The storage when it can be had (`None` if a deferred sum failed: the op reading it then
+    /// reports a missing operand, and [`Tensor::store`] the cause).
+    fn st(&self) -> Option<&Storage> {
+        self.store().ok()
+    }
+
     /// The host bytes, when on the CPU and dense (a view has none: make it contiguous).
     pub(crate) fn host(&self) -> Option<&HostBytes> {
-        match &self.storage {
+        match self.st()? {
             Storage::Host(h) if self.is_dense() => Some(h),
             _ => None,
         }
@@ -341,17 +429,17 @@ impl Tensor {
 
     /// The whole storage's host bytes, whatever the layout (for the strided gather).
     pub(crate) fn storage_host(&self) -> Option<&HostBytes> {
-        match &self.storage {
+        match self.st()? {
             Storage::Host(h) => Some(h),
-            Storage::Gpu { .. } => None,
+            _ => None,
         }
     }
 
     /// The whole storage's device buffer, whatever the layout (for the strided gather).
     pub(crate) fn storage_buffer(&self) -> Option<&GpuBuffer> {
-        match &self.storage {
+        match self.st()? {
             Storage::Gpu { buffer, .. } => Some(buffer),
-            Storage::Host(_) => None,
+            _ => None,
         }
     }
 
@@ -362,7 +450,7 @@ impl Tensor {
     /// pool in size classes). `None` for a view that is not dense: call
     /// [`contiguous`](Tensor::contiguous) first.
     pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
-        match &self.storage {
+        match self.st()? {
             Storage::Gpu { buffer, device } if self.is_dense() => {
                 if let Err(e) = device.0.flush("wgpu_buffer") {
                     log::error!("wgnn: submitting recorded work failed: {e}");
@@ -376,7 +464,7 @@ impl Tensor {
     /// The device buffer, when on a GPU and dense (no flush: for wgnn's own ops, which record
     /// in order).
     pub(crate) fn gpu_buffer(&self) -> Option<&GpuBuffer> {
-        match &self.storage {
+        match self.st()? {
             Storage::Gpu { buffer, .. } if self.is_dense() => Some(buffer),
             _ => None,
         }
@@ -389,8 +477,9 @@ impl Tensor {
         if !self.is_dense() {
             return crate::autograd::no_grad(|| self.contiguous())?.to_bytes();
         }
-        match &self.storage {
+        match self.store()? {
             Storage::Host(h) => Ok(h.bytes().to_vec()),
+            Storage::Deferred(_) => Err(Error::internal("a deferred sum resolved to another")),
             #[cfg(not(target_arch = "wasm32"))]
             Storage::Gpu { .. } => pollster::block_on(self.to_bytes_async()),
             #[cfg(target_arch = "wasm32")]
@@ -421,8 +510,9 @@ impl Tensor {
             let dense = crate::autograd::no_grad(|| self.contiguous())?;
             return Box::pin(dense.to_bytes_async()).await;
         }
-        match &self.storage {
+        match self.store()? {
             Storage::Host(h) => Ok(h.bytes().to_vec()),
+            Storage::Deferred(_) => Err(Error::internal("a deferred sum resolved to another")),
             Storage::Gpu { buffer, device } => {
                 let mut v =
                     transfer::download_many_async(&device.0, &[(buffer, self.nbytes() as u64)])
@@ -592,10 +682,12 @@ impl Tensor {
         }))
     }
 
-    /// The same elements with `shape`, which must hold as many (`t.reshape(shape)`): a view
-    /// when the layout allows it (a contiguous tensor always does), else a contiguous copy, as
-    /// PyTorch's.
-    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+    /// The same elements with `shape`, which must hold as many (`t.reshape(shape)`; one `-1`
+    /// is inferred, `&[b, -1]`): a view when the layout allows it (a contiguous tensor always
+    /// does), else a contiguous copy, as PyTorch's.
+    pub fn reshape(&self, shape: impl crate::methods::Dims) -> Result<Tensor> {
+        let shape = crate::methods::infer_shape("reshape", shape, self.numel())?;
+        let shape = &shape[..];
         if numel_of(shape)? != self.numel() {
             return Err(Error::shape(
                 "reshape",
@@ -720,7 +812,7 @@ pub fn to_device_many(tensors: &[&Tensor], device: &Device) -> Result<Vec<Tensor
     for (i, t) in tensors.iter().enumerate() {
         if t.is_on(device) {
             out[i] = Some((*t).clone());
-        } else if let Storage::Gpu { device: d, .. } = &t.storage {
+        } else if let Ok(Storage::Gpu { device: d, .. }) = t.store() {
             match by_src.iter_mut().find(|(s, _)| s == d) {
                 Some((_, v)) => v.push(i),
                 None => by_src.push((d.clone(), vec![i])),

@@ -12,7 +12,7 @@ use common::{gpu, randn};
 use wgnn::autograd::no_grad;
 use wgnn::module::Forward;
 use wgnn::nn::BatchNorm1d;
-use wgnn::{ops, DType, Device, Parameter, Tensor};
+use wgnn::{ops, DType, Device, ModuleExt, Parameter, Tensor};
 
 type F = Box<dyn Fn(&[Tensor]) -> wgnn::Result<Tensor>>;
 
@@ -37,7 +37,7 @@ fn away(shape: &[usize], seed: u64) -> (Vec<usize>, Vec<f32>) {
 fn weigh(out: &Tensor) -> wgnn::Result<Tensor> {
     let n = out.numel();
     let r = Tensor::from_slice(&randn(n, 999), &[1, n])?.to(&out.device())?;
-    let dot = ops::linear(&out.reshape(&[1, n])?, &r, None)?;
+    let dot = ops::linear(&out.reshape([1, n])?, &r, None)?;
     ops::mean(&dot)
 }
 
@@ -199,8 +199,8 @@ fn cases() -> Vec<Case> {
                 let a = ops::sum(&x[0], &[0, 2], true)?; // [1, 3, 1]
                 let b = ops::mean_dim(&x[0], &[1], false)?; // [2, 4]
                 let v = ops::var(&x[0], &[2], true, false)?; // [2, 3]
-                let ab = ops::mul(&a, &b.reshape(&[2, 1, 4])?)?;
-                ops::broadcast_add(&ab, &v.reshape(&[2, 3, 1])?)
+                let ab = ops::mul(&a, &b.reshape([2, 1, 4])?)?;
+                ops::broadcast_add(&ab, &v.reshape([2, 3, 1])?)
             }),
         },
         Case {
@@ -286,7 +286,7 @@ fn cases() -> Vec<Case> {
             name: "reshape + permute + transpose",
             inputs: vec![t(&[2, 3, 4], 22)],
             f: Box::new(|x| {
-                let y = ops::permute(&x[0].reshape(&[2, 12])?.reshape(&[2, 3, 4])?, &[2, 0, 1])?;
+                let y = ops::permute(&x[0].reshape([2, 12])?.reshape([2, 3, 4])?, &[2, 0, 1])?;
                 ops::transpose(&y, 0, 2)
             }),
         },
@@ -324,7 +324,7 @@ fn cases() -> Vec<Case> {
             name: "BatchNorm1d in training (batch statistics)",
             inputs: vec![t(&[5, 3, 2], 29)],
             f: Box::new(|x| {
-                let mut bn = BatchNorm1d::new(3, &x[0].device())?;
+                let mut bn = BatchNorm1d::new(3).and_then(|m| m.to(&x[0].device()))?;
                 bn.forward(&x[0])
             }),
         },
@@ -384,7 +384,7 @@ fn batch_norm_weight_and_bias_gradients_match_finite_differences() {
     let x = Tensor::from_slice(&randn(5 * 3 * 2, 40), &[5, 3, 2]).unwrap();
     let (w0, b0) = (randn(3, 41), randn(3, 42));
     let run = |w: &[f32], b: &[f32], backward: bool| -> (f64, Vec<f32>, Vec<f32>) {
-        let mut bn = BatchNorm1d::new(3, &Device::Cpu).unwrap();
+        let mut bn = BatchNorm1d::new(3).unwrap();
         bn.weight
             .set_tensor(Tensor::from_slice(w, &[3]).unwrap())
             .unwrap();
@@ -475,9 +475,10 @@ fn empty_tensors_differentiate_and_clip() {
     use wgnn::module::Forward;
     use wgnn::nn::Linear;
     use wgnn::optim::{clip_grad_norm_, Adam};
+    use wgnn::ModuleExt;
     for d in [Device::Cpu, gpu()] {
         // in_features = 0: the weight [2, 0] is empty, the output is the bias.
-        let mut l = Linear::new(0, 2, &d).unwrap();
+        let mut l = Linear::new(0, 2).and_then(|m| m.to(&d)).unwrap();
         l.bias
             .as_mut()
             .unwrap()
@@ -520,7 +521,7 @@ fn empty_tensors_differentiate_and_clip() {
         let z = ops::broadcast_add(
             &ops::linear(&y, &Tensor::zeros(&[1, 4], DType::F32, &d).unwrap(), None)
                 .unwrap()
-                .reshape(&[0])
+                .reshape([0])
                 .unwrap(),
             &Tensor::zeros(&[1], DType::F32, &d).unwrap(),
         )
@@ -537,7 +538,7 @@ fn to_device_moves_gradients_with_their_parameters() {
     use wgnn::nn::Linear;
     use wgnn::ModuleExt;
     let gpu = gpu();
-    let mut lin = Linear::new(3, 2, &Device::Cpu).unwrap();
+    let mut lin = Linear::new(3, 2).unwrap();
     let x = Tensor::from_slice(&randn(4 * 3, 9), &[4, 3]).unwrap();
     ops::mean(&lin.forward(&x).unwrap())
         .unwrap()

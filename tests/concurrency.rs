@@ -20,8 +20,8 @@ const SEQS: [usize; 4] = [50, 110, 170, 230];
 #[test]
 fn threads_sharing_a_positional_encoding_get_the_cpu_bits() {
     let gpu = common::gpu();
-    let pe_gpu = PositionalEncoding::new(64, 256, &gpu).unwrap();
-    let pe_cpu = PositionalEncoding::new(64, 256, &Device::Cpu).unwrap();
+    let pe_gpu = PositionalEncoding::on(64, 256, &gpu).unwrap();
+    let pe_cpu = PositionalEncoding::on(64, 256, &Device::Cpu).unwrap();
     let inputs: Vec<Vec<f32>> = SEQS
         .iter()
         .enumerate()
@@ -58,8 +58,8 @@ fn threads_sharing_a_positional_encoding_get_the_cpu_bits() {
 #[test]
 fn mixed_ops_on_many_threads_match_a_single_thread() {
     let gpu = common::gpu();
-    let lin_cpu = Linear::new(64, 48, &Device::Cpu).unwrap();
-    let mut lin = Linear::new(64, 48, &Device::Cpu).unwrap();
+    let lin_cpu = Linear::new(64, 48).unwrap();
+    let mut lin = Linear::new(64, 48).unwrap();
     lin.load_state_dict(&lin_cpu.state_dict().unwrap(), true)
         .unwrap();
     lin.to_device(&gpu).unwrap();

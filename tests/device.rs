@@ -80,7 +80,7 @@ fn an_applications_own_device_can_be_adopted() {
         .unwrap();
     // The tensor's buffer lives on the application's device.
     assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0]);
-    let pe = wgnn::PositionalEncoding::new(4, 8, &d).unwrap();
+    let pe = wgnn::PositionalEncoding::on(4, 8, &d).unwrap();
     assert!(pe.pe.tensor().is_on(&d));
     assert_eq!(d.as_gpu().unwrap().wgpu_device(), &device);
 }
@@ -194,7 +194,7 @@ fn tiny_buffer_limits_still_run_ops_or_are_refused_up_front() {
             .to(d)
             .unwrap();
         let w = Tensor::from_slice(&w_host, &[6, 8]).unwrap().to(d).unwrap();
-        let pe = wgnn::PositionalEncoding::new(8, 16, d).unwrap();
+        let pe = wgnn::PositionalEncoding::on(8, 16, d).unwrap();
         let a = pe.forward(&x).unwrap();
         let b = ops::relu(&ops::scale(&a, 0.5).unwrap()).unwrap();
         let h = ops::linear(&b, &w, None).unwrap();

@@ -20,14 +20,14 @@ fn unfused(qkv: &Tensor, heads: usize, mask: Option<&Tensor>) -> Tensor {
     let (b, s, w) = (qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]);
     let d = w / 3 / heads;
     let m = mask.map(|m| wgnn::nn::expand_mask(m).unwrap());
-    let x = qkv.reshape(&[b, s, heads, 3 * d]).unwrap();
+    let x = qkv.reshape([b, s, heads, 3 * d]).unwrap();
     let x = ops::permute(&x, &[0, 2, 1, 3]).unwrap();
     let x = ops::chunk(&x, 3, 3).unwrap();
     let (vals, _) = wgnn::nn::scaled_dot_product(&x[0], &x[1], &x[2], m.as_ref()).unwrap();
     let vals = ops::permute(&vals, &[0, 2, 1, 3]).unwrap();
     vals.contiguous()
         .unwrap()
-        .reshape(&[b, s, heads * d])
+        .reshape([b, s, heads * d])
         .unwrap()
 }
 
@@ -241,8 +241,8 @@ fn epilogues_give_the_separate_ops_bits() {
 /// projection, add+norm, linear+ReLU, linear, add+norm), the numbers of the unfused block.
 #[test]
 fn an_encoder_block_runs_in_seven_dispatches() {
-    use wgnn::tutorial6::{Hparams, TransformerPredictor};
     use wgnn::ModuleExt;
+    use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
     let gpu = common::gpu();
     let g = gpu.as_gpu().unwrap();
     let hp = Hparams {
@@ -250,8 +250,12 @@ fn an_encoder_block_runs_in_seven_dispatches() {
         num_heads: 2,
         ..Hparams::reverse_task()
     };
-    let mut m = TransformerPredictor::new(&hp, &gpu).unwrap();
-    m.reset_parameters(&mut ops::Generator::new(1)).unwrap();
+    let mut m = wgnn::nn::init::with_generator(&mut ops::Generator::new(1), || {
+        TransformerPredictor::new(&hp)
+    })
+    .unwrap()
+    .to(&gpu)
+    .unwrap();
     m.eval();
     let x = Tensor::from_slice(&values(3 * 11 * 10, 2), &[3, 11, 10])
         .unwrap()

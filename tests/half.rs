@@ -410,14 +410,14 @@ fn every_float_op_matches_pytorch_in_half_precision() {
 /// logits stay within a stated fraction of the float32 model's largest logit.
 #[test]
 fn the_reverse_model_in_half_precision_reverses_every_test_sequence() {
-    use wgnn::tutorial6::{Hparams, TransformerPredictor};
     use wgnn::{ModuleExt, StateDict};
+    use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
     let io = StateDict::load(common::fixture("reverse_io.safetensors")).unwrap();
     let sd = StateDict::load(common::fixture("reverse_trained.safetensors")).unwrap();
     let hp = Hparams::reverse_task();
     let labels = io.get("test.labels").unwrap().to_vec::<i64>().unwrap();
     for d in [common::gpu(), Device::Cpu] {
-        let mut m = TransformerPredictor::new(&hp, &Device::Cpu).unwrap();
+        let mut m = TransformerPredictor::new(&hp).unwrap();
         m.load_state_dict(&sd, true).unwrap();
         m.to_device(&d).unwrap();
         m.eval();
@@ -425,7 +425,7 @@ fn the_reverse_model_in_half_precision_reverses_every_test_sequence() {
         let full = f64s(&m.forward(&x, None, true).unwrap());
         let top = full.iter().fold(0f64, |a, v| a.max(v.abs()));
         for (dt, bound) in [(DType::F16, 1e-2), (DType::BF16, 8e-2)] {
-            let mut h = TransformerPredictor::new(&hp, &Device::Cpu).unwrap();
+            let mut h = TransformerPredictor::new(&hp).unwrap();
             h.load_state_dict(&sd, true).unwrap();
             h.to_device(&d).unwrap();
             h.to_dtype(dt).unwrap();
@@ -461,7 +461,7 @@ fn module_to_dtype_converts_floats_and_keeps_integer_buffers() {
     use wgnn::nn::{BatchNorm1d, Linear};
     use wgnn::{Forward, ModuleExt};
     for d in [Device::Cpu, common::gpu()] {
-        let mut bn = BatchNorm1d::new(3, &d).unwrap();
+        let mut bn = BatchNorm1d::new(3).and_then(|m| m.to(&d)).unwrap();
         let x = Tensor::randn(&[4, 3], &mut ops::Generator::new(3), &d).unwrap();
         bn.train();
         let y = bn.forward(&x).unwrap();
@@ -498,7 +498,7 @@ fn module_to_dtype_converts_floats_and_keeps_integer_buffers() {
         let e = bn.to_dtype(DType::I32).unwrap_err().to_string();
         assert!(e.contains("floating-point"), "{e}");
         // A linear layer's gradients come back in float16 through a float32 loss.
-        let mut lin = Linear::new(3, 2, &d).unwrap();
+        let mut lin = Linear::new(3, 2).and_then(|m| m.to(&d)).unwrap();
         lin.to_dtype(DType::BF16).unwrap();
         let h = lin.forward(&x.to_dtype(DType::BF16).unwrap()).unwrap();
         let loss = ops::mean(&h.to_dtype(DType::F32).unwrap()).unwrap();

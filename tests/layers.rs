@@ -36,7 +36,7 @@ fn batchnorm_train_steps_match_pytorch_with_buffers_updated_on_the_device() {
     let get = |k: &str| fx.get(k).unwrap_or_else(|| panic!("{k}")).clone();
     for d in devices() {
         for (tag, momentum) in [("default", Some(0.1)), ("cumulative", None)] {
-            let mut bn = BatchNorm1d::new(8, &Device::Cpu).unwrap();
+            let mut bn = BatchNorm1d::new(8).unwrap();
             bn.momentum = momentum;
             let mut init = StateDict::new();
             for k in ["weight", "bias"] {
@@ -115,7 +115,7 @@ fn batchnorm_train_steps_match_pytorch_with_buffers_updated_on_the_device() {
 
 #[test]
 fn batchnorm_refuses_what_pytorch_refuses() {
-    let mut bn = BatchNorm1d::new(4, &Device::Cpu).unwrap();
+    let mut bn = BatchNorm1d::new(4).unwrap();
     let one = Tensor::zeros(&[1, 4], DType::F32, &Device::Cpu).unwrap();
     let e = bn.forward(&one).unwrap_err().to_string();
     assert!(e.contains("more than 1 value per channel"), "{e}");
@@ -176,11 +176,11 @@ fn dropout_zeroes_a_fraction_p_and_scales_the_rest_the_same_on_cpu_and_gpu() {
 fn train_and_eval_reach_every_module_of_a_tree() {
     let d = Device::Cpu;
     let mut net = Sequential::new()
-        .push(Linear::new(4, 4, &d).unwrap())
+        .push(Linear::new(4, 4).and_then(|m| m.to(&d)).unwrap())
         .push(Dropout::new(0.5))
         .push(
             Sequential::new()
-                .push(BatchNorm1d::new(4, &d).unwrap())
+                .push(BatchNorm1d::new(4).and_then(|m| m.to(&d)).unwrap())
                 .push(ReLU { inplace: false }),
         );
     assert!(net.is_training());
@@ -221,10 +221,10 @@ fn sequential_linear_layernorm_relu_and_embedding_run_on_cpu_and_gpu_alike() {
     );
     let build = || {
         let mut net = Sequential::new()
-            .push(Linear::new(5, 6, &dev).unwrap())
-            .push(LayerNorm::new(6, &dev).unwrap())
+            .push(Linear::new(5, 6).and_then(|m| m.to(&dev)).unwrap())
+            .push(LayerNorm::new(6).and_then(|m| m.to(&dev)).unwrap())
             .push(ReLU { inplace: true })
-            .push(Linear::no_bias(6, 2, &dev).unwrap());
+            .push(Linear::no_bias(6, 2).and_then(|m| m.to(&dev)).unwrap());
         net.load_state_dict(&sd, true).unwrap();
         net
     };
@@ -278,7 +278,7 @@ fn sequential_linear_layernorm_relu_and_embedding_run_on_cpu_and_gpu_alike() {
     assert!(err < 1e-5, "cpu vs gpu {err:e}");
 
     // Embedding: rows by index, identical everywhere (a copy).
-    let mut emb = Embedding::new(4, 3, &dev).unwrap();
+    let mut emb = Embedding::new(4, 3).and_then(|m| m.to(&dev)).unwrap();
     let mut esd = StateDict::new();
     esd.insert(
         "weight",

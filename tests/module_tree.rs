@@ -357,7 +357,7 @@ fn the_learned_table_is_a_parameter_and_the_sinusoidal_one_a_buffer() {
     let l = learned(&Device::Cpu).unwrap();
     assert_eq!(l.parameters().len(), 1);
     assert!(l.buffers().is_empty());
-    let p = wgnn::PositionalEncoding::new(32, 128, &Device::Cpu).unwrap();
+    let p = wgnn::PositionalEncoding::on(32, 128, &Device::Cpu).unwrap();
     assert!(p.parameters().is_empty());
     assert_eq!(p.buffers().len(), 1);
     assert_eq!(p.buffers()[0].tensor().dtype(), DType::F32);

@@ -121,7 +121,7 @@ fn matmul_is_within_its_bound_on_cpu_and_gpu_for_every_shape_kind() {
     assert_eq!(ops::matmul(&v, &m).unwrap().shape(), [3]);
     assert_eq!(
         ops::matmul(
-            &m.to(&g).unwrap().reshape(&[3, 7]).unwrap(),
+            &m.to(&g).unwrap().reshape([3, 7]).unwrap(),
             &v.to(&g).unwrap()
         )
         .unwrap()

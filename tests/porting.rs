@@ -17,8 +17,7 @@ fn register_buffer_again_replaces_and_del_removes() {
     let mut m = DynModule::new("M");
     m.register_buffer("stats", Buffer::new(z(&[2]))).unwrap();
     m.register_parameter("w", Parameter::new(z(&[3]))).unwrap();
-    m.add_module("child", Linear::new(2, 2, &Device::Cpu).unwrap())
-        .unwrap();
+    m.add_module("child", Linear::new(2, 2).unwrap()).unwrap();
     m.register_buffer("stats", Buffer::non_persistent(z(&[4])))
         .unwrap();
     assert_eq!(m.get_buffer("stats").unwrap().tensor().shape(), [4]);
@@ -33,7 +32,7 @@ fn register_buffer_again_replaces_and_del_removes() {
         .unwrap_err();
     assert!(matches!(e, Error::InvalidName { .. }), "{e}");
     // add_module over a child replaces it; over a buffer's name is an error.
-    m.add_module("child", Linear::no_bias(2, 5, &Device::Cpu).unwrap())
+    m.add_module("child", Linear::no_bias(2, 5).unwrap())
         .unwrap();
     assert_eq!(m.state_dict().unwrap().keys(), ["w", "child.weight"]);
     assert!(m.add_module("stats", DynModule::new("X")).is_err());
@@ -47,7 +46,7 @@ fn register_buffer_again_replaces_and_del_removes() {
 
 #[test]
 fn bias_false_layers_have_no_bias_anywhere() {
-    let l = Linear::no_bias(3, 2, &Device::Cpu).unwrap();
+    let l = Linear::no_bias(3, 2).unwrap();
     assert_eq!(l.state_dict().unwrap().keys(), ["weight"]);
     assert_eq!(l.named_parameters().len(), 1);
     assert_eq!(
@@ -68,15 +67,18 @@ fn bias_false_layers_have_no_bias_anywhere() {
 #[test]
 fn a_typed_module_list_is_edited_in_place() {
     let d = Device::Cpu;
-    let mut blocks: ModuleList<Linear> =
-        ModuleList::from_items((0..3).map(|_| Linear::new(4, 4, &d).unwrap()).collect());
+    let mut blocks: ModuleList<Linear> = ModuleList::from_items(
+        (0..3)
+            .map(|_| Linear::new(4, 4).and_then(|m| m.to(&d)).unwrap())
+            .collect(),
+    );
     // for block in self.blocks: block.bias = None
     for b in blocks.iter_mut() {
         b.bias = None;
     }
     // self.blocks[1] = nn.Linear(4, 8)
-    *blocks.get_mut(1).unwrap() = Linear::new(4, 8, &d).unwrap();
-    blocks.push_item(Linear::new(8, 2, &d).unwrap());
+    *blocks.get_mut(1).unwrap() = Linear::new(4, 8).and_then(|m| m.to(&d)).unwrap();
+    blocks.push_item(Linear::new(8, 2).and_then(|m| m.to(&d)).unwrap());
     assert_eq!(
         blocks.state_dict().unwrap().keys(),
         ["0.weight", "1.weight", "1.bias", "2.weight", "3.weight", "3.bias"]
@@ -91,7 +93,7 @@ fn a_typed_module_list_is_edited_in_place() {
 fn a_dataparallel_checkpoint_loads_strictly_after_renaming() {
     let d = Device::Cpu;
     let mut net = DynModule::new("Net");
-    net.add_module("fc", Linear::new(2, 3, &d).unwrap())
+    net.add_module("fc", Linear::new(2, 3).and_then(|m| m.to(&d)).unwrap())
         .unwrap();
     let mut ckpt = StateDict::new();
     ckpt.insert(
@@ -136,20 +138,15 @@ mod common;
 
 use wgnn::nn::{init, LayerNorm};
 use wgnn::ops::Generator;
-use wgnn::{impl_module, Forward, Module, Sequential};
+use wgnn::{Forward, Module, Sequential};
 
 /// `self.bias = nn.Parameter(...) if bias else None`; `register_buffer("mask", None)`.
+#[derive(wgnn::Module)]
 struct Optional {
     weight: Parameter,
     bias: Option<Parameter>,
     mask: Option<Buffer>,
 }
-impl_module!(Optional {
-    parameters: [weight, bias],
-    buffers: [mask],
-    modules: []
-});
-
 #[test]
 fn optional_parameters_and_buffers_are_absent_while_none() {
     let mut m = Optional {
@@ -173,7 +170,7 @@ fn mutable_access_by_path_with_errors_for_misuse() {
     let mut net = DynModule::new("Net");
     let mut inner = DynModule::new("Inner");
     inner
-        .add_module("fc", Linear::new(2, 2, &d).unwrap())
+        .add_module("fc", Linear::new(2, 2).and_then(|m| m.to(&d)).unwrap())
         .unwrap();
     inner
         .register_buffer("count", Buffer::new(z(&[1])))
@@ -229,8 +226,8 @@ fn mutable_access_by_path_with_errors_for_misuse() {
 fn a_typed_sequential_runs_and_hands_back_its_layers() {
     let d = Device::Cpu;
     let mut seq: Sequential<Linear> = Sequential::from_items(vec![
-        Linear::new(3, 4, &d).unwrap(),
-        Linear::no_bias(4, 2, &d).unwrap(),
+        Linear::new(3, 4).and_then(|m| m.to(&d)).unwrap(),
+        Linear::no_bias(4, 2).and_then(|m| m.to(&d)).unwrap(),
     ]);
     seq.get_mut(0).unwrap().bias = None;
     assert_eq!(seq.state_dict().unwrap().keys(), ["0.weight", "1.weight"]);
@@ -349,10 +346,10 @@ fn rand_and_randn_give_the_same_stream_on_cpu_and_gpu() {
 #[test]
 fn pytorch_default_init_of_linear_512_is_within_bounds_and_variance_and_device_independent() {
     let g = common::gpu();
-    let mut on_cpu = Linear::new(512, 512, &Device::Cpu).unwrap();
-    let mut on_gpu = Linear::new(512, 512, &g).unwrap();
-    init::linear_(&mut on_cpu, &mut Generator::new(5)).unwrap();
-    init::linear_(&mut on_gpu, &mut Generator::new(5)).unwrap();
+    let mut on_cpu = Linear::new(512, 512).unwrap();
+    let mut on_gpu = Linear::new(512, 512).and_then(|m| m.to(&g)).unwrap();
+    init::with_generator(&mut Generator::new(5), || init::linear_(&mut on_cpu)).unwrap();
+    init::with_generator(&mut Generator::new(5), || init::linear_(&mut on_gpu)).unwrap();
     let w = on_cpu.weight.tensor().to_vec::<f32>().unwrap();
     assert_eq!(
         w,
@@ -374,14 +371,17 @@ fn pytorch_default_init_of_linear_512_is_within_bounds_and_variance_and_device_i
     assert!(b.iter().all(|&v| (v as f64).abs() <= bound) && b.iter().any(|&v| v != 0.0));
     // xavier_uniform_ (the tutorial's attention) and normal_.
     let mut p = Parameter::new(z(&[96, 32]));
-    init::xavier_uniform_(&mut p, 1.0, &mut Generator::new(1)).unwrap();
+    init::with_generator(&mut Generator::new(1), || {
+        init::xavier_uniform_(&mut p, 1.0)
+    })
+    .unwrap();
     let xb = (6.0f64 / 128.0).sqrt();
     let v = p.tensor().to_vec::<f32>().unwrap();
     assert!(v.iter().all(|&x| (x as f64).abs() <= xb));
     let var = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len() as f64;
     assert!((var / (xb * xb / 3.0) - 1.0).abs() < 0.1, "{var}");
     let mut p = Parameter::new(z(&[200, 100]));
-    init::normal_(&mut p, 2.0, 0.5, &mut Generator::new(2)).unwrap();
+    init::with_generator(&mut Generator::new(2), || init::normal_(&mut p, 2.0, 0.5)).unwrap();
     let v = p.tensor().to_vec::<f32>().unwrap();
     let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
     let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
@@ -390,25 +390,37 @@ fn pytorch_default_init_of_linear_512_is_within_bounds_and_variance_and_device_i
         "{mean} {sd}"
     );
     assert!(
-        init::kaiming_uniform_(&mut Parameter::new(z(&[3])), 0.0, &mut Generator::new(0)).is_err()
+        init::with_generator(&mut Generator::new(0), || init::kaiming_uniform_(
+            &mut Parameter::new(z(&[3])),
+            0.0,
+            init::FanMode::FanIn,
+            "leaky_relu"
+        ))
+        .is_err()
     );
 }
 
 #[test]
 fn apply_visits_children_before_parents_and_resets_every_layer() {
     let d = Device::Cpu;
-    let mut net = Sequential::new().push(Linear::new(4, 4, &d).unwrap()).push(
-        Sequential::new()
-            .push(LayerNorm::new(4, &d).unwrap())
-            .push(Linear::new(4, 2, &d).unwrap()),
-    );
+    let mut net = Sequential::new()
+        .push(Linear::new(4, 4).and_then(|m| m.to(&d)).unwrap())
+        .push(
+            Sequential::new()
+                .push(LayerNorm::new(4).and_then(|m| m.to(&d)).unwrap())
+                .push(Linear::new(4, 2).and_then(|m| m.to(&d)).unwrap()),
+        );
     let mut order = Vec::new();
-    net.apply(&mut |m: &mut dyn Module| order.push(m.type_name()));
+    net.apply(&mut |m: &mut dyn Module| {
+        order.push(m.type_name());
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(
         order,
         ["Linear", "LayerNorm", "Linear", "Sequential", "Sequential"]
     );
-    init::reset_parameters(&mut net, &mut Generator::new(3)).unwrap();
+    init::with_generator(&mut Generator::new(3), || init::reset_parameters(&mut net)).unwrap();
     let w = net
         .get_parameter("1.1.weight")
         .unwrap()

@@ -166,11 +166,11 @@ fn forward_matches_pytorch_and_gpu_equals_cpu_bit_for_bit() {
             .to_vec::<f32>()
             .unwrap();
         let (_, div) = reference(1, d);
-        let cpu_y = PositionalEncoding::new(d, 5000, &Device::Cpu)
+        let cpu_y = PositionalEncoding::on(d, 5000, &Device::Cpu)
             .unwrap()
             .forward(x)
             .unwrap();
-        let pe = PositionalEncoding::new(d, 5000, &gpu).unwrap();
+        let pe = PositionalEncoding::on(d, 5000, &gpu).unwrap();
         let gpu_y = pe.forward(&x.to(&gpu).unwrap()).unwrap();
         assert!(gpu_y.is_on(&gpu));
         assert_eq!(gpu_y.shape(), [2, 100, d]);
@@ -211,7 +211,7 @@ fn forward_matches_pytorch_and_gpu_equals_cpu_bit_for_bit() {
         );
         if d == 64 {
             // With PyTorch's own table, the add itself is PyTorch's to the last bit.
-            let torch_pe = sd.get("pe.d64").unwrap().reshape(&[1, 5000, 64]).unwrap();
+            let torch_pe = sd.get("pe.d64").unwrap().reshape([1, 5000, 64]).unwrap();
             for dev in [Device::Cpu, gpu.clone()] {
                 let y =
                     wgnn::ops::add_positional(&x.to(&dev).unwrap(), &torch_pe.to(&dev).unwrap())
@@ -229,7 +229,7 @@ fn forward_matches_pytorch_and_gpu_equals_cpu_bit_for_bit() {
 #[test]
 fn moving_the_module_copies_the_table_bit_exact() {
     let gpu = common::gpu();
-    let mut pe = PositionalEncoding::new(63, 300, &gpu).unwrap();
+    let mut pe = PositionalEncoding::on(63, 300, &gpu).unwrap();
     let on_gpu = pe.pe.tensor().to_bytes().unwrap();
     pe.to_device(&Device::Cpu).unwrap();
     assert!(pe.pe.tensor().is_on(&Device::Cpu));
@@ -261,7 +261,7 @@ fn odd_d_model_ends_with_a_sin_column() {
 #[test]
 fn misuse_is_an_error_that_says_what_to_do() {
     let cpu = Device::Cpu;
-    let pe = PositionalEncoding::new(8, 10, &cpu).unwrap();
+    let pe = PositionalEncoding::on(8, 10, &cpu).unwrap();
     let e = pe
         .forward(&Tensor::zeros(&[2, 11, 8], DType::F32, &cpu).unwrap())
         .unwrap_err();
@@ -294,11 +294,11 @@ fn misuse_is_an_error_that_says_what_to_do() {
         .forward(&Tensor::zeros(&[1, 5, 8], DType::F16, &cpu).unwrap())
         .unwrap();
     assert_eq!(y.dtype(), DType::F32);
-    assert!(PositionalEncoding::new(0, 10, &cpu)
+    assert!(PositionalEncoding::on(0, 10, &cpu)
         .unwrap_err()
         .to_string()
         .contains("d_model must be at least 1"));
-    assert!(PositionalEncoding::new(8, 0, &cpu)
+    assert!(PositionalEncoding::on(8, 0, &cpu)
         .unwrap_err()
         .to_string()
         .contains("max_len must be at least 1"));

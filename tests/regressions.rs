@@ -23,16 +23,16 @@ fn is_oom(r: Result<impl Sized, Error>, what: &str) {
 #[test]
 fn impossible_sizes_are_errors_not_aborts() {
     let cpu = Device::Cpu;
-    is_oom(PositionalEncoding::new(1, 1 << 40, &cpu), "PE(1, 2^40) cpu");
-    is_oom(PositionalEncoding::new(1 << 40, 1, &cpu), "PE(2^40, 1) cpu");
-    is_oom(LearnedPositionalEmbedding::new(1 << 40, 1, &cpu), "learned");
+    is_oom(PositionalEncoding::on(1, 1 << 40, &cpu), "PE(1, 2^40) cpu");
+    is_oom(PositionalEncoding::on(1 << 40, 1, &cpu), "PE(2^40, 1) cpu");
+    is_oom(LearnedPositionalEmbedding::new(1 << 40, 1), "learned");
     is_oom(Tensor::zeros(&[1 << 40], DType::F32, &cpu), "zeros");
-    is_oom(LayerNorm::new(1 << 40, &cpu), "LayerNorm");
+    is_oom(LayerNorm::new(1 << 40), "LayerNorm");
     // On a GPU the size is checked against the device before anything is allocated.
     let gpu = common::gpu();
     for r in [
-        PositionalEncoding::new(1, 1 << 40, &gpu).map(|_| ()),
-        PositionalEncoding::new(1 << 40, 1, &gpu).map(|_| ()),
+        PositionalEncoding::on(1, 1 << 40, &gpu).map(|_| ()),
+        PositionalEncoding::on(1 << 40, 1, &gpu).map(|_| ()),
         Tensor::zeros(&[1 << 40], DType::F32, &gpu).map(|_| ()),
     ] {
         assert!(
@@ -47,7 +47,7 @@ fn an_empty_state_dict_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let path = dir.join("empty.safetensors");
-    let pe = PositionalEncoding::new(4, 8, &Device::Cpu).unwrap();
+    let pe = PositionalEncoding::on(4, 8, &Device::Cpu).unwrap();
     pe.state_dict().unwrap().save(&path).unwrap();
     assert!(StateDict::load(&path).unwrap().is_empty());
     StateDict::new().save(&path).unwrap();
@@ -174,8 +174,8 @@ fn a_tensor_named_metadata_is_refused_at_save() {
 fn load_errors_list_keys_in_pytorchs_order() {
     let cpu = Device::Cpu;
     let mut m = Sequential::new()
-        .push(Linear::new(2, 3, &cpu).unwrap())
-        .push(Linear::new(3, 1, &cpu).unwrap());
+        .push(Linear::new(2, 3).unwrap())
+        .push(Linear::new(3, 1).unwrap());
     let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &cpu).unwrap();
     let mut sd = StateDict::new();
     sd.insert("zz", z(&[1]));
@@ -216,10 +216,9 @@ fn load_errors_list_keys_in_pytorchs_order() {
 /// PyTorch ≥ 2.0 prints `nn.ModuleList([nn.Linear(2, 2)] * 3 + [nn.ReLU()])` as below.
 #[test]
 fn module_list_repr_folds_repeated_children_like_pytorch() {
-    let cpu = Device::Cpu;
     let mut list = ModuleList::new();
     for _ in 0..3 {
-        list.append(Box::new(Linear::new(2, 2, &cpu).unwrap()));
+        list.append(Box::new(Linear::new(2, 2).unwrap()));
     }
     list.append(Box::new(wgnn::nn::ReLU { inplace: false }));
     assert_eq!(
@@ -229,18 +228,18 @@ fn module_list_repr_folds_repeated_children_like_pytorch() {
     assert_eq!(ModuleList::new().repr(), "ModuleList()");
     // Sequential keeps PyTorch's plain repr.
     let s = Sequential::new()
-        .push(Linear::new(2, 2, &cpu).unwrap())
-        .push(Linear::new(2, 2, &cpu).unwrap());
+        .push(Linear::new(2, 2).unwrap())
+        .push(Linear::new(2, 2).unwrap());
     assert!(s.repr().contains("(0): Linear") && s.repr().contains("(1): Linear"));
 }
 
 #[test]
 fn public_functions_do_not_panic_on_bad_input() {
     let cpu = Device::Cpu;
-    let mut lin = Linear::new(3, 2, &cpu).unwrap();
+    let mut lin = Linear::new(3, 2).unwrap();
     lin.weight = Parameter::new(Tensor::zeros(&[4], DType::F32, &cpu).unwrap());
     assert!(lin.repr().contains("in_features=?"), "{}", lin.repr());
-    let mut ln = LayerNorm::new(3, &cpu).unwrap();
+    let mut ln = LayerNorm::new(3).unwrap();
     ln.weight = Parameter::new(Tensor::zeros(&[], DType::F32, &cpu).unwrap());
     assert!(ln.repr().contains("(?,)"), "{}", ln.repr());
     let div = wgnn::ops::div_term(4).unwrap();
@@ -282,7 +281,7 @@ fn ops_fail_cleanly_when_not_even_one_element_fits_a_binding() {
 fn repeated_ops_reuse_pipelines_bind_groups_and_output_buffers() {
     let gpu = common::gpu();
     let g = gpu.as_gpu().unwrap();
-    let pe = PositionalEncoding::new(8, 16, &gpu).unwrap();
+    let pe = PositionalEncoding::on(8, 16, &gpu).unwrap();
     let x = Tensor::from_slice(&[0.25f32; 3 * 8], &[1, 3, 8])
         .unwrap()
         .to(&gpu)
@@ -308,7 +307,7 @@ fn repeated_ops_reuse_pipelines_bind_groups_and_output_buffers() {
     assert_eq!(y.to_vec::<f32>().unwrap(), want);
     assert!(!g.stats().work_pending);
     // A chain of ops on recycled buffers computes what the CPU computes.
-    let pe_cpu = PositionalEncoding::new(8, 16, &Device::Cpu).unwrap();
+    let pe_cpu = PositionalEncoding::on(8, 16, &Device::Cpu).unwrap();
     let (mut a, mut b) = (x.clone(), x.to(&Device::Cpu).unwrap());
     for _ in 0..40 {
         a = pe.forward(&a).unwrap();

@@ -8,9 +8,9 @@ mod common;
 
 use common::{fixture, gpu};
 use wgnn::optim::SGD;
-use wgnn::tutorial3;
-use wgnn::tutorial5::ResNet;
-use wgnn::{ops, DType, Device, ModuleExt, StateDict, Tensor};
+use wgnn::{ops, DType, Device, Forward, ModuleExt, StateDict, Tensor};
+use wgnn_ports::tutorial3;
+use wgnn_ports::tutorial5::ResNet;
 
 fn f32s(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap()
@@ -68,6 +68,16 @@ fn the_published_checkpoint_loads_in_one_call() {
     );
 }
 
+/// The output of `input_net` and of every block (what the fixtures trace).
+fn forward_traced(model: &mut ResNet, x: &Tensor) -> Vec<Tensor> {
+    let mut outs = vec![model.input_net.forward(x).unwrap()];
+    for block in model.blocks.iter_mut() {
+        let prev = outs.last().unwrap().clone();
+        outs.push(block.forward(&prev).unwrap());
+    }
+    outs
+}
+
 fn eval_matches_pytorch(d: &Device) {
     let io = StateDict::load(fixture("tutorial5/resnet_io.safetensors")).unwrap();
     let mut model = resnet();
@@ -76,9 +86,7 @@ fn eval_matches_pytorch(d: &Device) {
     // The traced intermediates are kept for the first images: the model works image by image
     // in eval mode.
     let traced = io.get("input_net").unwrap().shape()[0];
-    let (outs, _) = model
-        .forward_traced(&ops::narrow(&x, 0, 0, traced).unwrap())
-        .unwrap();
+    let outs = forward_traced(&mut model, &ops::narrow(&x, 0, 0, traced).unwrap());
     let names: Vec<String> = std::iter::once("input_net".to_string())
         .chain((0..9).map(|i| format!("blocks.{i}")))
         .collect();
@@ -275,7 +283,7 @@ fn mlp_matches_pytorch(d: &Device) {
         assert!(e <= 2e-5, "layers.{i}: {e:e} on {d}");
     }
     eprintln!("{d}: MLP logits within {e:.1e} × max");
-    let images = net.forward(&x.reshape(&[32, 1, 28, 28]).unwrap()).unwrap();
+    let images = net.forward(&x.reshape([32, 1, 28, 28]).unwrap()).unwrap();
     assert_eq!(f32s(&images), f32s(&logits));
 }
 

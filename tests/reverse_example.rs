@@ -5,8 +5,8 @@
 mod common;
 
 use common::fixture;
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
-use wgnn::{ops, Device, ModuleExt, StateDict};
+use wgnn::{ops, ModuleExt, StateDict};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     common::run_example("reverse", args)
@@ -43,7 +43,7 @@ fn the_shipped_checkpoint_reverses_every_sequence_and_save_holds_the_librarys_fo
     let saved = StateDict::load(&save).unwrap();
     let x = saved.get("x").unwrap();
     assert_eq!(x.shape(), [40, 16]);
-    let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
+    let mut m = TransformerPredictor::new(&Hparams::reverse_task()).unwrap();
     m.load_state_dict(
         &StateDict::load(fixture("reverse_trained.safetensors")).unwrap(),
         true,

@@ -10,8 +10,9 @@ use common::gpu;
 use wgnn::autograd::no_grad;
 use wgnn::nn::{BatchNorm1d, Linear};
 use wgnn::optim::{clip_grad_norm_, Adam, SGD};
-use wgnn::{impl_module, ops, Buffer, Device, Forward, ModuleExt, Parameter, Tensor};
+use wgnn::{ops, Buffer, Device, Forward, ModuleExt, Parameter, Tensor};
 
+#[derive(wgnn::Module)]
 struct Kinds {
     lin: Linear,
     norm: BatchNorm1d,
@@ -19,15 +20,9 @@ struct Kinds {
     buf: Buffer,
     table: Buffer,
 }
-impl_module!(Kinds {
-    parameters: [frozen],
-    buffers: [buf, table],
-    modules: [lin, norm],
-});
-
 impl Kinds {
     fn new(d: &Device) -> Kinds {
-        let mut lin = Linear::new(3, 4, d).unwrap();
+        let mut lin = Linear::new(3, 4).and_then(|m| m.to(d)).unwrap();
         lin.weight
             .set_tensor(
                 Tensor::from_slice(&common::randn(12, 1), &[4, 3])
@@ -36,9 +31,11 @@ impl Kinds {
                     .unwrap(),
             )
             .unwrap();
+        // Zero, as `Linear::new` used to make it (the test's numbers predate PyTorch's init).
+        wgnn::nn::init::zeros_(lin.bias.as_mut().unwrap()).unwrap();
         Kinds {
             lin,
-            norm: BatchNorm1d::new(4, d).unwrap(),
+            norm: BatchNorm1d::new(4).and_then(|m| m.to(d)).unwrap(),
             frozen: Parameter::frozen(Tensor::full(&[4], 0.5f32, d).unwrap()),
             buf: Buffer::new(Tensor::full(&[4], 2f32, d).unwrap()),
             table: Buffer::non_persistent(Tensor::full(&[4], 1f32, d).unwrap()),
@@ -148,7 +145,7 @@ fn the_four_kinds_behave_as_pytorch_says_on_gpu() {
 
 /// `loss = mean(x·wᵀ)` for x = [3, 4]: the gradient of w [1, 2] is exactly [3, 4].
 fn sgd_case(d: &Device) -> (Linear, Tensor) {
-    let mut l = Linear::no_bias(2, 1, d).unwrap();
+    let mut l = Linear::no_bias(2, 1).and_then(|m| m.to(d)).unwrap();
     l.weight
         .set_tensor(
             Tensor::from_slice(&[1f32, 2.], &[1, 2])
@@ -251,7 +248,7 @@ fn adam_state_round_trips_through_a_file_and_refuses_another_model() {
     );
     assert_eq!(opt2.state(0).unwrap().step, 3);
     // Another model's parameters: refused, nothing changed.
-    let other = Linear::new(2, 1, &d).unwrap();
+    let other = Linear::new(2, 1).and_then(|m| m.to(&d)).unwrap();
     let mut opt3 = Adam::new(&other, 0.5);
     let e = opt3.load_state_dict(&sd, &d).unwrap_err().to_string();
     assert!(e.contains("saved for parameters"), "{e}");

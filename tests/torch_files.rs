@@ -6,8 +6,8 @@ mod common;
 
 use common::fixture;
 use wgnn::torch::{Checkpoint, FileFormat, PyValue};
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
-use wgnn::{ops, Device, ModuleExt, StateDict};
+use wgnn::{ops, ModuleExt, StateDict};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 #[test]
 fn the_pickle_zoo_matches_its_safetensors_and_json_twins() {
@@ -107,7 +107,7 @@ fn the_pickle_zoo_matches_its_safetensors_and_json_twins() {
 /// The tutorial's reverse model, loaded from `file`, reproduces PyTorch's logits.
 fn logits_match(sd: &StateDict) {
     let io = StateDict::load(fixture("reverse_io.safetensors")).unwrap();
-    let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
+    let mut m = TransformerPredictor::new(&Hparams::reverse_task()).unwrap();
     m.load_state_dict(sd, true).unwrap();
     m.eval();
     let x = ops::one_hot(io.get("x").unwrap(), 10).unwrap();
@@ -189,7 +189,7 @@ fn dotted_keys_and_dataparallel_prefixes_are_handled() {
     // A DataParallel checkpoint: every key under `module.`; stripped, it loads strictly.
     let sd = ck.state_dict(None).unwrap().with_prefix("module.");
     assert!(sd.keys().iter().all(|k| k.starts_with("module.")));
-    let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
+    let mut m = TransformerPredictor::new(&Hparams::reverse_task()).unwrap();
     assert!(m.load_state_dict(&sd, true).is_err());
     m.load_state_dict(&sd.strip_prefix("module."), true)
         .unwrap();

@@ -11,8 +11,8 @@ use common::{fixture, gpu};
 use std::collections::BTreeMap;
 
 use wgnn::optim::{clip_grad_norm_, Adam, CosineWarmupScheduler};
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, Device, ModuleExt, StateDict, Tensor};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 #[test]
 fn the_loss_of_the_first_two_steps_matches_pytorch_on_cpu_and_gpu() {
@@ -22,7 +22,7 @@ fn the_loss_of_the_first_two_steps_matches_pytorch_on_cpu_and_gpu() {
     let inputs = fx.get("inputs").unwrap().to_vec::<i64>().unwrap();
     let labels = fx.get("labels").unwrap().to_vec::<i64>().unwrap();
     for d in [Device::Cpu, gpu()] {
-        let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
+        let mut m = TransformerPredictor::new(&Hparams::reverse_task()).unwrap();
         m.load_state_dict(&init, true).unwrap();
         m.to_device(&d).unwrap();
         // Training mode, as the recorded steps ran (dropout is 0 in the reverse task).
@@ -40,7 +40,7 @@ fn the_loss_of_the_first_two_steps_matches_pytorch_on_cpu_and_gpu() {
             let logits = m
                 .forward(&ops::one_hot(&x, 10).unwrap(), None, true)
                 .unwrap();
-            let loss = ops::cross_entropy(&logits.reshape(&[n, 10]).unwrap(), &y).unwrap();
+            let loss = ops::cross_entropy(&logits.reshape([n, 10]).unwrap(), &y).unwrap();
             let got = loss.item::<f32>().unwrap();
             let rel = ((got - want[step]) / want[step]).abs();
             eprintln!(
@@ -107,7 +107,7 @@ fn twenty_steps(d: &Device) -> BTreeMap<&'static str, f32> {
     let inputs = fx.get("inputs").unwrap().to_vec::<i64>().unwrap();
     let labels = fx.get("labels").unwrap().to_vec::<i64>().unwrap();
     let order: Vec<String> = serde_json::from_str(&fx.metadata()["param_order"]).unwrap();
-    let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
+    let mut m = TransformerPredictor::new(&Hparams::reverse_task()).unwrap();
     m.load_state_dict(&init, true).unwrap();
     m.to_device(d).unwrap();
     m.train();
@@ -137,7 +137,7 @@ fn twenty_steps(d: &Device) -> BTreeMap<&'static str, f32> {
         let logits = m
             .forward(&ops::one_hot(&x, 10).unwrap(), None, true)
             .unwrap();
-        let loss = ops::cross_entropy(&logits.reshape(&[n, 10]).unwrap(), &y).unwrap();
+        let loss = ops::cross_entropy(&logits.reshape([n, 10]).unwrap(), &y).unwrap();
         loss.backward().unwrap();
         let got = loss.item::<f32>().unwrap();
         let rel = ((got - losses[step]) / losses[step]).abs();

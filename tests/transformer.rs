@@ -6,8 +6,8 @@
 mod common;
 
 use common::{fixture, gpu};
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, Device, Forward, ModuleExt, StateDict, Tensor};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 /// Logits and every intermediate: within this fraction of the reference's largest magnitude.
 const REL: f32 = 2e-5;
@@ -41,7 +41,7 @@ fn check(what: &str, got: &Tensor, want: &Tensor, bound: f32, relative: bool) ->
 }
 
 fn model(file: &str, hp: &Hparams, device: &Device) -> TransformerPredictor {
-    let mut m = TransformerPredictor::new(hp, &Device::Cpu).unwrap();
+    let mut m = TransformerPredictor::new(hp).unwrap();
     let sd = StateDict::load(fixture(file)).unwrap();
     m.load_state_dict(&sd, true).unwrap();
     m.to_device(device).unwrap();
@@ -98,10 +98,8 @@ fn trace(
     for i in 0..layers {
         let layer = model.transformer.layers.get_mut(i).unwrap();
         if mask.is_some() {
-            let (_, a) = layer
-                .self_attn
-                .forward_with_attention(&h, mask.as_ref())
-                .unwrap();
+            let (_, a) = layer.self_attn.forward(&h, mask.as_ref(), true).unwrap();
+            let a = a.unwrap();
             attn = attn.max(check(
                 &format!("{prefix}attn_forward.{i}"),
                 &a,
@@ -269,7 +267,7 @@ fn a_model_moved_to_the_gpu_predicts_what_it_predicted_on_the_cpu() {
 
 #[test]
 fn the_state_dict_keys_are_pytorchs() {
-    let m = TransformerPredictor::new(&mh_hparams(), &Device::Cpu).unwrap();
+    let m = TransformerPredictor::new(&mh_hparams()).unwrap();
     let sd = StateDict::load(fixture("mh_model.safetensors")).unwrap();
     // safetensors stores keys sorted; the set is PyTorch's.
     let mut ours = m
@@ -291,7 +289,7 @@ fn the_state_dict_keys_are_pytorchs() {
 #[test]
 fn bad_inputs_get_errors_not_panics() {
     let hp = Hparams::reverse_task();
-    let mut m = TransformerPredictor::new(&hp, &Device::Cpu).unwrap();
+    let mut m = TransformerPredictor::new(&hp).unwrap();
     m.eval();
     // Wrong width.
     let x = Tensor::zeros(&[2, 5, 7], wgnn::DType::F32, &Device::Cpu).unwrap();
@@ -307,10 +305,7 @@ fn bad_inputs_get_errors_not_panics() {
         num_heads: 3,
         ..hp.clone()
     };
-    let e = TransformerPredictor::new(&bad, &Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = TransformerPredictor::new(&bad).err().unwrap().to_string();
     assert!(e.contains("32") && e.contains('3'), "{e}");
     // Wrong dtype.
     let xi = Tensor::from_slice(&[1i64; 10], &[1, 1, 10]).unwrap();

@@ -43,7 +43,7 @@ fn layout_ops_are_views_that_cost_no_kernel() {
         let c = ops::chunk(&x, 2, 2).unwrap();
         let sp = ops::split(&x, 2, 1).unwrap();
         let m = ops::t(&ops::select(&x, 0, 1).unwrap()).unwrap();
-        let r = x.reshape(&[6, 4]).unwrap();
+        let r = x.reshape([6, 4]).unwrap();
         assert_eq!(count(), before, "views recorded dispatches on {d}");
         // Layouts, as PyTorch reports them.
         assert_eq!((p.shape(), p.strides()), (&[4, 2, 3][..], &[1, 12, 4][..]));
@@ -96,9 +96,9 @@ fn layout_ops_are_views_that_cost_no_kernel() {
         // reshape: a view when the layout allows (merging a narrowed view's leading
         // dimensions), a copy when not (a permuted view flattened), as PyTorch.
         let before = count();
-        let nr = ops::narrow(&x, 0, 1, 1).unwrap().reshape(&[3, 4]).unwrap();
+        let nr = ops::narrow(&x, 0, 1, 1).unwrap().reshape([3, 4]).unwrap();
         assert_eq!((nr.storage_offset(), count()), (12, before));
-        let pr = p.reshape(&[24]).unwrap();
+        let pr = p.reshape([24]).unwrap();
         assert!(pr.is_contiguous());
         assert_eq!(pr.to_vec::<f32>().unwrap(), pv);
     }
@@ -131,8 +131,8 @@ fn every_op_reads_views_as_their_contiguous_copies() {
         ("matmul_nt", |x| ops::matmul_nt(x, x, 0.25)),
         ("linear", |x| {
             let w = *x.shape().last().unwrap();
-            let weight = ops::narrow(x, 0, 0, 1)?.reshape(&[x.numel() / x.shape()[0]])?;
-            let weight = ops::narrow(&weight, 0, 0, w)?.reshape(&[1, w])?;
+            let weight = ops::narrow(x, 0, 0, 1)?.reshape([x.numel() / x.shape()[0]])?;
+            let weight = ops::narrow(&weight, 0, 0, w)?.reshape([1, w])?;
             ops::linear(x, &ops::expand(&weight, &[3, w])?, None)
         }),
         ("mean", |x| ops::mean(x)),
@@ -203,9 +203,9 @@ fn every_op_reads_views_as_their_contiguous_copies() {
                     .unwrap()
                     .to(&d)
                     .unwrap();
-                ops::linear(&y.reshape(&[1, n]).unwrap(), &r, None)
+                ops::linear(&y.reshape([1, n]).unwrap(), &r, None)
                     .unwrap()
-                    .reshape(&[1])
+                    .reshape([1])
                     .unwrap()
                     .backward()
                     .unwrap();
@@ -237,7 +237,7 @@ fn close(a: &[f32], b: &[f32], rel: f32, what: &str) {
 #[test]
 fn an_optimizer_step_gives_the_parameter_new_storage() {
     for d in [Device::Cpu, gpu()] {
-        let mut lin = Linear::new(4, 3, &Device::Cpu).unwrap();
+        let mut lin = Linear::new(4, 3).unwrap();
         lin.to_device(&d).unwrap();
         let row = ops::select(lin.weight.tensor(), 0, 1).unwrap();
         let before = row.to_vec::<f32>().unwrap();
@@ -335,7 +335,7 @@ fn index_table_loss_and_norm_ops_read_views() {
                 "cross_entropy",
                 vec![
                     ops::narrow(&ops::t(&w).unwrap(), 1, 0, 5).unwrap(),
-                    ops::narrow(&idx.reshape(&[8]).unwrap(), 0, 2, 6).unwrap(),
+                    ops::narrow(&idx.reshape([8]).unwrap(), 0, 2, 6).unwrap(),
                 ],
                 Box::new(|v| ops::cross_entropy(&v[0], &v[1])),
             ),

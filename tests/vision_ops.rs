@@ -93,7 +93,7 @@ fn run_case(sd: &StateDict, name: &str, meta: &Value, d: &Device) -> (Tensor, Ve
         // Through the layer, as a model uses it: weight, bias and the running statistics
         // loaded, then one forward in the case's mode.
         let c = get("weight").numel();
-        let mut bn = BatchNorm2d::new(c, d).unwrap();
+        let mut bn = BatchNorm2d::new(c).and_then(|m| m.to(d)).unwrap();
         bn.weight = Parameter::new(get("weight"));
         bn.bias = Parameter::new(get("bias"));
         bn.running_mean.set_tensor(get("running_mean")).unwrap();
@@ -327,44 +327,33 @@ fn pooling_gradients_are_the_same_bits_on_cpu_and_gpu() {
 #[test]
 fn conv_layers_print_like_pytorch() {
     let d = Device::Cpu;
-    let c = Conv2d::new(3, 16, (3, 3), ConvOptions::default().padding(1), false, &d).unwrap();
+    let c = Conv2d::new(3, 16, 3).unwrap().padding(1).bias(false);
     assert_eq!(
         c.repr(),
         "Conv2d(3, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)"
     );
-    let c = Conv2d::new(16, 32, (1, 1), ConvOptions::default().stride(2), true, &d).unwrap();
+    let c = Conv2d::new(16, 32, (1, 1)).unwrap().stride(2);
     assert_eq!(
         c.repr(),
         "Conv2d(16, 32, kernel_size=(1, 1), stride=(2, 2))"
     );
-    let c = Conv2d::new(
-        4,
-        4,
-        (5, 5),
-        ConvOptions::default().same().dilation(2).groups(4),
-        true,
-        &d,
-    )
-    .unwrap();
+    let c = Conv2d::new(4, 4, (5, 5))
+        .unwrap()
+        .padding_same()
+        .dilation(2)
+        .groups(4)
+        .unwrap();
     assert_eq!(
         c.repr(),
         "Conv2d(4, 4, kernel_size=(5, 5), stride=(1, 1), padding=same, dilation=(2, 2), groups=4)"
     );
-    let c1 = wgnn::nn::Conv1d::new(
-        4,
-        6,
-        3,
-        ConvOptions::default().stride(2).padding(1),
-        true,
-        &d,
-    )
-    .unwrap();
+    let c1 = wgnn::nn::Conv1d::new(4, 6, 3).unwrap().stride(2).padding(1);
     assert_eq!(
         c1.repr(),
         "Conv1d(4, 6, kernel_size=(3,), stride=(2,), padding=(1,))"
     );
     assert_eq!(c1.weight.tensor().shape(), [6, 4, 3]);
-    let bn = BatchNorm2d::new(16, &d).unwrap();
+    let bn = BatchNorm2d::new(16).and_then(|m| m.to(&d)).unwrap();
     assert_eq!(
         bn.repr(),
         "BatchNorm2d(16, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"
@@ -621,9 +610,12 @@ fn conv_layers_get_pytorchs_default_init() {
     use wgnn::nn::init;
     let d = Device::Cpu;
     let mut net = wgnn::Sequential::new()
-        .push(Conv2d::new(8, 16, (3, 3), ConvOptions::default().groups(2), true, &d).unwrap())
-        .push(BatchNorm2d::new(16, &d).unwrap());
-    init::reset_parameters(&mut net, &mut ops::Generator::new(1)).unwrap();
+        .push(Conv2d::new(8, 16, (3, 3)).unwrap().groups(2).unwrap())
+        .push(BatchNorm2d::new(16).and_then(|m| m.to(&d)).unwrap());
+    init::with_generator(&mut ops::Generator::new(1), || {
+        init::reset_parameters(&mut net)
+    })
+    .unwrap();
     let bound = 1.0 / ((8 / 2 * 9) as f32).sqrt();
     for key in ["0.weight", "0.bias"] {
         let v = f32s(net.get_parameter(key).unwrap().tensor());

@@ -65,23 +65,20 @@ fn visit_items_mut<'a, M: ListItem>(items: &'a mut [M], v: &mut dyn VisitorMut<'
 pub trait SeqItem: ListItem {
     /// Runs the item's forward.
     fn forward_item(&mut self, x: &Tensor) -> Result<Tensor>;
+    /// [`Forward::forward_fused`] of the item with the next one.
+    fn forward_pair(&mut self, next: &mut dyn Module, x: &Tensor) -> Option<Result<Tensor>>;
+    /// [`Forward::is_identity`] of the item.
+    fn identity_item(&self) -> bool;
 }
 impl<M: Layer> SeqItem for M {
     fn forward_item(&mut self, x: &Tensor) -> Result<Tensor> {
         self.forward(x)
     }
-}
-impl ListItem for Box<dyn Layer> {
-    fn as_module(&self) -> &dyn Module {
-        self.as_ref()
+    fn forward_pair(&mut self, next: &mut dyn Module, x: &Tensor) -> Option<Result<Tensor>> {
+        self.forward_fused(next, x)
     }
-    fn as_module_mut(&mut self) -> &mut dyn Module {
-        self.as_mut()
-    }
-}
-impl SeqItem for Box<dyn Layer> {
-    fn forward_item(&mut self, x: &Tensor) -> Result<Tensor> {
-        self.as_mut().forward(x)
+    fn identity_item(&self) -> bool {
+        self.is_identity()
     }
 }
 
@@ -139,11 +136,28 @@ impl<M: SeqItem> Module for Sequential<M> {
 }
 
 impl<M: SeqItem> Forward for Sequential<M> {
-    /// Runs the layers in order.
+    /// Runs the layers in order; where a layer and the next one that is not an identity
+    /// (an eval-mode `Dropout` is) have a fused kernel that gives their bits
+    /// ([`Forward::forward_fused`]: an eval-mode `BatchNorm2d` then a `ReLU`, a `Linear` then a
+    /// `ReLU`), the pair runs as one pass.
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for m in &mut self.items {
-            h = m.forward_item(&h)?;
+        let mut i = 0;
+        while i < self.items.len() {
+            let mut j = i + 1;
+            while j < self.items.len() && self.items[j].identity_item() {
+                j += 1;
+            }
+            let (head, tail) = self.items.split_at_mut(i + 1);
+            if let Some(next) = tail.get_mut(j - i - 1) {
+                if let Some(y) = head[i].forward_pair(next.as_module_mut(), &h) {
+                    h = y?;
+                    i = j + 1;
+                    continue;
+                }
+            }
+            h = head[i].forward_item(&h)?;
+            i += 1;
         }
         Ok(h)
     }
@@ -165,14 +179,6 @@ impl<M: Module> ListItem for M {
         self
     }
 }
-impl ListItem for Box<dyn Module> {
-    fn as_module(&self) -> &dyn Module {
-        self.as_ref()
-    }
-    fn as_module_mut(&mut self) -> &mut dyn Module {
-        self.as_mut()
-    }
-}
 
 /// `nn.ModuleList`: children named by index, printed as PyTorch ≥ 2.0 prints it (runs of
 /// identical children folded into `(0-2): 3 x Block(...)`). `ModuleList` holds boxed modules of
@@ -182,8 +188,8 @@ impl ListItem for Box<dyn Module> {
 /// ```
 /// use wgnn::{nn::Linear, Device, ModuleExt, ModuleList};
 /// let mut layers: ModuleList<Linear> = ModuleList::from_items(vec![
-///     Linear::new(2, 3, &Device::Cpu)?,
-///     Linear::new(3, 3, &Device::Cpu)?,
+///     Linear::new(2, 3)?,
+///     Linear::new(3, 3)?,
 /// ]);
 /// assert_eq!(layers.get(1).map(|l| l.weight.tensor().shape().to_vec()), Some(vec![3, 3]));
 /// assert_eq!(layers.state_dict()?.keys()[2], "1.weight");
@@ -221,37 +227,34 @@ impl ModuleList {
 
 indexed_items!(ModuleList, ListItem, "A list of these items, in order.");
 
-impl<M: ListItem> ModuleList<M> {
-    /// PyTorch's `ModuleList.__repr__`: consecutive children with equal reprs are one line.
-    fn folded_repr(&self) -> String {
-        if self.items.is_empty() {
-            return "ModuleList()".into();
-        }
-        let reprs: Vec<String> = self
-            .items
-            .iter()
-            .map(|m| super::print::repr(m.as_module()))
-            .collect();
-        let mut runs: Vec<(usize, usize, &str)> = Vec::new();
-        for (i, r) in reprs.iter().enumerate() {
-            match runs.last_mut() {
-                Some(last) if last.2 == r => last.1 = i,
-                _ => runs.push((i, i, r)),
-            }
-        }
-        let lines: Vec<String> = runs
-            .into_iter()
-            .map(|(a, b, r)| {
-                let line = if a == b {
-                    format!("({a}): {r}")
-                } else {
-                    format!("({a}-{b}): {} x {r}", b - a + 1)
-                };
-                super::print::add_indent(&line, 2)
-            })
-            .collect();
-        format!("ModuleList(\n  {}\n)", lines.join("\n  "))
+/// PyTorch's `ModuleList.__repr__`: consecutive children with equal reprs are one line.
+fn folded_repr<M: ListItem>(items: &[M]) -> String {
+    if items.is_empty() {
+        return "ModuleList()".into();
     }
+    let reprs: Vec<String> = items
+        .iter()
+        .map(|m| super::print::repr(m.as_module()))
+        .collect();
+    let mut runs: Vec<(usize, usize, &str)> = Vec::new();
+    for (i, r) in reprs.iter().enumerate() {
+        match runs.last_mut() {
+            Some(last) if last.2 == r => last.1 = i,
+            _ => runs.push((i, i, r)),
+        }
+    }
+    let lines: Vec<String> = runs
+        .into_iter()
+        .map(|(a, b, r)| {
+            let line = if a == b {
+                format!("({a}): {r}")
+            } else {
+                format!("({a}-{b}): {} x {r}", b - a + 1)
+            };
+            super::print::add_indent(&line, 2)
+        })
+        .collect();
+    format!("ModuleList(\n  {}\n)", lines.join("\n  "))
 }
 
 impl<M: ListItem> Module for ModuleList<M> {
@@ -259,13 +262,31 @@ impl<M: ListItem> Module for ModuleList<M> {
         "ModuleList".into()
     }
     fn custom_repr(&self) -> Option<String> {
-        Some(self.folded_repr())
+        Some(folded_repr(&self.items))
     }
     fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
         visit_items(&self.items, v);
     }
     fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
         visit_items_mut(&mut self.items, v);
+    }
+}
+
+/// A `Vec` of modules is PyTorch's `nn.ModuleList` of one type: children "0", "1", …, printed
+/// as `ModuleList`. A `Vec<M>` field of a `#[derive(Module)]` struct is listed under its field
+/// name, so its keys are `name.0.weight`, `name.1.weight`, ….
+impl<M: Module> Module for Vec<M> {
+    fn type_name(&self) -> String {
+        "ModuleList".into()
+    }
+    fn custom_repr(&self) -> Option<String> {
+        Some(folded_repr(self))
+    }
+    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+        visit_items(self, v);
+    }
+    fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
+        visit_items_mut(self, v);
     }
 }
 
@@ -448,3 +469,19 @@ const _: () = {
     send_sync::<dyn Module>();
     send_sync::<crate::Tensor>();
 };
+
+/// `nn.Sequential(a, b, c)`: a [`Sequential`] of boxed layers, in order.
+///
+/// ```
+/// use wgnn::nn::{Linear, ReLU};
+/// use wgnn::{seq, ModuleExt};
+/// let mlp = seq![Linear::new(4, 8)?, ReLU::new(), Linear::new(8, 2)?];
+/// assert_eq!(mlp.state_dict()?.keys(), ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+#[macro_export]
+macro_rules! seq {
+    ($($layer:expr),* $(,)?) => {
+        $crate::Sequential::new()$(.push($layer))*
+    };
+}

@@ -98,7 +98,7 @@ pub trait ModuleExt: Module {
     /// ```
     /// use wgnn::{nn::Linear, Device, DynModule, ModuleExt};
     /// let mut m = DynModule::new("Net");
-    /// m.add_module("fc", Linear::new(2, 3, &Device::Cpu)?)?;
+    /// m.add_module("fc", Linear::new(2, 3)?)?;
     /// let fc = m.get_submodule_mut("fc")?;
     /// let fc = fc.as_any_mut().and_then(|a| a.downcast_mut::<Linear>()).unwrap();
     /// fc.bias = None;
@@ -127,9 +127,25 @@ pub trait ModuleExt: Module {
     }
     /// `module.apply(fn)`: calls `f` on every submodule, children before their parent, then on
     /// the module itself (PyTorch's order). With [`Module::as_any_mut`], `f` can act on one
-    /// layer type — what `nn::init` does for PyTorch's default initialisation.
-    fn apply(&mut self, f: &mut dyn FnMut(&mut dyn Module)) {
-        apply_tree(self.as_dyn_mut(), f);
+    /// layer type — what `nn::init` does for PyTorch's default initialisation. The first error
+    /// `f` returns stops the walk and is returned.
+    ///
+    /// ```
+    /// use wgnn::nn::{init, Linear};
+    /// use wgnn::{ModuleExt, Sequential};
+    /// let mut net = Sequential::new().push(Linear::new(4, 8)?).push(Linear::new(8, 2)?);
+    /// // for m in net.modules(): if isinstance(m, nn.Linear): nn.init.zeros_(m.bias)
+    /// net.apply(&mut |m| {
+    ///     if let Some(l) = m.as_any_mut().and_then(|a| a.downcast_mut::<Linear>()) {
+    ///         init::zeros_(l.bias.as_mut().unwrap())?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(net.get_parameter("1.bias")?.tensor().to_vec::<f32>()?, [0.0, 0.0]);
+    /// # Ok::<(), wgnn::Error>(())
+    /// ```
+    fn apply(&mut self, f: &mut dyn FnMut(&mut dyn Module) -> Result<()>) -> Result<()> {
+        apply_tree(self.as_dyn_mut(), f)
     }
     /// `requires_grad_(on)` over the whole subtree: freezes or unfreezes every parameter.
     fn set_requires_grad(&mut self, on: bool) {
@@ -231,6 +247,15 @@ pub trait ModuleExt: Module {
         });
         Ok(())
     }
+    /// `nn.Linear(2, 3).to(device)`: the module moved ([`ModuleExt::to_device`]) and given
+    /// back, for building in one expression: `Linear::new(2, 3)?.to(&gpu)?`.
+    fn to(mut self, device: &Device) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        self.to_device(device)?;
+        Ok(self)
+    }
     /// `model.to(dtype)` — `model.half()` with [`DType::F16`](crate::DType::F16),
     /// `model.bfloat16()`, `model.float()` — on the tensors' own device: every floating-point
     /// parameter and buffer (persistent or not) is converted, with each parameter's gradient,
@@ -287,10 +312,10 @@ pub trait ModuleExt: Module {
     ///
     /// ```
     /// use wgnn::{nn::Linear, ops, Device, DType, ModuleExt, StateDict, Tensor};
+    /// # #[derive(wgnn::Module)]
     /// # struct Attn { q: Linear, k: Linear, v: Linear }
-    /// # wgnn::impl_module!(Attn { parameters: [], buffers: [], modules: [q, k, v] });
     /// # let d = Device::Cpu;
-    /// # let mut attn = Attn { q: Linear::new(4, 4, &d)?, k: Linear::new(4, 4, &d)?, v: Linear::new(4, 4, &d)? };
+    /// # let mut attn = Attn { q: Linear::new(4, 4)?, k: Linear::new(4, 4)?, v: Linear::new(4, 4)? };
     /// // A checkpoint of torch.nn.MultiheadAttention: one fused in_proj_weight [3E, E].
     /// let mut sd = StateDict::new();
     /// sd.insert("module.attn.in_proj_weight", Tensor::zeros(&[12, 4], DType::F32, &d)?);
@@ -399,18 +424,25 @@ fn descend<'a>(root: &'a mut dyn Module, path: &str) -> Result<&'a mut dyn Modul
     Ok(cur)
 }
 
-/// Children first (each subtree in turn), then the module itself.
-fn apply_tree(m: &mut dyn Module, f: &mut dyn FnMut(&mut dyn Module)) {
-    struct Apply<'f>(&'f mut dyn FnMut(&mut dyn Module));
+/// Children first (each subtree in turn), then the module itself; stops at the first error.
+fn apply_tree(m: &mut dyn Module, f: &mut dyn FnMut(&mut dyn Module) -> Result<()>) -> Result<()> {
+    struct Apply<'f> {
+        f: &'f mut dyn FnMut(&mut dyn Module) -> Result<()>,
+        result: Result<()>,
+    }
     impl<'a> super::VisitorMut<'a> for Apply<'_> {
         fn parameter(&mut self, _: &str, _: &'a mut Parameter) {}
         fn buffer(&mut self, _: &str, _: &'a mut Buffer) {}
         fn module(&mut self, _: &str, m: &'a mut dyn Module) {
-            apply_tree(m, self.0);
+            if self.result.is_ok() {
+                self.result = apply_tree(m, self.f);
+            }
         }
     }
-    m.visit_mut(&mut Apply(f));
-    f(m);
+    let mut a = Apply { f, result: Ok(()) };
+    m.visit_mut(&mut a);
+    a.result?;
+    f(m)
 }
 
 /// Sets the flag on `m` and every descendant.

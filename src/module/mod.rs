@@ -227,9 +227,9 @@ pub trait VisitorMut<'a> {
 /// (`bias=None`), which is then not listed at all, as in PyTorch.
 ///
 /// ```
-/// use wgnn::{impl_module, Buffer, Device, DType, ModuleExt, Parameter, Tensor};
+/// use wgnn::{Buffer, Device, DType, Module, ModuleExt, Parameter, Tensor};
+/// #[derive(Module)]
 /// struct Affine { weight: Parameter, bias: Option<Parameter>, mask: Option<Buffer> }
-/// impl_module!(Affine { parameters: [weight, bias], buffers: [mask], modules: [] });
 /// let z = |n| Tensor::zeros(&[n], DType::F32, &Device::Cpu);
 /// let mut m = Affine { weight: Parameter::new(z(4)?), bias: None, mask: None };
 /// assert_eq!(m.state_dict()?.keys(), ["weight"]); // bias=None: absent
@@ -294,8 +294,88 @@ impl BufferField for Option<Buffer> {
 }
 
 /// A module: lists its parameters, buffers and children (in declaration order) to a visitor.
-/// Everything else comes from [`ModuleExt`]. Write it by hand or with [`impl_module!`](crate::impl_module).
-/// Modules are `Send + Sync`, so a model can be shared with worker threads.
+/// Everything else comes from [`ModuleExt`]. Modules are `Send + Sync`, so a model can be
+/// shared with worker threads.
+///
+/// # `#[derive(Module)]`
+///
+/// Writes this trait for a struct whose fields are the module's attributes, named as PyTorch
+/// names them. Each field is visited under its name, in declaration order:
+///
+/// | field | what it is |
+/// |---|---|
+/// | `Parameter`, `Option<Parameter>` | a parameter (`None`: absent, as `bias=None`) |
+/// | `Buffer`, `Option<Buffer>` | a buffer, persistent or not as built (`Buffer::new` / `Buffer::non_persistent`) |
+/// | any `M: Module`, `Option<M>`, `Vec<M>`, `Box<dyn Layer>` | a child (`Vec<M>`: a `ModuleList`, keys `name.0`, `name.1`, …) |
+/// | `#[module(skip)]` | plain data (sizes, `eps`, flags): not visited |
+/// | `#[module(training)]` | the `bool` flag that [`ModuleExt::train`] / [`ModuleExt::eval`] set |
+/// | `#[module(name = "0")]` | the field's key, where PyTorch's is no Rust identifier |
+/// | `#[module(parameter)]`, `#[module(buffer)]` | a parameter or buffer behind a type alias |
+///
+/// On the struct, `#[module(type_name = "Name")]` changes the printed class name (the struct's
+/// name by default) and `#[module(extra_repr = method)]` names a `fn(&self) -> String` giving
+/// what the repr prints between the parentheses. Generic structs work. A field that is none of
+/// the above is a compile error that says what to add, so no tensor is ever silently left out
+/// of the state dict or of a move.
+///
+/// ```
+/// use wgnn::nn::{BatchNorm2d, Conv2d, Linear, ReLU};
+/// use wgnn::{Buffer, Device, Layer, Module, ModuleExt, Parameter, Tensor};
+///
+/// #[derive(Module)]
+/// #[module(extra_repr = Self::args)]
+/// struct Block {
+///     conv: Conv2d,
+///     bn: BatchNorm2d,
+///     skip: Option<Conv2d>,                  // absent when None
+///     act: Box<dyn Layer>,                   // chosen at run time
+///     heads: Vec<Linear>,                    // heads.0.weight, heads.1.weight, …
+///     scale: Parameter,
+///     mask: Buffer,                          // register_buffer("mask", …)
+///     #[module(name = "0")]
+///     first: ReLU,
+///     #[module(skip)]
+///     c_out: usize,
+/// }
+/// impl Block {
+///     fn args(&self) -> String {
+///         format!("c_out={}", self.c_out)
+///     }
+/// }
+///
+/// let block = Block {
+///     conv: Conv2d::new(3, 8, 3)?,
+///     bn: BatchNorm2d::new(8)?,
+///     skip: None,
+///     act: Box::new(ReLU::new()),
+///     heads: vec![Linear::new(8, 2)?, Linear::new(8, 2)?],
+///     scale: Parameter::new(Tensor::full(&[8], 1f32, &Device::Cpu)?),
+///     mask: Buffer::non_persistent(Tensor::full(&[3, 3], 1f32, &Device::Cpu)?),
+///     first: ReLU::new(),
+///     c_out: 8,
+/// };
+/// let sd = block.state_dict()?;
+/// let keys = sd.keys();
+/// assert_eq!(keys[..4], ["scale", "conv.weight", "conv.bias", "bn.weight"]);
+/// assert!(keys.contains(&"heads.1.bias") && !keys.contains(&"mask"));
+/// assert_eq!(block.named_buffers()[0].0, "mask"); // non-persistent: a buffer, not saved
+/// assert!(block.repr().starts_with("Block(\n  c_out=8\n  (conv): Conv2d(3, 8"));
+///
+/// // Generic modules work too.
+/// #[derive(Module)]
+/// struct Residual<M> { inner: M }
+/// let r = Residual { inner: Linear::new(4, 4)? };
+/// assert_eq!(r.state_dict()?.keys(), ["inner.weight", "inner.bias"]);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+///
+/// A field that is no module, parameter or buffer, and not marked, does not compile:
+///
+/// ```compile_fail
+/// use wgnn::{nn::Linear, Module};
+/// #[derive(Module)]
+/// struct Net { fc: Linear, hidden: usize } // `usize` is not a Module: add #[module(skip)]
+/// ```
 pub trait Module: Send + Sync {
     /// The class name PyTorch would print (`"Linear"`).
     fn type_name(&self) -> String;
@@ -324,76 +404,96 @@ pub trait Module: Send + Sync {
     /// The same, mutably.
     fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>);
     /// The module as `Any`, for code that looks for a concrete layer type in a tree
-    /// ([`ModuleExt::apply`], `nn::init`); `impl_module!` provides it, hand-written modules may
+    /// ([`ModuleExt::apply`], `nn::init`); `#[derive(Module)]` provides it, hand-written modules may
     /// leave the default (`None`).
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
         None
     }
 }
 
-/// Implements [`Module`] for a struct whose fields are named as in PyTorch. Every field must be
-/// listed — tensors under `parameters` / `buffers`, child modules under `modules`, everything
-/// else (sizes, `eps`, flags) under `other` — because the generated code destructures the
-/// struct without `..`: a field left out is a compile error, never a tensor silently not saved
-/// or not moved. A parameter or buffer field may be an `Option` (`bias=None`), absent from
-/// `named_parameters()` and the state dict while it is `None`. A module whose forward depends on the mode names its `bool` flag with
-/// `training: field` (not listed under `other`).
-///
-/// ```
-/// use wgnn::{impl_module, Buffer, Device, DType, Module, ModuleExt, Parameter, Tensor};
-/// struct Scale { weight: Parameter, running: Buffer, eps: f64 }
-/// impl_module!(Scale { parameters: [weight], buffers: [running], modules: [], other: [eps] });
-/// let m = Scale {
-///     weight: Parameter::new(Tensor::zeros(&[3], DType::F32, &Device::Cpu)?),
-///     running: Buffer::new(Tensor::zeros(&[3], DType::F32, &Device::Cpu)?),
-///     eps: 1e-5,
-/// };
-/// assert_eq!(m.state_dict()?.keys(), ["weight", "running"]);
-/// # Ok::<(), wgnn::Error>(())
-/// ```
-///
-/// Forgetting a field does not compile:
-///
-/// ```compile_fail
-/// use wgnn::{impl_module, Buffer, Parameter};
-/// struct Scale { weight: Parameter, running: Buffer }
-/// impl_module!(Scale { parameters: [weight], buffers: [], modules: [] });
-/// ```
-#[macro_export]
-macro_rules! impl_module {
-    ($ty:ident { parameters: [$($p:ident),* $(,)?], buffers: [$($b:ident),* $(,)?], modules: [$($m:ident),* $(,)?] $(, other: [$($o:ident),* $(,)?])? $(, training: $tr:ident)? $(,)? }
-     $(, extra_repr = |$s:ident| $e:expr)?) => {
-        impl $crate::Module for $ty {
+/// A child field of a `#[derive(Module)]` struct: any [`Module`] (listed under the field's
+/// name), `Option<M>` (listed only when present, as PyTorch's `None` attribute is no module),
+/// `Vec<M>` (a `ModuleList`: keys `name.0`, `name.1`, …) and `Box<dyn Layer>` /
+/// `Box<dyn Module>` (modules chosen at run time).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a module, a parameter or a buffer, so #[derive(Module)] cannot visit it",
+    label = "not a Module, Parameter or Buffer",
+    note = "mark plain data (sizes, eps, flags) with #[module(skip)], the training flag with #[module(training)]; a parameter or buffer behind a type alias with #[module(parameter)] or #[module(buffer)]"
+)]
+pub trait Child: Send + Sync {
+    /// Lists the field to `v` under `name` when present.
+    fn visit_child<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>);
+    /// The same, mutably.
+    fn visit_child_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>);
+}
+impl<M: Module> Child for M {
+    fn visit_child<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>) {
+        v.module(name, self)
+    }
+    fn visit_child_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>) {
+        v.module(name, self)
+    }
+}
+impl<M: Module> Child for Option<M> {
+    fn visit_child<'a>(&'a self, name: &str, v: &mut dyn Visitor<'a>) {
+        if let Some(m) = self {
+            v.module(name, m)
+        }
+    }
+    fn visit_child_mut<'a>(&'a mut self, name: &str, v: &mut dyn VisitorMut<'a>) {
+        if let Some(m) = self {
+            v.module(name, m)
+        }
+    }
+}
+
+/// Delegates every method to the boxed module, so a boxed layer is a module of its own (with
+/// [`ModuleExt`]: `to_device`, `repr`, `num_parameters`) and downcasts to its concrete type.
+macro_rules! boxed_module {
+    ($ty:ty) => {
+        impl Module for Box<$ty> {
             fn type_name(&self) -> String {
-                stringify!($ty).to_string()
+                (**self).type_name()
             }
-            $(fn extra_repr(&self) -> String {
-                let $s = self;
-                $e
-            })?
-            $(fn training(&self) -> Option<bool> {
-                Some(self.$tr)
+            fn extra_repr(&self) -> String {
+                (**self).extra_repr()
+            }
+            fn custom_repr(&self) -> Option<String> {
+                (**self).custom_repr()
+            }
+            fn training(&self) -> Option<bool> {
+                (**self).training()
             }
             fn set_training(&mut self, on: bool) {
-                self.$tr = on;
-            })?
-            #[allow(unused_variables)]
-            fn visit<'a>(&'a self, v: &mut dyn $crate::Visitor<'a>) {
-                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? $($tr: _,)? } = self;
-                $($crate::module::ParamField::visit_field($p, stringify!($p), v);)*
-                $($crate::module::BufferField::visit_field($b, stringify!($b), v);)*
-                $(v.module(stringify!($m), $m);)*
+                (**self).set_training(on)
             }
-            #[allow(unused_variables)]
-            fn visit_mut<'a>(&'a mut self, v: &mut dyn $crate::VisitorMut<'a>) {
-                let $ty { $($p,)* $($b,)* $($m,)* $($($o: _,)*)? $($tr: _,)? } = self;
-                $($crate::module::ParamField::visit_field_mut($p, stringify!($p), v);)*
-                $($crate::module::BufferField::visit_field_mut($b, stringify!($b), v);)*
-                $(v.module(stringify!($m), $m);)*
+            fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
+                (**self).visit(v)
+            }
+            fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
+                (**self).visit_mut(v)
             }
             fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-                Some(self)
+                (**self).as_any_mut()
             }
         }
     };
+}
+boxed_module!(dyn Layer);
+boxed_module!(dyn Module);
+
+impl Forward for Box<dyn Layer> {
+    fn forward(&mut self, x: &crate::Tensor) -> crate::Result<crate::Tensor> {
+        (**self).forward(x)
+    }
+    fn forward_fused(
+        &mut self,
+        next: &mut dyn Module,
+        x: &crate::Tensor,
+    ) -> Option<crate::Result<crate::Tensor>> {
+        (**self).forward_fused(next, x)
+    }
+    fn is_identity(&self) -> bool {
+        (**self).is_identity()
+    }
 }

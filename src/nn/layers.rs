@@ -1,17 +1,18 @@
 //! Mirrors of `torch.nn` layers with their forward passes: same parameter and buffer names,
-//! shapes, dtypes and repr as PyTorch, so checkpoints load into them. Initial values are
-//! deterministic (weights zero, norms' scales one), not PyTorch's random init: load a checkpoint
-//! for real values.
+//! shapes, dtypes and repr as PyTorch, so checkpoints load into them. Built as PyTorch builds
+//! them: on the CPU, initialised by the layer's `reset_parameters()` from the global generator
+//! ([`manual_seed`](crate::manual_seed)); move a whole tree with
+//! [`to_device`](crate::ModuleExt::to_device).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::impl_module;
-use crate::module::{Buffer, Forward, Module, ParamField, Parameter, Visitor, VisitorMut};
+use crate::module::{Buffer, Forward, Parameter};
 use crate::ops::{self, Generator};
 use crate::tensor::Tensor;
+use crate::Module;
 
 /// A float as Python's `repr` writes it: `0.1`, `0.0`, `1e-05`, `1e+20`.
 pub(crate) fn py_float(v: f64) -> String {
@@ -36,15 +37,25 @@ pub(crate) fn dim(p: &Parameter, i: usize) -> String {
         .map_or_else(|| "?".to_string(), |d| d.to_string())
 }
 
-pub(crate) fn full(shape: &[usize], v: f32, device: &Device) -> Result<Tensor> {
+pub(crate) fn full(shape: &[usize], v: f32) -> Result<Tensor> {
+    let device = &Device::Cpu;
     let n = crate::tensor::numel_of(shape)?;
     let mut data: Vec<f32> = crate::tensor::try_zeroed_vec(n, "a layer's parameter")?;
     data.fill(v);
     Tensor::from_slice(&data, shape)?.to(device)
 }
 
-/// `nn.Linear(in_features, out_features, bias)`: `y = x · weightᵀ + bias`.
-#[derive(Debug)]
+/// `nn.Linear(in_features, out_features, bias=True)`: `y = x · weightᵀ + bias`.
+///
+/// ```
+/// use wgnn::{nn::Linear, Forward, Tensor};
+/// let mut fc = Linear::new(3, 2)?; // kaiming-uniform weight, uniform bias, as PyTorch's
+/// let y = fc.forward(&Tensor::from_slice(&[1f32, 2.0, 3.0], &[1, 3])?)?;
+/// assert_eq!(y.shape(), [1, 2]);
+/// # Ok::<(), wgnn::Error>(())
+/// ```
+#[derive(Debug, Module)]
+#[module(extra_repr = Self::args)]
 pub struct Linear {
     /// `[out_features, in_features]`.
     pub weight: Parameter,
@@ -52,11 +63,8 @@ pub struct Linear {
     pub bias: Option<Parameter>,
 }
 
-impl Module for Linear {
-    fn type_name(&self) -> String {
-        "Linear".into()
-    }
-    fn extra_repr(&self) -> String {
+impl Linear {
+    fn args(&self) -> String {
         format!(
             "in_features={}, out_features={}, bias={}",
             dim(&self.weight, 1),
@@ -64,46 +72,46 @@ impl Module for Linear {
             if self.bias.is_some() { "True" } else { "False" }
         )
     }
-    fn visit<'a>(&'a self, v: &mut dyn Visitor<'a>) {
-        v.parameter("weight", &self.weight);
-        self.bias.visit_field("bias", v);
+    /// `nn.Linear(in_features, out_features)`, on the CPU: weight and bias drawn as PyTorch's
+    /// `reset_parameters()` draws them, from the global generator.
+    pub fn new(in_features: usize, out_features: usize) -> Result<Self> {
+        Linear::with_bias(in_features, out_features, true)
     }
-    fn visit_mut<'a>(&'a mut self, v: &mut dyn VisitorMut<'a>) {
-        let Linear { weight, bias } = self;
-        v.parameter("weight", weight);
-        bias.visit_field_mut("bias", v);
+    /// `nn.Linear(in_features, out_features, bias=False)`.
+    pub fn no_bias(in_features: usize, out_features: usize) -> Result<Self> {
+        Linear::with_bias(in_features, out_features, false)
     }
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(self)
-    }
-}
-
-impl Linear {
-    /// Zero weight and bias on `device`.
-    pub fn new(in_features: usize, out_features: usize, device: &Device) -> Result<Self> {
-        Ok(Linear {
-            bias: Some(Parameter::new(Tensor::zeros(
-                &[out_features],
-                DType::F32,
-                device,
-            )?)),
-            ..Linear::no_bias(in_features, out_features, device)?
-        })
-    }
-    /// `nn.Linear(in_features, out_features, bias=False)`, zero weight.
-    pub fn no_bias(in_features: usize, out_features: usize, device: &Device) -> Result<Self> {
-        Ok(Linear {
-            weight: Parameter::new(Tensor::zeros(
-                &[out_features, in_features],
-                DType::F32,
-                device,
-            )?),
-            bias: None,
-        })
+    /// `nn.Linear(in_features, out_features, bias=bias)`.
+    pub fn with_bias(in_features: usize, out_features: usize, bias: bool) -> Result<Self> {
+        let z =
+            |shape: &[usize]| Tensor::zeros(shape, DType::F32, &Device::Cpu).map(Parameter::new);
+        let mut l = Linear {
+            weight: z(&[out_features, in_features])?,
+            bias: bias.then(|| z(&[out_features])).transpose()?,
+        };
+        crate::nn::init::linear_(&mut l)?;
+        Ok(l)
     }
 }
 
 impl Forward for Linear {
+    /// Followed by a `ReLU`: the bias and ReLU in the product's store
+    /// ([`ops::linear_relu`], the two layers' bits; the separate ops where a gradient is
+    /// recorded).
+    fn forward_fused(
+        &mut self,
+        next: &mut dyn crate::Module,
+        x: &Tensor,
+    ) -> Option<Result<Tensor>> {
+        if !next.as_any_mut().is_some_and(|a| a.is::<ReLU>()) {
+            return None;
+        }
+        Some(ops::linear_relu(
+            x,
+            self.weight.tensor(),
+            self.bias.as_ref().map(|b| b.tensor()),
+        ))
+    }
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
         ops::linear(
             x,
@@ -114,37 +122,38 @@ impl Forward for Linear {
 }
 
 /// `nn.LayerNorm(normalized_shape)` over the last dimension (elementwise affine, with bias).
-#[derive(Debug)]
+#[derive(Debug, Module)]
+#[module(extra_repr = Self::args)]
 pub struct LayerNorm {
     /// Scale, ones.
     pub weight: Parameter,
     /// Shift, zeros.
     pub bias: Parameter,
     /// `eps`.
+    #[module(skip)]
     pub eps: f64,
 }
-impl_module!(
-    LayerNorm {
-        parameters: [weight, bias],
-        buffers: [],
-        modules: [],
-        other: [eps]
-    },
-    extra_repr = |s| format!(
-        "({},), eps={}, elementwise_affine=True, bias=True",
-        dim(&s.weight, 0),
-        py_float(s.eps)
-    )
-);
 
 impl LayerNorm {
-    /// Over the last dimension of size `n`, `eps = 1e-5`.
-    pub fn new(n: usize, device: &Device) -> Result<Self> {
+    fn args(&self) -> String {
+        format!(
+            "({},), eps={}, elementwise_affine=True, bias=True",
+            dim(&self.weight, 0),
+            py_float(self.eps)
+        )
+    }
+    /// `nn.LayerNorm(n)` over the last dimension of size `n`, `eps = 1e-5`, on the CPU.
+    pub fn new(n: usize) -> Result<Self> {
         Ok(LayerNorm {
-            weight: Parameter::new(full(&[n], 1.0, device)?),
-            bias: Parameter::new(Tensor::zeros(&[n], DType::F32, device)?),
+            weight: Parameter::new(full(&[n], 1.0)?),
+            bias: Parameter::new(full(&[n], 0.0)?),
             eps: 1e-5,
         })
+    }
+    /// `eps=…`.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
     }
 }
 
@@ -166,7 +175,8 @@ impl Forward for LayerNorm {
 macro_rules! batch_norm_layer {
     ($(#[$doc:meta])* $name:ident, ranks: $ranks:expr, expected: $expected:literal) => {
         $(#[$doc])*
-        #[derive(Debug)]
+        #[derive(Debug, crate::Module)]
+        #[module(extra_repr = Self::args)]
         pub struct $name {
             /// Scale.
             pub weight: Parameter,
@@ -179,47 +189,76 @@ macro_rules! batch_norm_layer {
             /// Steps seen (int64 scalar buffer).
             pub num_batches_tracked: Buffer,
             /// `eps`, 1e-5.
+            #[module(skip)]
             pub eps: f64,
             /// `momentum`, 0.1; `None` is the cumulative average (factor
             /// `1 / num_batches_tracked`).
+            #[module(skip)]
             pub momentum: Option<f64>,
             /// Training mode (the default, as in PyTorch).
+            #[module(training)]
             pub training: bool,
         }
-        impl_module!(
-            $name {
-                parameters: [weight, bias],
-                buffers: [running_mean, running_var, num_batches_tracked],
-                modules: [],
-                other: [eps, momentum],
-                training: training
-            },
-            extra_repr = |s| format!(
-                "{}, eps={}, momentum={}, affine=True, bias=True, track_running_stats=True",
-                dim(&s.weight, 0),
-                py_float(s.eps),
-                s.momentum.map_or("None".to_string(), py_float)
-            )
-        );
 
         impl $name {
-            /// PyTorch's initial state: weight 1, bias 0, mean 0, var 1, counter 0, momentum
-            /// 0.1.
-            pub fn new(n: usize, device: &Device) -> Result<Self> {
+            fn args(&self) -> String {
+                format!(
+                    "{}, eps={}, momentum={}, affine=True, bias=True, track_running_stats=True",
+                    dim(&self.weight, 0),
+                    py_float(self.eps),
+                    self.momentum.map_or("None".to_string(), py_float)
+                )
+            }
+            /// `nn.BatchNorm(num_features)`, on the CPU: PyTorch's initial state (weight 1,
+            /// bias 0, mean 0, var 1, counter 0, eps 1e-5, momentum 0.1).
+            pub fn new(num_features: usize) -> Result<Self> {
+                let n = num_features;
                 Ok($name {
-                    weight: Parameter::new(full(&[n], 1.0, device)?),
-                    bias: Parameter::new(Tensor::zeros(&[n], DType::F32, device)?),
-                    running_mean: Buffer::new(Tensor::zeros(&[n], DType::F32, device)?),
-                    running_var: Buffer::new(full(&[n], 1.0, device)?),
-                    num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, device)?),
+                    weight: Parameter::new(full(&[n], 1.0)?),
+                    bias: Parameter::new(full(&[n], 0.0)?),
+                    running_mean: Buffer::new(full(&[n], 0.0)?),
+                    running_var: Buffer::new(full(&[n], 1.0)?),
+                    num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, &Device::Cpu)?),
                     eps: 1e-5,
                     momentum: Some(0.1),
                     training: true,
                 })
             }
+            /// `eps=…`.
+            pub fn eps(mut self, eps: f64) -> Self {
+                self.eps = eps;
+                self
+            }
+            /// `momentum=…` (`None`: the cumulative average).
+            pub fn momentum(mut self, momentum: Option<f64>) -> Self {
+                self.momentum = momentum;
+                self
+            }
         }
 
         impl Forward for $name {
+            /// In eval mode followed by a `ReLU` over `[N, C, H, W]`: one pass
+            /// ([`ops::batch_norm_relu`], the two layers' bits).
+            fn forward_fused(
+                &mut self,
+                next: &mut dyn crate::Module,
+                x: &Tensor,
+            ) -> Option<Result<Tensor>> {
+                let is_relu = next
+                    .as_any_mut()
+                    .is_some_and(|a| a.is::<crate::nn::ReLU>());
+                if !is_relu || self.training || x.shape().len() != 4 {
+                    return None;
+                }
+                Some(ops::batch_norm_relu(
+                    x,
+                    self.running_mean.tensor(),
+                    self.running_var.tensor(),
+                    Some(self.weight.tensor()),
+                    Some(self.bias.tensor()),
+                    self.eps,
+                ))
+            }
             fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
                 let name = stringify!($name);
                 if !$ranks.contains(&x.shape().len()) {
@@ -316,27 +355,24 @@ static NEXT_SEED: AtomicU64 = AtomicU64::new(0x5eed);
 
 /// `nn.Dropout(p)`: identity in eval mode; in training mode inverted dropout with its own seeded
 /// [`Generator`].
-#[derive(Debug)]
+#[derive(Debug, Module)]
+#[module(extra_repr = Self::args)]
 pub struct Dropout {
     /// Drop probability.
+    #[module(skip)]
     pub p: f64,
     /// The random stream of the masks.
+    #[module(skip)]
     pub generator: Generator,
     /// Training mode (the default, as in PyTorch).
+    #[module(training)]
     pub training: bool,
 }
-impl_module!(
-    Dropout {
-        parameters: [],
-        buffers: [],
-        modules: [],
-        other: [p, generator],
-        training: training
-    },
-    extra_repr = |s| format!("p={}, inplace=False", py_float(s.p))
-);
 
 impl Dropout {
+    fn args(&self) -> String {
+        format!("p={}, inplace=False", py_float(self.p))
+    }
     /// `nn.Dropout(p)`, in training mode, seeded from a per-process counter.
     pub fn new(p: f64) -> Self {
         Dropout::with_seed(p, NEXT_SEED.fetch_add(1, Ordering::Relaxed))
@@ -352,6 +388,9 @@ impl Dropout {
 }
 
 impl Forward for Dropout {
+    fn is_identity(&self) -> bool {
+        !self.training
+    }
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
         ops::dropout(x, self.p, self.training, &mut self.generator)
     }
@@ -359,24 +398,27 @@ impl Forward for Dropout {
 
 /// `nn.ReLU(inplace)`: no state. (`inplace` is printed as PyTorch prints it; wgnn's tensors are
 /// immutable, so the result is always a new tensor.)
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Module)]
+#[module(extra_repr = Self::args)]
 pub struct ReLU {
     /// Printed as PyTorch prints it.
+    #[module(skip)]
     pub inplace: bool,
 }
-impl_module!(
-    ReLU {
-        parameters: [],
-        buffers: [],
-        modules: [],
-        other: [inplace]
-    },
-    extra_repr = |s| if s.inplace {
-        "inplace=True".to_string()
-    } else {
-        String::new()
+
+impl ReLU {
+    fn args(&self) -> String {
+        if self.inplace {
+            "inplace=True".to_string()
+        } else {
+            String::new()
+        }
     }
-);
+    /// `nn.ReLU()`.
+    pub fn new() -> Self {
+        ReLU::default()
+    }
+}
 
 impl Forward for ReLU {
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
@@ -385,30 +427,25 @@ impl Forward for ReLU {
 }
 
 /// `nn.Embedding(num_embeddings, embedding_dim)`: int64 indices to rows of `weight`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
+#[module(extra_repr = Self::args)]
 pub struct Embedding {
     /// `[num_embeddings, embedding_dim]`.
     pub weight: Parameter,
 }
-impl_module!(
-    Embedding {
-        parameters: [weight],
-        buffers: [],
-        modules: []
-    },
-    extra_repr = |s| format!("{}, {}", dim(&s.weight, 0), dim(&s.weight, 1))
-);
 
 impl Embedding {
-    /// Zero weight on `device`.
-    pub fn new(num_embeddings: usize, embedding_dim: usize, device: &Device) -> Result<Self> {
-        Ok(Embedding {
-            weight: Parameter::new(Tensor::zeros(
-                &[num_embeddings, embedding_dim],
-                DType::F32,
-                device,
-            )?),
-        })
+    fn args(&self) -> String {
+        format!("{}, {}", dim(&self.weight, 0), dim(&self.weight, 1))
+    }
+    /// `nn.Embedding(num_embeddings, embedding_dim)`, on the CPU: weight `normal_(0, 1)` from
+    /// the global generator, as PyTorch's.
+    pub fn new(num_embeddings: usize, embedding_dim: usize) -> Result<Self> {
+        let mut e = Embedding {
+            weight: Parameter::new(full(&[num_embeddings, embedding_dim], 0.0)?),
+        };
+        crate::nn::init::normal_(&mut e.weight, 0.0, 1.0)?;
+        Ok(e)
     }
 }
 

@@ -190,7 +190,7 @@ pub fn add_positional(x: &Tensor, table: &Tensor) -> Result<Tensor> {
         Box::new(move |g, needs| {
             // The table's gradient: summed over the batch, placed in the first seq rows.
             let table_grad = |g: &Tensor| -> Result<Tensor> {
-                let rows = sum_to(g, &[1, seq, d])?.reshape(&[seq, d])?;
+                let rows = sum_to(g, &[1, seq, d])?.reshape([seq, d])?;
                 pad(&rows, 0, 0, &[max_len, d])?.reshape(&ts)
             };
             Ok(vec![

@@ -143,7 +143,7 @@ pub(crate) fn composed_with_weights(
     let head_dim = width / 3 / num_heads.max(1);
     let mask = mask.map(crate::nn::expand_mask).transpose()?;
     // Separate Q, K, V: [B, S, H, 3·D] viewed as [B, H, S, 3·D], chunked.
-    let qkv = qkv.reshape(&[batch, seq, num_heads, 3 * head_dim])?;
+    let qkv = qkv.reshape([batch, seq, num_heads, 3 * head_dim])?;
     let qkv = crate::ops::permute(&qkv, &[0, 2, 1, 3])?;
     let qkv = crate::ops::chunk(&qkv, 3, 3)?;
     // attention · v written straight in [B, S, H, D] order: the tutorial's permute(0, 2, 1, 3)
@@ -151,7 +151,7 @@ pub(crate) fn composed_with_weights(
     let attention = crate::nn::attention_weights(&qkv[0], &qkv[1], mask.as_ref())?;
     let values = crate::ops::matmul_permuted(&attention, &qkv[2], &[0, 2, 1, 3])?;
     Ok((
-        values.reshape(&[batch, seq, num_heads * head_dim])?,
+        values.reshape([batch, seq, num_heads * head_dim])?,
         attention,
     ))
 }

@@ -182,8 +182,8 @@ pub(crate) fn record_batch_norm(
             let per_channel = |t: &Tensor| -> Result<Tensor> {
                 match x.shape().len() {
                     2 => sum_to(t, &[c]),
-                    3 => sum_to(t, &[c, 1])?.reshape(&[c]),
-                    _ => sum_to(t, &[c, 1, 1])?.reshape(&[c]),
+                    3 => sum_to(t, &[c, 1])?.reshape([c]),
+                    _ => sum_to(t, &[c, 1, 1])?.reshape([c]),
                 }
             };
             // Σ g·x̂ (the weight's gradient) and Σ g (the bias's) per channel: wanted by the

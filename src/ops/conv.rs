@@ -512,6 +512,9 @@ pub fn conv2d(
     let name = "conv2d";
     check_float(name, x, "input")?;
     check_float(name, weight, "weight")?;
+    let mut operands = vec![(x, "input"), (weight, "weight")];
+    operands.extend(bias.map(|b| (b, "bias")));
+    crate::ops::op::check_same_dtype(name, &operands)?;
     let geom = Geom::of(name, x.shape(), weight.shape(), options)?;
     if let Some(b) = bias {
         check_float(name, b, "bias")?;
@@ -531,7 +534,7 @@ pub fn conv2d(
     let transposed = matches!(x.device(), crate::Device::Gpu(_)) && geom.og() % 8 == 0;
     let wt = if transposed {
         crate::autograd::no_grad(|| {
-            crate::ops::transpose(&weight.reshape(&[geom.groups, geom.og(), geom.kk()])?, 1, 2)?
+            crate::ops::transpose(&weight.reshape([geom.groups, geom.og(), geom.kk()])?, 1, 2)?
                 .contiguous()
         })?
     } else {
@@ -568,7 +571,7 @@ pub fn conv2d(
             if has_bias {
                 grads.push(
                     wants(needs, 2)
-                        .then(|| sum_to(g, &[geom.o, 1, 1])?.reshape(&[geom.o]))
+                        .then(|| sum_to(g, &[geom.o, 1, 1])?.reshape([geom.o]))
                         .transpose()?,
                 );
             }
@@ -604,9 +607,9 @@ fn conv2d_grad_weight(x: &Tensor, g: &Tensor, geom: &Geom) -> Result<Tensor> {
     };
     let parts = run(&op, &[x, g], None)?;
     if splits == 1 {
-        parts.reshape(&wshape)
+        parts.reshape(wshape)
     } else {
-        sum_to(&parts, &[1, wshape[0], wshape[1], wshape[2], wshape[3]])?.reshape(&wshape)
+        sum_to(&parts, &[1, wshape[0], wshape[1], wshape[2], wshape[3]])?.reshape(wshape)
     }
 }
 
@@ -640,13 +643,13 @@ pub fn conv1d(
         groups: options.groups,
     };
     let y = conv2d(
-        &x.reshape(&[n, c, 1, l])?,
-        &weight.reshape(&[o, cg, 1, k])?,
+        &x.reshape([n, c, 1, l])?,
+        &weight.reshape([o, cg, 1, k])?,
         bias,
         &opts,
     )?;
     let ol = y.shape()[3];
-    y.reshape(&[n, o, ol])
+    y.reshape([n, o, ol])
 }
 
 impl Op for Conv {

@@ -82,8 +82,11 @@ pub fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
             // products are exact, the sums in GEMM order). Costs n·rows·dim: fine for the small
             // vocabularies of the tutorials.
             let n = idx.numel();
-            let oh = one_hot(&idx.reshape(&[n])?, rows)?;
-            let dw = crate::ops::matmul(&crate::ops::t(&oh)?, &g.reshape(&[n, dim])?)?;
+            let oh = one_hot(&idx.reshape([n])?, rows)?;
+            // The products take one dtype: the float32 one-hot meets g widened (exact), as the
+            // product computed it before refusing mixed dtypes.
+            let g = g.reshape([n, dim])?.to_dtype(oh.dtype())?;
+            let dw = crate::ops::matmul(&crate::ops::t(&oh)?, &g)?;
             Ok(vec![None, Some(dw)])
         })
     }))

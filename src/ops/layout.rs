@@ -381,7 +381,7 @@ pub fn unsqueeze(x: &Tensor, dim: usize) -> Result<Tensor> {
 pub fn flatten(x: &Tensor, start_dim: isize, end_dim: isize) -> Result<Tensor> {
     let rank = x.shape().len();
     if rank == 0 {
-        return x.reshape(&[1]);
+        return x.reshape([1]);
     }
     let norm = |d: isize| -> Result<usize> {
         let v = if d < 0 { d + rank as isize } else { d };

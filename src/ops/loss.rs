@@ -84,7 +84,7 @@ pub fn mean(x: &Tensor) -> Result<Tensor> {
         // The pieces' sums in many workgroups, then their mean over all n.
         Some(p) => {
             let parts = crate::autograd::no_grad(|| {
-                crate::ops::grad::row_sum(&x.reshape(&[n])?, p, n / p, false)
+                crate::ops::grad::row_sum(&x.reshape([n])?, p, n / p, false)
             })?;
             run(&Mean { n: p, divisor: n }, &[&parts], None)?
         }

@@ -311,8 +311,10 @@ fn gemm_stored(
 ) -> Result<Tensor> {
     check_float(name, a, "a")?;
     check_float(name, b, "b")?;
+    crate::ops::op::check_same_dtype(name, &[(a, "a"), (b, "b")])?;
     if let Some(t) = bias {
         check_float(name, t, "bias")?;
+        crate::ops::op::check_same_dtype(name, &[(a, "a"), (t, "bias")])?;
     }
     match plan(
         name,
@@ -472,8 +474,8 @@ pub fn matmul_permuted(a: &Tensor, b: &Tensor, perm: &[usize]) -> Result<Tensor>
 /// `[K, 1]` for `b` (a view); other operands as they are.
 fn as_matrix(t: &Tensor, row: bool) -> Result<Tensor> {
     match t.shape() {
-        [k] if row => t.reshape(&[1, *k]),
-        [k] => t.reshape(&[*k, 1]),
+        [k] if row => t.reshape([1, *k]),
+        [k] => t.reshape([*k, 1]),
         _ => Ok(t.clone()),
     }
 }
@@ -556,6 +558,9 @@ fn check_linear(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> Result<(usize, usize)> {
+    let mut operands = vec![(x, "input"), (weight, "weight")];
+    operands.extend(bias.map(|b| (b, "bias")));
+    crate::ops::op::check_same_dtype(name, &operands)?;
     let (out_f, in_f) = match weight.shape() {
         [o, i] => (*o, *i),
         s => {
@@ -606,14 +611,14 @@ fn linear_checked(
             // y = x·Wᵀ + b: dx = g·W; dW = gᵀ·x over all rows; db = g summed over rows.
             let lead = &x.shape()[..x.shape().len() - 1];
             let rows: usize = lead.iter().product();
-            let g2 = g.reshape(&[rows, out_f])?;
+            let g2 = g.reshape([rows, out_f])?;
             let mut grads = vec![
                 wants(needs, 0)
                     .then(|| gemm("linear backward", g, &w, (false, false), 1.0, None))
                     .transpose()?,
                 wants(needs, 1)
                     .then(|| {
-                        let x2 = x.reshape(&[rows, in_f])?;
+                        let x2 = x.reshape([rows, in_f])?;
                         gemm("linear backward", &g2, &x2, (true, false), 1.0, None)
                     })
                     .transpose()?,

@@ -105,6 +105,10 @@ pub fn layer_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
+    // A sum not computed yet (`&x + &residual` under no gradient): added inside the norm.
+    if let Some((a, b)) = x.pending_add() {
+        return add_layer_norm(a, b, normalized_shape, weight, bias, eps);
+    }
     layer_norm_of("layer_norm", x, None, normalized_shape, weight, bias, eps)
 }
 

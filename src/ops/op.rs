@@ -160,6 +160,7 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
             let hosts = inputs
                 .iter()
                 .map(|t| {
+                    t.store()?;
                     let h = if op.reads_layout() {
                         t.storage_host()
                     } else {
@@ -185,6 +186,7 @@ pub(crate) fn run(op: &impl Op, inputs: &[&Tensor], device: Option<&Device>) -> 
             let bufs = inputs
                 .iter()
                 .map(|t| {
+                    t.store()?;
                     let b = if op.reads_layout() {
                         t.storage_buffer()
                     } else {
@@ -222,6 +224,28 @@ pub(crate) fn check_float(op: &str, t: &Tensor, which: &str) -> Result<()> {
                 .into(),
             got: t.dtype().name().into(),
         });
+    }
+    Ok(())
+}
+
+/// The operands of a product or a convolution must share one dtype, as PyTorch refuses
+/// (`mat1 and mat2 must have the same dtype, but got Half and Float`): no silent promotion.
+pub(crate) fn check_same_dtype(op: &str, operands: &[(&Tensor, &str)]) -> Result<()> {
+    let Some((first, first_name)) = operands.first() else {
+        return Ok(());
+    };
+    for (t, name) in &operands[1..] {
+        if t.dtype() != first.dtype() {
+            return Err(Error::Dtype {
+                op: format!("{op} ({name})"),
+                expected: format!(
+                    "the dtype of {first_name}, {} ({first_name} and {name} must have the same \
+                     dtype; convert one with .to_dtype)",
+                    first.dtype().name()
+                ),
+                got: t.dtype().name().into(),
+            });
+        }
     }
     Ok(())
 }

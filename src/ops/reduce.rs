@@ -72,7 +72,7 @@ fn plan_with(name: &str, x: &Tensor, dims: &[usize], columns: bool) -> Result<Pl
     let moved = if columns {
         x.clone()
     } else {
-        no_grad(|| crate::ops::permute(x, &order)?.reshape(&[rows, width]))?
+        no_grad(|| crate::ops::permute(x, &order)?.reshape([rows, width]))?
     };
     let keep_shape = (0..s.len())
         .map(|d| if reduced[d] { 1 } else { s[d] })
@@ -180,8 +180,8 @@ pub fn max(x: &Tensor, dim: usize, keepdim: bool) -> Result<(Tensor, Tensor)> {
         let moved_shape: Vec<usize> = order.iter().map(|&d| x.shape()[d]).collect();
         Box::new(move |g, _| {
             // g at the index, zeros elsewhere: one_hot rows scaled by g, moved back.
-            let hot = crate::ops::one_hot(&idx.reshape(&[rows])?, width)?;
-            let gs = crate::ops::mul(&hot, &g.reshape(&[rows, 1])?)?;
+            let hot = crate::ops::one_hot(&idx.reshape([rows])?, width)?;
+            let gs = crate::ops::mul(&hot, &g.reshape([rows, 1])?)?;
             let mut inverse = vec![0; order.len()];
             for (i, &d) in order.iter().enumerate() {
                 inverse[d] = i;

@@ -5,6 +5,8 @@
 //! strides and shared storages included, every index checked against its storage), and the
 //! rest of the file — hyper-parameters, epochs, optimizer state — is a [`PyValue`] tree.
 
+mod de;
+pub use de::DeError;
 mod pickle;
 
 use std::io::Read;
@@ -94,6 +96,10 @@ pub enum PyValue {
     List(Vec<PyValue>),
     /// `tuple` (`torch.Size` too).
     Tuple(Vec<PyValue>),
+    /// `set` / `frozenset`, in the file's order.
+    Set(Vec<PyValue>),
+    /// `complex`: real and imaginary parts.
+    Complex(f64, f64),
     /// `dict` / `OrderedDict`, in order.
     Dict(Vec<(PyValue, PyValue)>),
     /// A tensor or parameter.
@@ -190,6 +196,8 @@ impl PyValue {
             PyValue::Bytes(b) => format!("bytes ({} bytes)", b.len()),
             PyValue::List(v) => format!("list ({} items)", v.len()),
             PyValue::Tuple(v) => format!("tuple ({} items)", v.len()),
+            PyValue::Set(v) => format!("set ({} items)", v.len()),
+            PyValue::Complex(re, im) => format!("complex ({re:?}{im:+?}j)"),
             PyValue::Dict(v) => format!("dict ({} keys)", v.len()),
             PyValue::Class(c) => format!("class {c}"),
             PyValue::Object { class, args, .. } => {
@@ -226,9 +234,10 @@ impl PyValue {
             }
             PyValue::Str(s) => json!(s),
             PyValue::Bytes(b) => json!(b),
-            PyValue::List(v) | PyValue::Tuple(v) => {
+            PyValue::List(v) | PyValue::Tuple(v) | PyValue::Set(v) => {
                 Value::Array(v.iter().map(|x| x.to_json()).collect())
             }
+            PyValue::Complex(re, im) => json!({ "complex": [re, im] }),
             PyValue::Dict(v) => Value::Object(
                 v.iter()
                     .map(|(k, x)| {
@@ -276,6 +285,31 @@ struct Storages {
 }
 
 impl Checkpoint {
+    /// The Lightning checkpoint's `hyper_parameters` at `key` (a dotted path, `""` for the whole
+    /// dict: `ckpt.hparams::<ModelHparams>("model_hparams")`) read into `T` with
+    /// [`PyValue::deserialize`]; an error naming the path when it is absent or does not fit.
+    pub fn hparams<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let path = if key.is_empty() {
+            "hyper_parameters".to_string()
+        } else {
+            format!("hyper_parameters.{key}")
+        };
+        let v = self.root.at(&path).ok_or_else(|| {
+            Error::invalid(format!(
+                "the checkpoint has no {path} (its top-level keys: {})",
+                match &self.root {
+                    PyValue::Dict(items) => items
+                        .iter()
+                        .map(|(k, _)| k.as_str().map_or_else(|| k.summary(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => other.summary(),
+                }
+            ))
+        })?;
+        v.deserialize()
+            .map_err(|e| e.context(format!("checkpoint {path}")))
+    }
     /// Reads a `torch.save` file (zip or legacy), tensor data only.
     pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
         Checkpoint::load_with(path, &LoadOptions::default())
@@ -619,6 +653,8 @@ fn convert(p: &pickle::Pickle, id: Id, s: &Storages, depth: usize) -> Result<PyV
         Node::Bytes(b) => PyValue::Bytes(b.clone()),
         Node::List(v) => PyValue::List(v.iter().map(|&i| c(i)).collect::<Result<_>>()?),
         Node::Tuple(v) => PyValue::Tuple(v.iter().map(|&i| c(i)).collect::<Result<_>>()?),
+        Node::Set(v) => PyValue::Set(v.iter().map(|&i| c(i)).collect::<Result<_>>()?),
+        Node::Complex(re, im) => PyValue::Complex(*re, *im),
         Node::Dict(v) => PyValue::Dict(
             v.iter()
                 .map(|&(k, x)| Ok((c(k)?, c(x)?)))

@@ -65,6 +65,13 @@ pub(crate) enum Global {
     NumpyScalar,
     NumpyDtype,
     CodecsEncode,
+    /// `builtins.set` / `frozenset` (`__builtin__` in protocol 2): plain data, on PyTorch's
+    /// `weights_only` allow-list.
+    Set,
+    /// `builtins.bytearray`.
+    Bytearray,
+    /// `builtins.complex`.
+    Complex,
 }
 
 fn global(module: &str, name: &str) -> Option<Global> {
@@ -77,6 +84,9 @@ fn global(module: &str, name: &str) -> Option<Global> {
         ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NumpyScalar,
         ("numpy", "dtype") => Global::NumpyDtype,
         ("_codecs", "encode") => Global::CodecsEncode,
+        ("builtins" | "__builtin__", "set" | "frozenset") => Global::Set,
+        ("builtins" | "__builtin__", "bytearray") => Global::Bytearray,
+        ("builtins" | "__builtin__", "complex") => Global::Complex,
         ("torch", storage) => Global::Storage(match storage {
             "FloatStorage" => F32,
             "HalfStorage" => F16,
@@ -117,6 +127,10 @@ pub(crate) enum Node {
     Bytes(Vec<u8>),
     List(Vec<Id>),
     Tuple(Vec<Id>),
+    /// `set` / `frozenset`, in the pickle's order.
+    Set(Vec<Id>),
+    /// `complex(real, imag)`.
+    Complex(f64, f64),
     Dict(Vec<(Id, Id)>),
     Global(Global),
     /// `(key, dtype, element count)` of a persistent storage.
@@ -210,7 +224,7 @@ struct Machine<'a> {
 impl Machine<'_> {
     fn push(&mut self, n: Node) -> Result<()> {
         let depth = match &n {
-            Node::List(v) | Node::Tuple(v) => {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) => {
                 v.iter().map(|&i| self.depth[i]).max().unwrap_or(0) + 1
             }
             Node::Dict(v) => {
@@ -272,7 +286,7 @@ impl Machine<'_> {
             return Err(bad("SETITEMS with an odd number of objects"));
         }
         match (&mut self.nodes[c], pairs) {
-            (Node::List(v), false) => v.extend(items),
+            (Node::List(v) | Node::Set(v), false) => v.extend(items),
             (Node::Object(o), false) => o.list.get_or_insert_with(Vec::new).extend(items),
             (Node::Dict(v), true) => v.extend(items.chunks(2).map(|kv| (kv[0], kv[1]))),
             (Node::Object(o), true) => o
@@ -411,6 +425,40 @@ impl Machine<'_> {
             Global::Storage(_) => {
                 return Err(bad("a storage class called as a function"));
             }
+            Global::Set => Node::Set(match a.first() {
+                Some(&t) => match &self.nodes[t] {
+                    Node::Set(v) => v.clone(),
+                    _ => self.items_of(t, "set's items")?,
+                },
+                None => vec![],
+            }),
+            Global::Bytearray => match a.first().map(|&i| &self.nodes[i]) {
+                None => Node::Bytes(vec![]),
+                Some(Node::Bytes(b)) => Node::Bytes(b.clone()),
+                // Protocol 2 writes bytearray(u'…', 'latin-1').
+                Some(Node::Str(s)) => Node::Bytes(
+                    s.chars()
+                        .map(|c| {
+                            u8::try_from(c as u32).map_err(|_| {
+                                bad("a bytearray string with a character above U+00FF")
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                Some(n) => return Err(bad(format!("bytearray of {}", kind_name(n)))),
+            },
+            Global::Complex => {
+                let part = |k: usize| -> Result<f64> {
+                    match a.get(k).map(|&i| &self.nodes[i]) {
+                        None => Ok(0.0),
+                        Some(Node::Float(f)) => Ok(*f),
+                        Some(Node::Int(i)) => Ok(*i as f64),
+                        Some(Node::Bool(b)) => Ok(*b as u8 as f64),
+                        Some(n) => Err(bad(format!("complex of {}", kind_name(n)))),
+                    }
+                };
+                Node::Complex(part(0)?, part(1)?)
+            }
         })
     }
 
@@ -541,6 +589,17 @@ impl Machine<'_> {
                     self.push(Node::Tuple(items))?
                 }
                 b']' => self.push(Node::List(vec![]))?,
+                // EMPTY_SET, ADDITEMS, FROZENSET (protocol 4).
+                0x8f => self.push(Node::Set(vec![]))?,
+                0x90 => {
+                    let items = self.pop_mark()?;
+                    let set = self.top()?;
+                    self.extend(set, items, false)?
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    self.push(Node::Set(items))?
+                }
                 b'l' => {
                     let items = self.pop_mark()?;
                     self.push(Node::List(items))?
@@ -735,6 +794,8 @@ pub(crate) fn kind_name(n: &Node) -> &'static str {
         Node::Str(_) => "a str",
         Node::Bytes(_) => "bytes",
         Node::List(_) => "a list",
+        Node::Set(_) => "a set",
+        Node::Complex(..) => "a complex",
         Node::Tuple(_) => "a tuple",
         Node::Dict(_) => "a dict",
         Node::Global(_) => "a global",

@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::{Clamped, JsCast};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{CanvasRenderingContext2d, Document, HtmlCanvasElement, HtmlInputElement, ImageData};
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, Device, ModuleExt, StateDict, Tensor};
 
 /// The table the page draws: positions down, dimensions across (the tutorial's figure).
@@ -121,7 +121,7 @@ pub async fn draw_positional_table(gpu: &Device) -> PageResult<Vec<f32>> {
 pub fn load_model(bytes: &[u8], gpu: &Device) -> PageResult<TransformerPredictor> {
     let sd = StateDict::from_bytes(bytes).map_err(err)?;
     let mut model =
-        TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).map_err(err)?;
+        TransformerPredictor::new(&Hparams::reverse_task()).map_err(err)?;
     model.load_state_dict(&sd, true).map_err(err)?;
     model.to_device(gpu).map_err(err)?;
     model.eval();
@@ -167,7 +167,7 @@ pub fn random_batch(n: usize, seed: u64) -> Vec<i64> {
 
 /// The native `reverse` example's accuracy line for predictions `preds` of inputs `x`.
 pub fn accuracy_line(x: &[i64], preds: &[i64]) -> String {
-    wgnn::tutorial6::reversal_accuracy(x, preds, SEQ)
+    wgnn_ports::reversal_accuracy(x, preds, SEQ)
 }
 
 /// Reverses one sequence, shows it, and draws its first layer's attention on `#attn`.
