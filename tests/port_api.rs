@@ -817,3 +817,67 @@ fn a_pickled_set_bytearray_and_complex_read_as_data() {
         "{e}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The library's fusions: model code calls plain layers and operators
+
+/// On a GPU under no_grad: an eval-mode BatchNorm2d and the ReLU after it, a Linear and the
+/// ReLU after it (past an eval-mode Dropout), a sum read by a LayerNorm or a ReLU, each run as
+/// one dispatch, with the separate ops' bits.
+#[test]
+fn plain_layers_get_the_librarys_fusions() {
+    let gpu = common::gpu();
+    let g = gpu.as_gpu().unwrap();
+    let count = |f: &mut dyn FnMut() -> Tensor| {
+        let before = g.dispatch_count(None);
+        let y = wgnn::autograd::no_grad(&mut *f);
+        (g.dispatch_count(None) - before, y)
+    };
+    let x = t(&ramp(2 * 3 * 4 * 4), &[2, 3, 4, 4]).to(&gpu).unwrap();
+    let mut bn_relu = wgnn::seq![BatchNorm2d::new(3).unwrap(), ReLU::new()]
+        .to(&gpu)
+        .unwrap();
+    bn_relu.eval();
+    let (n, fused) = count(&mut || bn_relu.forward(&x).unwrap());
+    assert_eq!(n, 1, "BatchNorm2d + ReLU");
+    let mut bn = BatchNorm2d::new(3).unwrap().to(&gpu).unwrap();
+    bn.eval();
+    let apart = ops::relu(&bn.forward(&x).unwrap()).unwrap();
+    assert_eq!(bits(&fused), bits(&apart));
+
+    let h = t(&ramp(6 * 8), &[6, 8]).to(&gpu).unwrap();
+    let mut mlp = wgnn::seq![Linear::new(8, 5).unwrap(), Dropout::new(0.5), ReLU::new()]
+        .to(&gpu)
+        .unwrap();
+    mlp.eval();
+    let (n, fused) = count(&mut || mlp.forward(&h).unwrap());
+    assert_eq!(n, 1, "Linear + Dropout(eval) + ReLU");
+    let lin = mlp.get_submodule_mut("0").unwrap();
+    let lin = lin.as_any_mut().unwrap().downcast_mut::<Linear>().unwrap();
+    let apart = ops::relu(&lin.forward(&h).unwrap()).unwrap();
+    assert_eq!(bits(&fused), bits(&apart));
+
+    let r = t(
+        &ramp(6 * 8).iter().map(|v| v * 0.3).collect::<Vec<_>>(),
+        &[6, 8],
+    )
+    .to(&gpu)
+    .unwrap();
+    let mut ln = LayerNorm::new(8).unwrap().to(&gpu).unwrap();
+    let (n, fused) = count(&mut || ln.forward(&(&h + &r).unwrap()).unwrap());
+    assert_eq!(n, 1, "sum + LayerNorm");
+    let sum = ops::broadcast_add(&h, &r).unwrap();
+    assert_eq!(bits(&fused), bits(&ln.forward(&sum).unwrap()));
+    let (n, fused) = count(&mut || (&h + &r).unwrap().relu().unwrap());
+    assert_eq!(n, 1, "sum + ReLU");
+    assert_eq!(bits(&fused), bits(&ops::relu(&sum).unwrap()));
+    // Recording a gradient, the same layers run as the separate ops.
+    let w = Parameter::new(t(&[0.5; 8], &[8]).to(&gpu).unwrap());
+    let before = g.dispatch_count(None);
+    let y = ln.forward(&(&h + w.tensor()).unwrap()).unwrap();
+    assert!(y.requires_grad());
+    assert!(
+        g.dispatch_count(None) - before >= 2,
+        "a recorded sum is computed"
+    );
+}
