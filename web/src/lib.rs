@@ -15,8 +15,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::{Clamped, JsCast};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{CanvasRenderingContext2d, Document, HtmlCanvasElement, HtmlInputElement, ImageData};
-use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, Device, ModuleExt, StateDict, Tensor};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 /// The table the page draws: positions down, dimensions across (the tutorial's figure).
 pub const PE_LEN: usize = 100;
@@ -120,8 +120,7 @@ pub async fn draw_positional_table(gpu: &Device) -> PageResult<Vec<f32>> {
 /// `.safetensors`), built on the CPU and moved to `gpu` in one upload, in eval mode.
 pub fn load_model(bytes: &[u8], gpu: &Device) -> PageResult<TransformerPredictor> {
     let sd = StateDict::from_bytes(bytes).map_err(err)?;
-    let mut model =
-        TransformerPredictor::new(&Hparams::reverse_task()).map_err(err)?;
+    let mut model = TransformerPredictor::new(&Hparams::reverse_task()).map_err(err)?;
     model.load_state_dict(&sd, true).map_err(err)?;
     model.to_device(gpu).map_err(err)?;
     model.eval();

@@ -14,8 +14,8 @@ mod pe_reference;
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
-use wgnn::tutorial6::{Hparams, TransformerPredictor};
 use wgnn::{ops, Device, ModuleExt, StateDict, Tensor};
+use wgnn_ports::tutorial6::{Hparams, TransformerPredictor};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -60,7 +60,7 @@ async fn the_positional_table_is_bit_identical_to_the_reference() {
 }
 
 fn model(bytes: &[u8], device: &Device) -> TransformerPredictor {
-    let mut m = TransformerPredictor::new(&Hparams::reverse_task(), &Device::Cpu).unwrap();
+    let mut m = TransformerPredictor::new(&Hparams::reverse_task()).unwrap();
     m.load_state_dict(&StateDict::from_bytes(bytes).unwrap(), true)
         .unwrap();
     m.to_device(device).unwrap();
