@@ -331,16 +331,6 @@ impl MaxPool2d {
             padding: (0, 0),
         }
     }
-    /// `stride=…`.
-    pub fn stride(mut self, s: impl Pair) -> Self {
-        self.stride = s.pair();
-        self
-    }
-    /// `padding=…`.
-    pub fn padding(mut self, p: impl Pair) -> Self {
-        self.padding = p.pair();
-        self
-    }
 }
 
 impl Forward for MaxPool2d {
@@ -348,6 +338,25 @@ impl Forward for MaxPool2d {
         ops::max_pool2d(x, self.kernel_size, self.stride, self.padding)
     }
 }
+
+/// The keyword arguments both poolings take, as chained setters.
+macro_rules! pool_setters {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// `stride=…`.
+            pub fn stride(mut self, s: impl Pair) -> Self {
+                self.stride = s.pair();
+                self
+            }
+            /// `padding=…`.
+            pub fn padding(mut self, p: impl Pair) -> Self {
+                self.padding = p.pair();
+                self
+            }
+        }
+    )*};
+}
+pool_setters!(MaxPool2d, AvgPool2d);
 
 /// `nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=True)`.
 #[derive(Debug, Clone, Copy, Module)]
@@ -385,16 +394,6 @@ impl AvgPool2d {
             padding: (0, 0),
             count_include_pad: true,
         }
-    }
-    /// `stride=…`.
-    pub fn stride(mut self, s: impl Pair) -> Self {
-        self.stride = s.pair();
-        self
-    }
-    /// `padding=…`.
-    pub fn padding(mut self, p: impl Pair) -> Self {
-        self.padding = p.pair();
-        self
     }
     /// `count_include_pad=…`.
     pub fn count_include_pad(mut self, on: bool) -> Self {
