@@ -36,10 +36,7 @@ pub struct MultiheadAttention {
 impl MultiheadAttention {
     /// The layer with `_reset_parameters()`'s xavier-uniform weights and zero biases.
     pub fn new(input_dim: usize, embed_dim: usize, num_heads: usize) -> Result<Self> {
-        ensure!(
-            num_heads > 0 && embed_dim.is_multiple_of(num_heads),
-            "{embed_dim} % {num_heads} != 0"
-        );
+        ensure!(num_heads > 0 && embed_dim.is_multiple_of(num_heads), "{embed_dim} % {num_heads}");
         let (qkv_proj, o_proj) =
             (Linear::new(input_dim, 3 * embed_dim)?, Linear::new(embed_dim, input_dim)?);
         let mut m = MultiheadAttention { qkv_proj, o_proj, num_heads };
