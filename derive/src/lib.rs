@@ -177,8 +177,9 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         let wc = generics.make_where_clause();
         for f in fields.iter().filter(|f| f.kind == Kind::Child) {
             let ty = &f.ty;
+            // Spanned at the field's type, so the error points at the field to mark.
             wc.predicates
-                .push(syn::parse_quote!(#ty: ::wgnn::module::Child));
+                .push(syn::parse_quote_spanned!(ty.span()=> #ty: ::wgnn::module::Child));
         }
         wc.predicates
             .push(syn::parse_quote!(Self: ::core::marker::Send + ::core::marker::Sync));
