@@ -538,7 +538,7 @@ fn initialisation_matches_pytorchs_distributions_and_gains() {
         check("LayerNorm(64).weight", &LayerNorm::new(64).unwrap().weight);
         let mut w =
             Parameter::new(Tensor::zeros(&[256, 128, 3, 3], DType::F32, &Device::Cpu).unwrap());
-        init::kaiming_normal_(&mut w, 0.0, init::FanMode::FanOut, "relu").unwrap();
+        init::kaiming_normal_(&mut w, 0.0, "fan_out", "relu").unwrap(); // PyTorch's strings too
         check("kaiming_normal_(fan_out, relu)", &w);
         init::kaiming_normal_(&mut w, 0.2, init::FanMode::FanIn, "leaky_relu").unwrap();
         check("kaiming_normal_(a=0.2, fan_in, leaky_relu)", &w);
@@ -585,6 +585,12 @@ fn manual_seed_makes_construction_reproducible_and_apply_is_fallible() {
     // An init function's errors come back through apply (a 1-D weight has no fan-in).
     let mut p = Parameter::new(Tensor::zeros(&[3], DType::F32, &Device::Cpu).unwrap());
     assert!(init::kaiming_normal_(&mut p, 0.0, init::FanMode::FanIn, "relu").is_err());
+    let mut w = Parameter::new(Tensor::zeros(&[4, 4], DType::F32, &Device::Cpu).unwrap());
+    let e = init::kaiming_uniform_(&mut w, 0.0, "fan_both", "relu").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Mode fan_both not supported, please use one of fan_in, fan_out"
+    );
     assert!(init::kaiming_normal_(
         &mut Parameter::new(Tensor::zeros(&[2, 2], DType::F32, &Device::Cpu).unwrap()),
         0.0,

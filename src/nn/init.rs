@@ -16,7 +16,8 @@
 //! let bound = 1.0 / (512f32).sqrt(); // kaiming_uniform_(a=√5), Linear's default
 //! assert!(w.iter().all(|v| v.abs() <= bound));
 //! // The tutorial 5 ResNet's own init: `nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")`.
-//! init::kaiming_normal_(net.get_parameter_mut("0.weight")?, 0.0, init::FanMode::FanOut, "relu")?;
+//! init::kaiming_normal_(net.get_parameter_mut("0.weight")?, 0.0, "fan_out", "relu")?;
+//! assert!(init::kaiming_normal_(net.get_parameter_mut("0.weight")?, 0.0, "fan", "relu").is_err());
 //! assert_eq!(init::calculate_gain("leaky_relu", Some(0.2))?, (2.0f64 / (1.0 + 0.04)).sqrt());
 //! assert!(init::calculate_gain("swish", None).is_err()); // PyTorch: "Unsupported nonlinearity swish"
 //! # Ok::<(), wgnn::Error>(())
@@ -104,6 +105,28 @@ pub enum FanMode {
     FanIn,
     /// `mode='fan_out'`.
     FanOut,
+}
+
+/// A Kaiming `mode`: [`FanMode`] or PyTorch's string (`"fan_in"`, `"fan_out"`).
+pub trait Mode {
+    /// The mode, or PyTorch's error for a string it does not know.
+    fn mode(self) -> Result<FanMode>;
+}
+impl Mode for FanMode {
+    fn mode(self) -> Result<FanMode> {
+        Ok(self)
+    }
+}
+impl Mode for &str {
+    fn mode(self) -> Result<FanMode> {
+        match self {
+            "fan_in" => Ok(FanMode::FanIn),
+            "fan_out" => Ok(FanMode::FanOut),
+            m => Err(Error::invalid(format!(
+                "Mode {m} not supported, please use one of fan_in, fan_out"
+            ))),
+        }
+    }
 }
 
 /// `torch.nn.init.calculate_gain(nonlinearity, param)`: PyTorch's table — 1 for `linear`, the
@@ -196,9 +219,9 @@ pub fn ones_(p: &mut Parameter) -> Result<()> {
 }
 
 /// Kaiming's standard deviation: `gain / √fan`.
-fn kaiming_std(p: &Parameter, a: f64, mode: FanMode, nonlinearity: &str) -> Result<f64> {
+fn kaiming_std(p: &Parameter, a: f64, mode: impl Mode, nonlinearity: &str) -> Result<f64> {
     let (fan_in, fan_out) = fans(p.tensor().shape())?;
-    let fan = match mode {
+    let fan = match mode.mode()? {
         FanMode::FanIn => fan_in,
         FanMode::FanOut => fan_out,
     };
@@ -214,19 +237,25 @@ fn kaiming_std(p: &Parameter, a: f64, mode: FanMode, nonlinearity: &str) -> Resu
 
 /// `kaiming_uniform_(p, a, mode, nonlinearity)`: uniform in `±gain · √(3 / fan)`, the gain of
 /// [`calculate_gain`] (`a` is `leaky_relu`'s slope; PyTorch's defaults are `a = 0`,
-/// `FanMode::FanIn`, `"leaky_relu"`).
+/// `"fan_in"`, `"leaky_relu"`). `mode` is a [`FanMode`] or PyTorch's string.
 pub fn kaiming_uniform_(
     p: &mut Parameter,
     a: f64,
-    mode: FanMode,
+    mode: impl Mode,
     nonlinearity: &str,
 ) -> Result<()> {
     let bound = 3f64.sqrt() * kaiming_std(p, a, mode, nonlinearity)?;
     uniform_(p, -bound, bound)
 }
 
-/// `kaiming_normal_(p, a, mode, nonlinearity)`: normal with std `gain / √fan`.
-pub fn kaiming_normal_(p: &mut Parameter, a: f64, mode: FanMode, nonlinearity: &str) -> Result<()> {
+/// `kaiming_normal_(p, a, mode, nonlinearity)`: normal with std `gain / √fan` (`mode` a
+/// [`FanMode`] or `"fan_in"` / `"fan_out"`).
+pub fn kaiming_normal_(
+    p: &mut Parameter,
+    a: f64,
+    mode: impl Mode,
+    nonlinearity: &str,
+) -> Result<()> {
     let std = kaiming_std(p, a, mode, nonlinearity)?;
     normal_(p, 0.0, std)
 }
