@@ -260,10 +260,6 @@ impl Tensor {
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {
         along(self, "softmax", dim, ops::softmax)
     }
-    /// `x.log_softmax(dim)`: `log(softmax)`.
-    pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
-        self.softmax(dim)?.log()
-    }
     /// `x.sum(dims, keepdim)`; empty `dims` sums everything (`x.sum()`).
     pub fn sum(&self, dims: impl Dims, keepdim: bool) -> Result<Tensor> {
         let d = self.reduce_dims("sum", dims)?;
@@ -295,24 +291,14 @@ impl Tensor {
         if rank == 0 || d + 1 == rank {
             return ops::argmax(self);
         }
-        ops::argmax(&ops::transpose(self, d, rank - 1)?.contiguous()?)?.pipe_unmove(d, rank)
+        // `dim` moved last, the others in order: the result's dimensions are then in place.
+        let order: Vec<usize> = (0..rank).filter(|&i| i != d).chain([d]).collect();
+        ops::argmax(&ops::permute(self, &order)?.contiguous()?)
     }
     fn reduce_dims(&self, op: &str, dims: impl Dims) -> Result<Vec<usize>> {
         let rank = self.shape().len();
         let d = wrap_dims(op, dims, rank)?;
         Ok(if d.is_empty() { (0..rank).collect() } else { d })
-    }
-    /// argmax over a moved dimension: the result's last dimension was `d`'s place.
-    fn pipe_unmove(self, d: usize, rank: usize) -> Result<Tensor> {
-        // The argmax removed the last dimension (which was `d`); the one at `d` came from the
-        // old last position: move it back.
-        if rank < 2 || d + 2 > rank {
-            return Ok(self);
-        }
-        let mut perm: Vec<usize> = (0..rank - 1).collect();
-        let last = perm.remove(rank - 2);
-        perm.insert(d, last);
-        ops::permute(&self, &perm)?.contiguous()
     }
 
     /// `x.view(shape)` / `x.reshape(shape)` with one `-1` inferred: a view when the layout

@@ -76,21 +76,29 @@ pub(crate) enum Storage {
 }
 
 /// `a + b` of two tensors of one shape, dtype and device, recorded under no gradient: the
-/// library's first fusion (the roofline issue's engine generalises it). A layer norm whose
-/// input is one reads `a + b` inside its own kernel ([`crate::ops::add_layer_norm`], the same
-/// bits); anything else computes the sum first.
+/// library's first fusion (the roofline issue's engine generalises it). A layer norm or a ReLU
+/// whose input is one reads `a + b` inside its own kernel ([`crate::ops::add_layer_norm`],
+/// [`crate::ops::add_relu`], the same bits); anything else computes the sum first, and the
+/// operands are let go then, so a sum kept alive does not keep them alive too.
 pub(crate) struct Deferred {
-    pub(crate) a: Tensor,
-    pub(crate) b: Tensor,
+    device: Device,
+    operands: std::sync::Mutex<Option<(Tensor, Tensor)>>,
     done: std::sync::OnceLock<std::result::Result<Storage, Error>>,
 }
 
 impl Deferred {
+    fn operands(&self) -> std::sync::MutexGuard<'_, Option<(Tensor, Tensor)>> {
+        self.operands.lock().unwrap_or_else(|e| e.into_inner())
+    }
     /// The sum's storage, computed on first use.
     fn resolve(&self) -> std::result::Result<&Storage, &Error> {
         self.done
             .get_or_init(|| {
-                let sum = crate::autograd::no_grad(|| crate::ops::broadcast_add(&self.a, &self.b))?;
+                let (a, b) = self
+                    .operands()
+                    .take()
+                    .ok_or_else(|| Error::internal("a deferred sum lost its operands"))?;
+                let sum = crate::autograd::no_grad(|| crate::ops::broadcast_add(&a, &b))?;
                 Ok(sum.storage.clone())
             })
             .as_ref()
@@ -345,7 +353,7 @@ impl Tensor {
         match &self.storage {
             Storage::Host(_) => Device::Cpu,
             Storage::Gpu { device, .. } => Device::Gpu(device.clone()),
-            Storage::Deferred(d) => d.a.device(),
+            Storage::Deferred(d) => d.device.clone(),
         }
     }
     /// True when on `device`.
@@ -353,7 +361,7 @@ impl Tensor {
         match (&self.storage, device) {
             (Storage::Host(_), Device::Cpu) => true,
             (Storage::Gpu { device: a, .. }, Device::Gpu(b)) => a == b,
-            (Storage::Deferred(d), _) => d.a.is_on(device),
+            (Storage::Deferred(d), _) => d.device == *device,
             _ => false,
         }
     }
@@ -379,8 +387,8 @@ impl Tensor {
             storage_numel: n,
             dtype: a.dtype,
             storage: Storage::Deferred(Arc::new(Deferred {
-                a: a.clone(),
-                b: b.clone(),
+                device: a.device(),
+                operands: std::sync::Mutex::new(Some((a.clone(), b.clone()))),
                 done: std::sync::OnceLock::new(),
             })),
             origin: None,
@@ -388,9 +396,9 @@ impl Tensor {
     }
 
     /// The operands of a deferred sum not computed yet, when this tensor is that whole sum.
-    pub(crate) fn pending_add(&self) -> Option<(&Tensor, &Tensor)> {
+    pub(crate) fn pending_add(&self) -> Option<(Tensor, Tensor)> {
         match &self.storage {
-            Storage::Deferred(d) if d.done.get().is_none() && self.is_dense() => Some((&d.a, &d.b)),
+            Storage::Deferred(d) if self.is_dense() => d.operands().clone(),
             _ => None,
         }
     }

@@ -278,6 +278,22 @@ fn negative_dimensions_count_from_the_end() {
     assert_eq!(vals.shape(), [2, 3]);
     assert_eq!(idx.dtype(), DType::I64);
     assert_eq!(x.argmax(1).unwrap().shape(), [2, 4]);
+    // argmax over a middle dimension of a 4-D tensor: the values, against a loop.
+    let v = ramp(2 * 3 * 4 * 5);
+    let y = t(&v, &[2, 3, 4, 5]);
+    let got = y.argmax(-3).unwrap();
+    assert_eq!(got.shape(), [2, 4, 5]);
+    let mut want = Vec::new();
+    for a in 0..2 {
+        for c in 0..4 {
+            for d in 0..5 {
+                let at = |b: usize| v[((a * 3 + b) * 4 + c) * 5 + d];
+                let best = (0..3).fold(0, |m, b| if at(b) > at(m) { b } else { m });
+                want.push(best as i64);
+            }
+        }
+    }
+    assert_eq!(got.to_vec::<i64>().unwrap(), want);
     // Out of range: PyTorch's message.
     let e = x.sum([3], false).unwrap_err().to_string();
     assert!(

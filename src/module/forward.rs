@@ -20,8 +20,7 @@ pub trait Forward {
         None
     }
     /// Whether the forward is the identity in the current mode and has no effect (an eval-mode
-    /// `Dropout`, `Identity`): [`Sequential`](crate::Sequential) looks past such layers for a
-    /// fused pair.
+    /// `Dropout`): [`Sequential`](crate::Sequential) looks past such layers for a fused pair.
     fn is_identity(&self) -> bool {
         false
     }

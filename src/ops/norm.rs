@@ -107,7 +107,7 @@ pub fn layer_norm(
 ) -> Result<Tensor> {
     // A sum not computed yet (`&x + &residual` under no gradient): added inside the norm.
     if let Some((a, b)) = x.pending_add() {
-        return add_layer_norm(a, b, normalized_shape, weight, bias, eps);
+        return add_layer_norm(&a, &b, normalized_shape, weight, bias, eps);
     }
     layer_norm_of("layer_norm", x, None, normalized_shape, weight, bias, eps)
 }

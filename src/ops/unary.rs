@@ -185,7 +185,7 @@ fn unary(name: &'static str, x: &Tensor, kind: Kind) -> Result<Tensor> {
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     // A sum not computed yet (`&z + &x` under no gradient): added inside the ReLU's pass.
     if let Some((a, b)) = x.pending_add() {
-        return crate::ops::add_relu(a, b);
+        return crate::ops::add_relu(&a, &b);
     }
     let y = unary("relu", x, Kind::Relu)?;
     Ok(record("relu", y, &[x], || {
